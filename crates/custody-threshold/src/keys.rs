@@ -1,0 +1,428 @@
+//! Group keys (public) and key shares (secret), with BIP32 derivation on both sides.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bitcoin::bip32::{ChainCode, ChildNumber, ChildNumber as Cn, Fingerprint, Xpub};
+use bitcoin::{Network, NetworkKind};
+use frost_secp256k1_tr as frost;
+use frost::keys::{KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
+use frost::{Identifier, VerifyingKey};
+use k256::elliptic_curve::PrimeField;
+use k256::{ProjectivePoint, Scalar};
+use zeroize::Zeroizing;
+
+use crate::bip32::{derive_public, taproot_output_key, DeriveError};
+use crate::codec::{DecodeError, Reader, TypeTag, Writer};
+use crate::plan::{network_from_byte, write_network, ParticipantIndex, MAX_PARTICIPANTS};
+
+/// How the key that signs is tweaked from the (derived) group key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TweakMode {
+    /// No Taproot tweak: a plain BIP340 signature under the derived key.
+    Untweaked,
+    /// BIP341 key path with no script tree (BIP86): `Q = P + H_TapTweak(P)·G`.
+    KeyPath,
+    /// BIP341 key path of an output that also has a script tree with this Merkle root.
+    ScriptRoot([u8; 32]),
+}
+
+impl TweakMode {
+    pub(crate) fn merkle_root(&self) -> Option<&[u8]> {
+        match self {
+            TweakMode::ScriptRoot(root) => Some(&root[..]),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn identifier(index: ParticipantIndex) -> Identifier {
+    Identifier::try_from(index).expect("participant indexes start at 1")
+}
+
+/// Maps a FROST identifier made from a `u16` back to that `u16`.
+pub(crate) fn index_of(id: &Identifier) -> Option<ParticipantIndex> {
+    let bytes = id.serialize();
+    let (high, low) = bytes.split_at(bytes.len() - 2);
+    if high.iter().any(|b| *b != 0) {
+        return None;
+    }
+    Some(u16::from_be_bytes([low[0], low[1]]))
+}
+
+fn scalar_from_bytes(bytes: [u8; 32]) -> Option<Scalar> {
+    Option::from(Scalar::from_repr(bytes.into()))
+}
+
+fn point_bytes(p: &ProjectivePoint) -> [u8; 33] {
+    use k256::elliptic_curve::sec1::ToEncodedPoint;
+    let enc = p.to_affine().to_encoded_point(true);
+    let mut out = [0u8; 33];
+    out.copy_from_slice(enc.as_bytes());
+    out
+}
+
+/// The public side of a threshold key: FROST public key package plus a BIP32 chain code.
+///
+/// Everything here is public and may be shown, exported and stored freely.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GroupKey {
+    network: Network,
+    chain_code: [u8; 32],
+    package: PublicKeyPackage,
+}
+
+impl fmt::Debug for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupKey")
+            .field("xpub", &self.xpub().to_string())
+            .field("threshold", &self.threshold())
+            .field("participants", &self.participants())
+            .finish()
+    }
+}
+
+/// A group key derived along a BIP32 path: the tweak and the resulting key package.
+#[derive(Clone, Debug)]
+pub struct DerivedGroupKey {
+    pub(crate) tweak: Scalar,
+    pub(crate) package: PublicKeyPackage,
+    pub(crate) xpub: Xpub,
+}
+
+impl DerivedGroupKey {
+    /// The derived extended public key.
+    pub fn xpub(&self) -> &Xpub {
+        &self.xpub
+    }
+
+    /// The FROST public key package of the derived key.
+    pub fn public_key_package(&self) -> &PublicKeyPackage {
+        &self.package
+    }
+
+    /// The x-only key that verifies signatures made with `tweak`.
+    ///
+    /// # Errors
+    /// Only in the negligible case of an invalid tweaked point.
+    pub fn output_key(&self, tweak: &TweakMode) -> Result<[u8; 32], DeriveError> {
+        let xonly = self.xpub.public_key.x_only_public_key().0.serialize();
+        match tweak {
+            TweakMode::Untweaked => Ok(xonly),
+            TweakMode::KeyPath => taproot_output_key(&xonly, None),
+            TweakMode::ScriptRoot(root) => taproot_output_key(&xonly, Some(root)),
+        }
+    }
+}
+
+impl GroupKey {
+    pub(crate) fn new(network: Network, chain_code: [u8; 32], package: PublicKeyPackage) -> Self {
+        GroupKey {
+            network,
+            chain_code,
+            package,
+        }
+    }
+
+    /// The compressed SEC1 encoding of the group (root) public key.
+    pub fn public_key(&self) -> [u8; 33] {
+        let bytes = self
+            .package
+            .verifying_key()
+            .serialize()
+            .expect("a group key is never the identity");
+        bytes
+            .try_into()
+            .expect("secp256k1 verifying keys serialize to 33 bytes")
+    }
+
+    /// Signatures needed.
+    pub fn threshold(&self) -> u16 {
+        *self
+            .package
+            .min_signers()
+            .as_ref()
+            .expect("group keys are always built with a threshold")
+    }
+
+    /// Number of shares.
+    pub fn participants(&self) -> u16 {
+        self.package.verifying_shares().len() as u16
+    }
+
+    /// The network the key is for.
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
+    /// The BIP32 chain code, fixed by the certified DKG transcript.
+    pub fn chain_code(&self) -> &[u8; 32] {
+        &self.chain_code
+    }
+
+    /// The FROST public key package.
+    pub fn public_key_package(&self) -> &PublicKeyPackage {
+        &self.package
+    }
+
+    /// The group key as a BIP32 extended public key (depth 0), for `tr(xpub/<0;1>/*)`.
+    pub fn xpub(&self) -> Xpub {
+        Xpub {
+            network: NetworkKind::from(self.network),
+            depth: 0,
+            parent_fingerprint: Fingerprint::default(),
+            child_number: Cn::Normal { index: 0 },
+            public_key: bitcoin::secp256k1::PublicKey::from_slice(&self.public_key())
+                .expect("a FROST verifying key is a valid secp256k1 point"),
+            chain_code: ChainCode::from(self.chain_code),
+        }
+    }
+
+    /// The BIP32 fingerprint of the group key, used as key origin in descriptors.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.xpub().fingerprint()
+    }
+
+    /// Derives the child key at `path` (non-hardened indexes).
+    ///
+    /// # Errors
+    /// [`DeriveError::Hardened`] for a hardened index.
+    pub fn derive(&self, path: &[u32]) -> Result<DerivedGroupKey, DeriveError> {
+        let steps = to_child_numbers(path)?;
+        let (xpub, tweak_bytes) = derive_public(&self.xpub(), &steps)?;
+        let tweak = scalar_from_bytes(tweak_bytes).ok_or(DeriveError::InvalidKey)?;
+        let t = ProjectivePoint::GENERATOR * tweak;
+        let shares: BTreeMap<_, _> = self
+            .package
+            .verifying_shares()
+            .iter()
+            .map(|(id, vs)| (*id, VerifyingShare::new(vs.to_element() + t)))
+            .collect();
+        let key = VerifyingKey::new(self.package.verifying_key().to_element() + t);
+        if point_bytes(&key.to_element())[..] != xpub.public_key.serialize()[..] {
+            // Two independent computations of the child key must agree.
+            return Err(DeriveError::InvalidKey);
+        }
+        Ok(DerivedGroupKey {
+            tweak,
+            package: PublicKeyPackage::new(shares, key, self.package.min_signers()),
+            xpub,
+        })
+    }
+
+    /// The x-only key that verifies signatures for `path` and `tweak`.
+    ///
+    /// # Errors
+    /// [`DeriveError::Hardened`] for a hardened index.
+    pub fn output_key(&self, path: &[u32], tweak: &TweakMode) -> Result<[u8; 32], DeriveError> {
+        self.derive(path)?.output_key(tweak)
+    }
+
+    /// Encodes the group key (see `docs/formats/threshold.md`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(TypeTag::GroupKey);
+        self.write(&mut w);
+        w.finish()
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer) {
+        write_network(w, self.network);
+        w.fixed(&self.chain_code);
+        w.u16(self.threshold());
+        w.fixed(&self.public_key());
+        w.u16(self.participants());
+        for (id, share) in self.package.verifying_shares() {
+            let index = index_of(id).expect("group keys only hold u16 identifiers");
+            let bytes = share.serialize().expect("verifying shares are never the identity");
+            w.u16(index).fixed(&bytes);
+        }
+    }
+
+    /// Decodes a group key and checks that its points are valid.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the malformed field.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, TypeTag::GroupKey)?;
+        let key = Self::read(&mut r)?;
+        r.finish()?;
+        Ok(key)
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let network = network_from_byte(r.u8("network")?)?;
+        let chain_code = r.array::<32>("chain code")?;
+        let threshold = r.u16("threshold")?;
+        let key_bytes = r.array::<33>("group public key")?;
+        let key = VerifyingKey::deserialize(&key_bytes)
+            .map_err(|_| DecodeError::invalid("group public key", "not a valid curve point"))?;
+        let n = r.count("participant count", MAX_PARTICIPANTS)?;
+        if threshold < 2 || usize::from(threshold) > n {
+            return Err(DecodeError::invalid(
+                "threshold",
+                format!("{threshold} of {n} is not allowed"),
+            ));
+        }
+        let mut shares = BTreeMap::new();
+        for _ in 0..n {
+            let index = r.u16("participant index")?;
+            let bytes = r.array::<33>("verifying share")?;
+            if index == 0 {
+                return Err(DecodeError::invalid("participant index", "index 0"));
+            }
+            let share = VerifyingShare::deserialize(&bytes)
+                .map_err(|_| DecodeError::invalid("verifying share", "not a valid curve point"))?;
+            if shares.insert(identifier(index), share).is_some() {
+                return Err(DecodeError::invalid(
+                    "participant index",
+                    format!("#{index} appears twice"),
+                ));
+            }
+        }
+        Ok(GroupKey::new(
+            network,
+            chain_code,
+            PublicKeyPackage::new(shares, key, Some(threshold)),
+        ))
+    }
+}
+
+fn to_child_numbers(path: &[u32]) -> Result<Vec<ChildNumber>, DeriveError> {
+    path.iter()
+        .map(|&i| {
+            ChildNumber::from_normal_idx(i).map_err(|_| DeriveError::Hardened {
+                index: i & 0x7fff_ffff,
+            })
+        })
+        .collect()
+}
+
+/// One participant's secret share of a group key, with the public group key.
+///
+/// Zeroized on drop (the FROST key package zeroizes itself); `Debug` prints
+/// `<redacted>`; no `Clone`, no `Serialize`. Exported only through
+/// [`KeyShare::to_secret_bytes`] for the encrypted keystore and backups.
+pub struct KeyShare {
+    index: ParticipantIndex,
+    key_package: KeyPackage,
+    group: GroupKey,
+}
+
+impl fmt::Debug for KeyShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyShare")
+            .field("index", &self.index)
+            .field("group", &self.group)
+            .field("share", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Why a key share could not be built.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyShareError {
+    /// The share's public point is not the one the group key lists for this participant.
+    #[error("the share of participant #{index} does not match the group's verifying share")]
+    Inconsistent {
+        /// The participant.
+        index: ParticipantIndex,
+    },
+}
+
+impl KeyShare {
+    pub(crate) fn new(
+        index: ParticipantIndex,
+        key_package: KeyPackage,
+        group: GroupKey,
+    ) -> Result<Self, KeyShareError> {
+        let expected = group
+            .package
+            .verifying_shares()
+            .get(&identifier(index))
+            .ok_or(KeyShareError::Inconsistent { index })?;
+        let actual: VerifyingShare = (*key_package.signing_share()).into();
+        if &actual != expected
+            || key_package.verifying_share() != expected
+            || key_package.verifying_key() != group.package.verifying_key()
+            || *key_package.identifier() != identifier(index)
+        {
+            return Err(KeyShareError::Inconsistent { index });
+        }
+        Ok(KeyShare {
+            index,
+            key_package,
+            group,
+        })
+    }
+
+    /// This participant's position (and FROST identifier).
+    pub fn index(&self) -> ParticipantIndex {
+        self.index
+    }
+
+    /// The public group key.
+    pub fn group(&self) -> &GroupKey {
+        &self.group
+    }
+
+    pub(crate) fn key_package(&self) -> &KeyPackage {
+        &self.key_package
+    }
+
+    /// The key package for the child at `derived`: the same tweak added to the share.
+    pub(crate) fn derive(&self, derived: &DerivedGroupKey) -> KeyPackage {
+        let t = derived.tweak;
+        let tp = ProjectivePoint::GENERATOR * t;
+        KeyPackage::new(
+            *self.key_package.identifier(),
+            SigningShare::new(self.key_package.signing_share().to_scalar() + t),
+            VerifyingShare::new(self.key_package.verifying_share().to_element() + tp),
+            *derived.package.verifying_key(),
+            *self.key_package.min_signers(),
+        )
+    }
+
+    /// Exports the share for the encrypted keystore or an encrypted backup.
+    ///
+    /// # Security
+    /// The result holds the secret share in the clear. Encrypt it before it leaves memory.
+    pub fn to_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::new(TypeTag::KeyShare);
+        self.group.write(&mut w);
+        w.u16(self.index);
+        w.fixed(&self.key_package.signing_share().serialize());
+        Zeroizing::new(w.finish())
+    }
+
+    /// Restores a share from [`KeyShare::to_secret_bytes`] output, checking that it matches
+    /// the group key it carries.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the malformed or inconsistent field.
+    pub fn from_secret_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, TypeTag::KeyShare)?;
+        let group = GroupKey::read(&mut r)?;
+        let index = r.u16("participant index")?;
+        let secret = Zeroizing::new(r.array::<32>("signing share")?);
+        r.finish()?;
+        let share = SigningShare::deserialize(secret.as_slice())
+            .map_err(|_| DecodeError::invalid("signing share", "not a valid scalar"))?;
+        let id = identifier(index);
+        let verifying = group
+            .package
+            .verifying_shares()
+            .get(&id)
+            .copied()
+            .ok_or_else(|| DecodeError::invalid("participant index", "not in the group"))?;
+        let kp = KeyPackage::new(
+            id,
+            share,
+            verifying,
+            *group.package.verifying_key(),
+            group.threshold(),
+        );
+        KeyShare::new(index, kp, group).map_err(|e| DecodeError::invalid("key share", e))
+    }
+}

@@ -1,0 +1,303 @@
+//! Nonce commitments issued ahead of time, and the store that guarantees each nonce is
+//! used at most once.
+//!
+//! A signer issues batches of commitments in advance, so a signing request costs one trip
+//! across the air gap. Nothing secret is stored per nonce: nonce `k` is derived from a
+//! 32-byte [`NonceSeed`] and its counter, and a [`NonceStore`] records which counters were
+//! issued and which consumed. A counter is durably marked consumed *before* a signature
+//! share computed with it is released.
+//!
+//! # Security
+//! Reusing a nonce with two different messages reveals the key share. Never restore nonce
+//! state from a backup or a VM snapshot: a restored device must draw a new [`NonceSeed`],
+//! which invalidates every commitment issued before (their [`CommitmentId::seed_id`] no
+//! longer matches).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use frost_core::Ciphersuite;
+use frost_secp256k1_tr as frost;
+use frost::round1::{NonceCommitment, SigningCommitments, SigningNonces};
+use rand_core::{CryptoRng, RngCore};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::codec::{tagged_hash, DecodeError, Reader, TypeTag, Writer};
+use crate::keys::KeyShare;
+use crate::plan::ParticipantIndex;
+
+/// Most commitments in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// The secret from which a signer's nonces are derived.
+///
+/// Zeroized on drop; `Debug` prints `<redacted>`; no `Clone`.
+pub struct NonceSeed(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for NonceSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NonceSeed(id={}, <redacted>)", hex::encode(self.id()))
+    }
+}
+
+impl NonceSeed {
+    /// Draws a fresh seed.
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        NonceSeed(seed)
+    }
+
+    /// Restores a seed from the device keystore.
+    ///
+    /// # Security
+    /// Only the device's own keystore may hold a seed; backups must never carry one.
+    pub fn from_secret_bytes(bytes: [u8; 32]) -> Self {
+        NonceSeed(Zeroizing::new(bytes))
+    }
+
+    /// The seed bytes, for the device keystore only.
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A public 8-byte id of this seed, carried in every commitment id.
+    pub fn id(&self) -> [u8; 8] {
+        let h = tagged_hash("CoinPort/nonce-seed-id", &[self.0.as_slice()]);
+        h[..8].try_into().expect("8 of 32 bytes")
+    }
+
+    /// Derives the nonce pair for `counter` of `share`'s key.
+    pub(crate) fn nonces(&self, share: &KeyShare, counter: u64) -> SigningNonces {
+        let group_key = share.group().public_key();
+        let index = share.index().to_be_bytes();
+        let ctr = counter.to_be_bytes();
+        let derive = |which: u8| {
+            // H3 is the ciphersuite's nonce hash (RFC 9591 nonce_generate), used here as a PRF
+            // keyed by the secret seed.
+            let input = Zeroizing::new(
+                [
+                    self.0.as_slice(),
+                    &group_key[..],
+                    &index[..],
+                    &ctr[..],
+                    &[which][..],
+                ]
+                .concat(),
+            );
+            frost_core::round1::Nonce::<frost::Secp256K1Sha256TR>::from_scalar(
+                frost::Secp256K1Sha256TR::H3(&input),
+            )
+        };
+        SigningNonces::from_nonces(derive(0), derive(1))
+    }
+}
+
+/// Names one issued commitment: the seed it came from and its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommitmentId {
+    /// [`NonceSeed::id`] of the seed that issued it.
+    pub seed_id: [u8; 8],
+    /// The counter.
+    pub counter: u64,
+}
+
+impl fmt::Display for CommitmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", hex::encode(self.seed_id), self.counter)
+    }
+}
+
+/// Why a counter could not be consumed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConsumeError<E: std::error::Error + 'static> {
+    /// The counter was used before. Signing again would reuse a nonce.
+    #[error("commitment counter {counter} was already used; refusing to sign with it again")]
+    AlreadyConsumed {
+        /// The counter.
+        counter: u64,
+    },
+    /// The counter was never issued by this store.
+    #[error("commitment counter {counter} was never issued by this device")]
+    NeverIssued {
+        /// The counter.
+        counter: u64,
+    },
+    /// The store could not persist the change.
+    #[error("nonce store failed")]
+    Store(#[source] E),
+}
+
+/// Durable record of issued and consumed nonce counters.
+///
+/// # Contract
+/// - [`NonceStore::issue`] never returns a counter it returned before, even after a crash.
+/// - [`NonceStore::consume`] returns `Ok` only after every listed counter is recorded as
+///   consumed on stable storage; it refuses a counter that was consumed before or never
+///   issued. Marking some counters and then failing is acceptable (it only loses them);
+///   reporting success without a durable record is not.
+pub trait NonceStore {
+    /// The store's I/O error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Reserves `count` fresh counters and returns the first; they are
+    /// `first..first + count`.
+    ///
+    /// # Errors
+    /// The store's error if it cannot persist the reservation.
+    fn issue(&mut self, count: u32) -> Result<u64, Self::Error>;
+
+    /// Durably marks `counters` consumed.
+    ///
+    /// # Errors
+    /// See the trait contract.
+    fn consume(&mut self, counters: &[u64]) -> Result<(), ConsumeError<Self::Error>>;
+}
+
+/// A [`NonceStore`] in memory, for tests and simulations. Not durable.
+#[derive(Debug, Default)]
+pub struct MemoryNonceStore {
+    next: u64,
+    consumed: BTreeSet<u64>,
+}
+
+impl MemoryNonceStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl NonceStore for MemoryNonceStore {
+    type Error = std::convert::Infallible;
+
+    fn issue(&mut self, count: u32) -> Result<u64, Self::Error> {
+        let first = self.next;
+        self.next += u64::from(count);
+        Ok(first)
+    }
+
+    fn consume(&mut self, counters: &[u64]) -> Result<(), ConsumeError<Self::Error>> {
+        for &counter in counters {
+            if counter >= self.next {
+                return Err(ConsumeError::NeverIssued { counter });
+            }
+            if self.consumed.contains(&counter) {
+                return Err(ConsumeError::AlreadyConsumed { counter });
+            }
+        }
+        self.consumed.extend(counters.iter().copied());
+        Ok(())
+    }
+}
+
+/// Why commitments could not be issued.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum IssueError<E: std::error::Error + 'static> {
+    /// The requested batch size is 0 or above [`MAX_BATCH`].
+    #[error("batch size must be 1 to {MAX_BATCH}, got {0}")]
+    BadCount(usize),
+    /// The store failed.
+    #[error("nonce store failed")]
+    Store(#[source] E),
+}
+
+/// A batch of public nonce commitments from one signer, for the coordinator's pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitmentBatch {
+    /// The group key the commitments are for.
+    pub group_key: [u8; 33],
+    /// The issuing signer.
+    pub signer: ParticipantIndex,
+    /// The commitments.
+    pub commitments: Vec<(CommitmentId, SigningCommitments)>,
+}
+
+/// Issues `count` fresh commitments for `share`.
+///
+/// The store records the counters as issued before the commitments are returned.
+///
+/// # Errors
+/// [`IssueError::BadCount`] or the store's error.
+pub fn issue_commitments<S: NonceStore>(
+    share: &KeyShare,
+    seed: &NonceSeed,
+    store: &mut S,
+    count: usize,
+) -> Result<CommitmentBatch, IssueError<S::Error>> {
+    if count == 0 || count > MAX_BATCH {
+        return Err(IssueError::BadCount(count));
+    }
+    let first = store.issue(count as u32).map_err(IssueError::Store)?;
+    let seed_id = seed.id();
+    let commitments = (first..first + count as u64)
+        .map(|counter| {
+            let nonces = seed.nonces(share, counter);
+            (CommitmentId { seed_id, counter }, *nonces.commitments())
+        })
+        .collect();
+    Ok(CommitmentBatch {
+        group_key: share.group().public_key(),
+        signer: share.index(),
+        commitments,
+    })
+}
+
+pub(crate) fn write_commitments(w: &mut Writer, c: &SigningCommitments) {
+    let hiding = c.hiding().serialize().expect("commitments are never the identity");
+    let binding = c.binding().serialize().expect("commitments are never the identity");
+    w.fixed(&hiding).fixed(&binding);
+}
+
+pub(crate) fn read_commitments(r: &mut Reader<'_>) -> Result<SigningCommitments, DecodeError> {
+    let hiding = r.array::<33>("hiding commitment")?;
+    let binding = r.array::<33>("binding commitment")?;
+    let hiding = NonceCommitment::deserialize(&hiding)
+        .map_err(|_| DecodeError::invalid("hiding commitment", "not a valid curve point"))?;
+    let binding = NonceCommitment::deserialize(&binding)
+        .map_err(|_| DecodeError::invalid("binding commitment", "not a valid curve point"))?;
+    Ok(SigningCommitments::new(hiding, binding))
+}
+
+impl CommitmentBatch {
+    /// Encodes the batch (see `docs/formats/threshold.md`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(TypeTag::CommitmentBatch);
+        w.fixed(&self.group_key).u16(self.signer);
+        w.u16(self.commitments.len() as u16);
+        for (id, c) in &self.commitments {
+            w.fixed(&id.seed_id).u64(id.counter);
+            write_commitments(&mut w, c);
+        }
+        w.finish()
+    }
+
+    /// Decodes a batch.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] naming the malformed field.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, TypeTag::CommitmentBatch)?;
+        let group_key = r.array("group key")?;
+        let signer = r.u16("signer")?;
+        if signer == 0 {
+            return Err(DecodeError::invalid("signer", "participant 0 does not exist"));
+        }
+        let n = r.count("commitment count", MAX_BATCH)?;
+        let mut commitments = Vec::with_capacity(n);
+        for _ in 0..n {
+            let seed_id = r.array("seed id")?;
+            let counter = r.u64("counter")?;
+            commitments.push((CommitmentId { seed_id, counter }, read_commitments(&mut r)?));
+        }
+        r.finish()?;
+        Ok(CommitmentBatch {
+            group_key,
+            signer,
+            commitments,
+        })
+    }
+}
