@@ -53,7 +53,12 @@ impl MessageKind {
             6 => Self::RefreshCertificate,
             7 => Self::RepairDelta,
             8 => Self::RepairSigma,
-            _ => return Err(DecodeError::invalid("message kind", format!("unknown kind {b}"))),
+            _ => {
+                return Err(DecodeError::invalid(
+                    "message kind",
+                    format!("unknown kind {b}"),
+                ))
+            }
         })
     }
 
@@ -186,6 +191,12 @@ impl CeremonyMessage {
         self.recipient
     }
 
+    /// The payload: the body of a broadcast message, the age ciphertext of a confidential
+    /// one.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
     /// The ceremony this message belongs to.
     pub fn ceremony_id(&self) -> &[u8; 16] {
         &self.ceremony_id
@@ -284,7 +295,10 @@ impl CeremonyMessage {
         let signature = r.array("signature")?;
         r.finish()?;
         if sender == 0 {
-            return Err(DecodeError::invalid("sender", "participant 0 does not exist"));
+            return Err(DecodeError::invalid(
+                "sender",
+                "participant 0 does not exist",
+            ));
         }
         Ok(CeremonyMessage {
             kind,
@@ -344,7 +358,9 @@ impl fmt::Display for Culprits<'_> {
 #[non_exhaustive]
 pub enum CeremonyError {
     /// This identity's card is not in the plan.
-    #[error("this identity is not a participant in the ceremony plan; check the plan you were given")]
+    #[error(
+        "this identity is not a participant in the ceremony plan; check the plan you were given"
+    )]
     NotInPlan,
     /// The plan is of a different kind than the step being run.
     #[error("the ceremony plan is not for this operation: {0}")]
@@ -454,7 +470,9 @@ pub(crate) fn collect(
     let mut out: BTreeMap<ParticipantIndex, Zeroizing<Vec<u8>>> = BTreeMap::new();
     let mut equivocators = Vec::new();
     for msg in messages {
-        if msg.sender == me {
+        // Our own messages and confidential messages for others may travel in the same
+        // batch (one USB directory); they are not for us.
+        if msg.sender == me || (expected.is_confidential() && msg.recipient != me) {
             continue;
         }
         if !senders.contains(&msg.sender) {

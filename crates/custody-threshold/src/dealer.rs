@@ -5,8 +5,8 @@
 //! drills, tests and simulations; real wallets are created with the certified DKG
 //! ([`crate::Keygen`]), where no machine ever sees the key.
 
-use frost_secp256k1_tr as frost;
 use frost::keys::{IdentifierList, KeyPackage};
+use frost_secp256k1_tr as frost;
 use rand_core::{CryptoRng, RngCore};
 use thiserror::Error;
 

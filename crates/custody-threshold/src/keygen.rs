@@ -17,13 +17,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use frost::keys::dkg::{self, round1, round2};
+use frost::keys::{refresh, PublicKeyPackage, SecretShare, VerifiableSecretSharingCommitment};
 use frost_core::keys::CoefficientCommitment;
 use frost_core::Group;
 use frost_secp256k1_tr as frost;
-use frost::keys::dkg::{self, round1, round2};
-use frost::keys::{
-    refresh, PublicKeyPackage, SecretShare, VerifiableSecretSharingCommitment,
-};
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -151,7 +149,10 @@ pub struct KeygenOutput {
     pub transcript_hash: [u8; 32],
 }
 
-fn check_identity(plan: &CeremonyPlan, identity: &Identity) -> Result<ParticipantIndex, CeremonyError> {
+fn check_identity(
+    plan: &CeremonyPlan,
+    identity: &Identity,
+) -> Result<ParticipantIndex, CeremonyError> {
     plan.position_of(&identity.card())
         .ok_or(CeremonyError::NotInPlan)
 }
@@ -269,12 +270,11 @@ impl KeygenRound1 {
         };
         let mut packages = BTreeMap::new();
         for (sender, body) in &bodies {
-            let package = round1::Package::deserialize(body).map_err(|e| {
-                CeremonyError::Malformed {
+            let package =
+                round1::Package::deserialize(body).map_err(|e| CeremonyError::Malformed {
                     culprit: c.culprit(*sender),
                     reason: format!("round-1 package does not decode: {e}"),
-                }
-            })?;
+                })?;
             let found = package.commitment().coefficients().len();
             if found != expected_coefficients {
                 return Err(CeremonyError::Malformed {

@@ -5,9 +5,9 @@ use std::fmt;
 
 use bitcoin::bip32::{ChainCode, ChildNumber, ChildNumber as Cn, Fingerprint, Xpub};
 use bitcoin::{Network, NetworkKind};
-use frost_secp256k1_tr as frost;
 use frost::keys::{KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
 use frost::{Identifier, VerifyingKey};
+use frost_secp256k1_tr as frost;
 use k256::elliptic_curve::PrimeField;
 use k256::{ProjectivePoint, Scalar};
 use zeroize::Zeroizing;
@@ -234,7 +234,9 @@ impl GroupKey {
         w.u16(self.participants());
         for (id, share) in self.package.verifying_shares() {
             let index = index_of(id).expect("group keys only hold u16 identifiers");
-            let bytes = share.serialize().expect("verifying shares are never the identity");
+            let bytes = share
+                .serialize()
+                .expect("verifying shares are never the identity");
             w.u16(index).fixed(&bytes);
         }
     }

@@ -29,6 +29,7 @@ pub mod bip340;
 mod ceremony;
 pub mod codec;
 mod dealer;
+pub mod drill;
 mod identity;
 mod keygen;
 mod keys;
@@ -44,8 +45,8 @@ pub use identity::{Identity, IdentityCard, IdentityError};
 pub use keygen::{DkgCertificate, Keygen, KeygenCertify, KeygenOutput, KeygenRound1, KeygenRound2};
 pub use keys::{DerivedGroupKey, GroupKey, KeyShare, KeyShareError, TweakMode};
 pub use nonce::{
-    issue_commitments, CommitmentBatch, CommitmentId, ConsumeError, IssueError,
-    MemoryNonceStore, NonceSeed, NonceStore,
+    issue_commitments, CommitmentBatch, CommitmentId, ConsumeError, IssueError, MemoryNonceStore,
+    NonceSeed, NonceStore,
 };
 pub use plan::{CeremonyKind, CeremonyPlan, ParticipantIndex, PlanError};
 pub use repair::{Repair, RepairHelper};

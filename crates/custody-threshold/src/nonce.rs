@@ -16,9 +16,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use frost::round1::{NonceCommitment, SigningCommitments, SigningNonces};
 use frost_core::Ciphersuite;
 use frost_secp256k1_tr as frost;
-use frost::round1::{NonceCommitment, SigningCommitments, SigningNonces};
 use rand_core::{CryptoRng, RngCore};
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -247,8 +247,14 @@ pub fn issue_commitments<S: NonceStore>(
 }
 
 pub(crate) fn write_commitments(w: &mut Writer, c: &SigningCommitments) {
-    let hiding = c.hiding().serialize().expect("commitments are never the identity");
-    let binding = c.binding().serialize().expect("commitments are never the identity");
+    let hiding = c
+        .hiding()
+        .serialize()
+        .expect("commitments are never the identity");
+    let binding = c
+        .binding()
+        .serialize()
+        .expect("commitments are never the identity");
     w.fixed(&hiding).fixed(&binding);
 }
 
@@ -284,7 +290,10 @@ impl CommitmentBatch {
         let group_key = r.array("group key")?;
         let signer = r.u16("signer")?;
         if signer == 0 {
-            return Err(DecodeError::invalid("signer", "participant 0 does not exist"));
+            return Err(DecodeError::invalid(
+                "signer",
+                "participant 0 does not exist",
+            ));
         }
         let n = r.count("commitment count", MAX_BATCH)?;
         let mut commitments = Vec::with_capacity(n);

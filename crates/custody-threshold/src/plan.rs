@@ -97,7 +97,12 @@ pub(crate) fn network_from_byte(b: u8) -> Result<Network, DecodeError> {
         2 => Network::Signet,
         3 => Network::Regtest,
         4 => Network::Testnet4,
-        _ => return Err(DecodeError::invalid("network", format!("unknown network {b}"))),
+        _ => {
+            return Err(DecodeError::invalid(
+                "network",
+                format!("unknown network {b}"),
+            ))
+        }
     })
 }
 
@@ -306,7 +311,14 @@ impl CeremonyPlan {
             .map(|_| IdentityCard::read(&mut r))
             .collect::<Result<Vec<_>, _>>()?;
         r.finish()?;
-        Self::new(ceremony_id, kind, network, &purpose, threshold, participants)
-            .map_err(|e| DecodeError::invalid("ceremony plan", e))
+        Self::new(
+            ceremony_id,
+            kind,
+            network,
+            &purpose,
+            threshold,
+            participants,
+        )
+        .map_err(|e| DecodeError::invalid("ceremony plan", e))
     }
 }

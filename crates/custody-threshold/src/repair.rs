@@ -10,13 +10,13 @@
 
 use std::fmt;
 
-use frost_secp256k1_tr as frost;
 use frost::keys::repairable::{self, Delta, Sigma};
+use frost_secp256k1_tr as frost;
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
-use crate::ceremony::{collect, CeremonyError, CeremonyMessage, Culprit};
 use crate::ceremony::MessageKind;
+use crate::ceremony::{collect, CeremonyError, CeremonyMessage, Culprit};
 use crate::identity::Identity;
 use crate::keys::{identifier, GroupKey, KeyShare};
 use crate::plan::{CeremonyKind, CeremonyPlan, ParticipantIndex};
@@ -89,14 +89,13 @@ impl Repair {
             return Err(CeremonyError::NotInPlan);
         }
         let ids: Vec<_> = helpers.iter().map(|h| identifier(*h)).collect();
-        let mut deltas =
-            repairable::repair_share_part1::<frost::Secp256K1Sha256TR, _>(
-                &ids,
-                share.key_package(),
-                rng,
-                identifier(lost),
-            )
-            .map_err(|e| CeremonyError::Protocol(e.to_string()))?;
+        let mut deltas = repairable::repair_share_part1::<frost::Secp256K1Sha256TR, _>(
+            &ids,
+            share.key_package(),
+            rng,
+            identifier(lost),
+        )
+        .map_err(|e| CeremonyError::Protocol(e.to_string()))?;
         let own_delta = deltas
             .remove(&identifier(me))
             .ok_or_else(|| CeremonyError::Protocol("no delta for ourselves".into()))?;
@@ -161,17 +160,16 @@ impl Repair {
         )?;
         let mut sigmas = Vec::with_capacity(bodies.len());
         for (sender, body) in &bodies {
-            sigmas.push(Sigma::deserialize(body).map_err(|e| CeremonyError::Malformed {
-                culprit: Culprit::new(plan, *sender),
-                reason: format!("sigma does not decode: {e}"),
-            })?);
+            sigmas.push(
+                Sigma::deserialize(body).map_err(|e| CeremonyError::Malformed {
+                    culprit: Culprit::new(plan, *sender),
+                    reason: format!("sigma does not decode: {e}"),
+                })?,
+            );
         }
-        let kp = repairable::repair_share_part3(
-            &sigmas,
-            identifier(me),
-            group.public_key_package(),
-        )
-        .map_err(|e| CeremonyError::Protocol(e.to_string()))?;
+        let kp =
+            repairable::repair_share_part3(&sigmas, identifier(me), group.public_key_package())
+                .map_err(|e| CeremonyError::Protocol(e.to_string()))?;
         KeyShare::new(me, kp, group.clone()).map_err(|_| CeremonyError::InvalidShare {
             culprits: helpers.iter().map(|h| Culprit::new(plan, *h)).collect(),
         })
@@ -202,10 +200,12 @@ impl RepairHelper {
         )?;
         let mut deltas = vec![self.own_delta.clone()];
         for (sender, body) in &bodies {
-            deltas.push(Delta::deserialize(body).map_err(|e| CeremonyError::Malformed {
-                culprit: Culprit::new(&self.plan, *sender),
-                reason: format!("delta does not decode: {e}"),
-            })?);
+            deltas.push(
+                Delta::deserialize(body).map_err(|e| CeremonyError::Malformed {
+                    culprit: Culprit::new(&self.plan, *sender),
+                    reason: format!("delta does not decode: {e}"),
+                })?,
+            );
         }
         let sigma = repairable::repair_share_part2(&deltas);
         let body = Zeroizing::new(sigma.serialize());

@@ -8,20 +8,20 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use frost_core::CheaterDetection;
-use frost_secp256k1_tr as frost;
 use frost::keys::Tweak;
 use frost::round1::SigningCommitments;
 use frost::round2::SignatureShare;
 use frost::SigningPackage;
+use frost_core::CheaterDetection;
+use frost_secp256k1_tr as frost;
 use thiserror::Error;
 
 use crate::bip32::DeriveError;
 use crate::codec::{tagged_hash, DecodeError, Reader, TypeTag, Writer};
 use crate::keys::{identifier, index_of, GroupKey, KeyShare, TweakMode};
 use crate::nonce::{
-    read_commitments, write_commitments, CommitmentBatch, CommitmentId, ConsumeError,
-    NonceSeed, NonceStore,
+    read_commitments, write_commitments, CommitmentBatch, CommitmentId, ConsumeError, NonceSeed,
+    NonceStore,
 };
 use crate::plan::{ParticipantIndex, MAX_PARTICIPANTS};
 
@@ -612,8 +612,7 @@ pub fn aggregate(
             TweakMode::Untweaked => derived.package.clone(),
             ref t => derived.package.clone().tweak(t.merkle_root()),
         };
-        match frost_core::aggregate_custom(&package, &shares, &pkp, CheaterDetection::AllCheaters)
-        {
+        match frost_core::aggregate_custom(&package, &shares, &pkp, CheaterDetection::AllCheaters) {
             Ok(sig) => {
                 let bytes: [u8; 64] = sig
                     .serialize()
@@ -632,7 +631,9 @@ pub fn aggregate(
         }
     }
     if !cheaters.is_empty() {
-        return Err(AggregateError::InvalidShares(cheaters.into_iter().collect()));
+        return Err(AggregateError::InvalidShares(
+            cheaters.into_iter().collect(),
+        ));
     }
     Ok(signatures)
 }

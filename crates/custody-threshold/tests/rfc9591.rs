@@ -147,5 +147,8 @@ fn dkg_checker_rejects_a_changed_group_key() {
         let flipped = if prefix == "02" { "03" } else { "02" };
         format!("{flipped}{x}")
     });
-    assert_rejected_by_comparison("changed DKG group key", panic_message(|| check_dkg(&vectors)));
+    assert_rejected_by_comparison(
+        "changed DKG group key",
+        panic_message(|| check_dkg(&vectors)),
+    );
 }
