@@ -198,7 +198,7 @@ impl RepairHelper {
             &self.helpers,
             messages,
         )?;
-        let mut deltas = vec![self.own_delta.clone()];
+        let mut deltas = vec![self.own_delta];
         for (sender, body) in &bodies {
             deltas.push(
                 Delta::deserialize(body).map_err(|e| CeremonyError::Malformed {

@@ -300,8 +300,9 @@ fn bip32_vector_5_invalid_keys_are_rejected() {
         }
     }
 
-    // bitcoin 0.32 alone accepts exactly these; if it starts rejecting more, fine, but it
-    // must never accept a key for a reason other than the three unchecked rules.
+    // bitcoin 0.32 alone accepts 7 of the 16 (the xprv keys below with these reasons, and the
+    // xpub keys with the two zero-depth reasons). If a later version rejects more, fine; it
+    // must never accept a key for a reason other than the three rules it does not check.
     for reason in &needed_extra_rules {
         assert!(
             [
