@@ -35,6 +35,26 @@ pub enum IdentityError {
     Encrypt,
 }
 
+/// What an identity signature is for. Each domain hashes with its own BIP340 tag, so a
+/// signature made in one domain never verifies in another (nor as a ceremony message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SigningDomain {
+    /// An air-gap envelope (`custody-airgap`).
+    AirgapEnvelope,
+    /// A policy document, decision or approval (`custody-policy`).
+    Policy,
+}
+
+impl SigningDomain {
+    fn tag(self) -> &'static str {
+        match self {
+            SigningDomain::AirgapEnvelope => "CoinPort/airgap-envelope",
+            SigningDomain::Policy => "CoinPort/policy",
+        }
+    }
+}
+
 /// A participant's secret identity: a BIP340 signing key and an age X25519 identity.
 ///
 /// Zeroized on drop; `Debug` prints `<redacted>`; no `Clone`, no `Serialize`. The only
@@ -113,8 +133,23 @@ impl Identity {
             .expect("a valid key signs with probability 1 - 2^-256")
     }
 
+    /// Signs `message` in `domain`: a BIP340 signature over the domain's tagged hash of
+    /// `message`.
+    pub fn sign_in_domain<R: RngCore + CryptoRng>(
+        &self,
+        domain: SigningDomain,
+        message: &[u8],
+        rng: &mut R,
+    ) -> [u8; 64] {
+        self.sign(&tagged_hash(domain.tag(), &[message]), rng)
+    }
+
     /// Decrypts an age ciphertext addressed to this identity.
-    pub(crate) fn decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
+    ///
+    /// # Errors
+    /// [`IdentityError::Decrypt`] when the ciphertext is not for this identity or was
+    /// altered.
+    pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
         age::decrypt(&self.age, ciphertext)
             .map(Zeroizing::new)
             .map_err(|_| IdentityError::Decrypt)
@@ -188,6 +223,16 @@ impl IdentityCard {
     /// Verifies a BIP340 signature by this card's signing key.
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
         crate::bip340::verify(&self.signing_key, message, signature).is_ok()
+    }
+
+    /// Verifies a signature made with [`Identity::sign_in_domain`].
+    pub fn verify_in_domain(
+        &self,
+        domain: SigningDomain,
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> bool {
+        self.verify(&tagged_hash(domain.tag(), &[message]), signature)
     }
 
     /// Encrypts `plaintext` to this card's age recipient.

@@ -41,7 +41,7 @@ mod sign;
 pub use ceremony::{CeremonyError, CeremonyMessage, Culprit, MessageKind, BROADCAST};
 pub use codec::DecodeError;
 pub use dealer::{generate_with_dealer, DealerError};
-pub use identity::{Identity, IdentityCard, IdentityError};
+pub use identity::{Identity, IdentityCard, IdentityError, SigningDomain};
 pub use keygen::{DkgCertificate, Keygen, KeygenCertify, KeygenOutput, KeygenRound1, KeygenRound2};
 pub use keys::{DerivedGroupKey, GroupKey, KeyShare, KeyShareError, TweakMode};
 pub use nonce::{
