@@ -88,7 +88,7 @@ pub enum DecodeError {
         supported: u8,
     },
     /// The type byte names a different type than the one asked for.
-    #[error("wrong type: expected a {expected}, found type byte 0x{found:02x}")]
+    #[error("wrong type: expected {expected}, found type byte 0x{found:02x}")]
     WrongType {
         /// The type the caller asked for.
         expected: &'static str,
@@ -102,6 +102,16 @@ pub enum DecodeError {
         what: &'static str,
         /// The declared length.
         len: usize,
+        /// The maximum allowed.
+        max: usize,
+    },
+    /// A count exceeds the field's maximum.
+    #[error("{what} is {count}, more than the maximum of {max}")]
+    TooMany {
+        /// The counted field.
+        what: &'static str,
+        /// The declared count.
+        count: usize,
         /// The maximum allowed.
         max: usize,
     },
@@ -282,7 +292,11 @@ impl<'a> Reader<'a> {
     pub(crate) fn count(&mut self, what: &'static str, max: usize) -> Result<usize, DecodeError> {
         let n = self.u16(what)? as usize;
         if n > max {
-            return Err(DecodeError::TooLong { what, len: n, max });
+            return Err(DecodeError::TooMany {
+                what,
+                count: n,
+                max,
+            });
         }
         Ok(n)
     }
@@ -297,6 +311,23 @@ impl<'a> Reader<'a> {
             });
         }
         Ok(())
+    }
+}
+
+/// Checks that a decoded curve point re-encodes to exactly the bytes it came from, so every
+/// point has one encoding (the underlying decoder also accepts the SEC1 "compact" prefix
+/// `05`).
+pub(crate) fn canonical_point(
+    what: &'static str,
+    bytes: &[u8],
+    reencoded: Option<Vec<u8>>,
+) -> Result<(), DecodeError> {
+    match reencoded {
+        Some(r) if r == bytes => Ok(()),
+        _ => Err(DecodeError::invalid(
+            what,
+            "not a compressed point (prefix must be 02 or 03)",
+        )),
     }
 }
 

@@ -274,8 +274,16 @@ impl IdentityCard {
             DecodeError::invalid("identity signing key", "not an x-only secp256k1 point")
         })?;
         let age_recipient = r.string("age recipient", 128)?;
-        age::x25519::Recipient::from_str(&age_recipient)
+        let parsed = age::x25519::Recipient::from_str(&age_recipient)
             .map_err(|_| DecodeError::invalid("age recipient", "not an age X25519 recipient"))?;
+        if parsed.to_string() != age_recipient {
+            // One key, one encoding: otherwise the same key could carry two fingerprints
+            // and slip past the plan's duplicate check.
+            return Err(DecodeError::invalid(
+                "age recipient",
+                "not in canonical lower-case form",
+            ));
+        }
         Ok(IdentityCard {
             name,
             signing_key,

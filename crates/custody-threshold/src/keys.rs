@@ -13,7 +13,7 @@ use k256::{ProjectivePoint, Scalar};
 use zeroize::Zeroizing;
 
 use crate::bip32::{derive_public, taproot_output_key, DeriveError};
-use crate::codec::{DecodeError, Reader, TypeTag, Writer};
+use crate::codec::{canonical_point, DecodeError, Reader, TypeTag, Writer};
 use crate::plan::{network_from_byte, write_network, ParticipantIndex, MAX_PARTICIPANTS};
 
 /// How the key that signs is tweaked from the (derived) group key.
@@ -259,6 +259,7 @@ impl GroupKey {
         let key_bytes = r.array::<33>("group public key")?;
         let key = VerifyingKey::deserialize(&key_bytes)
             .map_err(|_| DecodeError::invalid("group public key", "not a valid curve point"))?;
+        canonical_point("group public key", &key_bytes, key.serialize().ok())?;
         let n = r.count("participant count", MAX_PARTICIPANTS)?;
         if threshold < 2 || usize::from(threshold) > n {
             return Err(DecodeError::invalid(
@@ -275,6 +276,7 @@ impl GroupKey {
             }
             let share = VerifyingShare::deserialize(&bytes)
                 .map_err(|_| DecodeError::invalid("verifying share", "not a valid curve point"))?;
+            canonical_point("verifying share", &bytes, share.serialize().ok())?;
             if shares.insert(identifier(index), share).is_some() {
                 return Err(DecodeError::invalid(
                     "participant index",
@@ -409,6 +411,12 @@ impl KeyShare {
         let index = r.u16("participant index")?;
         let secret = Zeroizing::new(r.array::<32>("signing share")?);
         r.finish()?;
+        if index == 0 {
+            return Err(DecodeError::invalid(
+                "participant index",
+                "participant 0 does not exist",
+            ));
+        }
         let share = SigningShare::deserialize(secret.as_slice())
             .map_err(|_| DecodeError::invalid("signing share", "not a valid scalar"))?;
         let id = identifier(index);

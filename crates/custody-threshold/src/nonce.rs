@@ -23,7 +23,7 @@ use rand_core::{CryptoRng, RngCore};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::codec::{tagged_hash, DecodeError, Reader, TypeTag, Writer};
+use crate::codec::{canonical_point, tagged_hash, DecodeError, Reader, TypeTag, Writer};
 use crate::keys::KeyShare;
 use crate::plan::ParticipantIndex;
 
@@ -261,11 +261,13 @@ pub(crate) fn write_commitments(w: &mut Writer, c: &SigningCommitments) {
 pub(crate) fn read_commitments(r: &mut Reader<'_>) -> Result<SigningCommitments, DecodeError> {
     let hiding = r.array::<33>("hiding commitment")?;
     let binding = r.array::<33>("binding commitment")?;
-    let hiding = NonceCommitment::deserialize(&hiding)
+    let hiding_point = NonceCommitment::deserialize(&hiding)
         .map_err(|_| DecodeError::invalid("hiding commitment", "not a valid curve point"))?;
-    let binding = NonceCommitment::deserialize(&binding)
+    canonical_point("hiding commitment", &hiding, hiding_point.serialize().ok())?;
+    let binding_point = NonceCommitment::deserialize(&binding)
         .map_err(|_| DecodeError::invalid("binding commitment", "not a valid curve point"))?;
-    Ok(SigningCommitments::new(hiding, binding))
+    canonical_point("binding commitment", &binding, binding_point.serialize().ok())?;
+    Ok(SigningCommitments::new(hiding_point, binding_point))
 }
 
 impl CommitmentBatch {

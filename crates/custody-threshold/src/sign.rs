@@ -304,10 +304,13 @@ impl SigningRequest {
         let signers = (0..n)
             .map(|_| r.u16("signer"))
             .collect::<Result<Vec<_>, _>>()?;
-        if signers.first() == Some(&0) || signers.windows(2).any(|w| w[0] >= w[1]) {
+        if signers.is_empty()
+            || signers.first() == Some(&0)
+            || signers.windows(2).any(|w| w[0] >= w[1])
+        {
             return Err(DecodeError::invalid(
                 "signers",
-                "must be ascending, distinct and non-zero",
+                "must be non-empty, ascending, distinct and non-zero",
             ));
         }
         let count = r.count("item count", MAX_ITEMS)?;
@@ -325,6 +328,12 @@ impl SigningRequest {
             let path = (0..depth)
                 .map(|_| r.u32("path step"))
                 .collect::<Result<Vec<_>, _>>()?;
+            if let Some(step) = path.iter().find(|s| **s >= 0x8000_0000) {
+                return Err(DecodeError::invalid(
+                    "path step",
+                    format!("hardened index {step} cannot be derived from a group key"),
+                ));
+            }
             let tweak = match r.u8("tweak mode")? {
                 0 => TweakMode::Untweaked,
                 1 => TweakMode::KeyPath,
@@ -517,6 +526,9 @@ impl SignatureShares {
         let session_id = r.array("session id")?;
         let request_digest = r.array("request digest")?;
         let signer = r.u16("signer")?;
+        if signer == 0 {
+            return Err(DecodeError::invalid("signer", "participant 0 does not exist"));
+        }
         let n = r.count("share count", MAX_ITEMS)?;
         let shares = (0..n)
             .map(|_| r.array("signature share"))

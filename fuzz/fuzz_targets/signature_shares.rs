@@ -1,0 +1,6 @@
+//! libFuzzer target for `SignatureShares::decode`: see `custody_fuzz::do_test_signature_shares` and `fuzz/README.md`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| custody_fuzz::do_test_signature_shares(data));
