@@ -23,7 +23,12 @@ fn vector() -> serde_json::Value {
     let bytes = env.encode();
     // The pinned bytes open.
     let trusted = [sender.card()];
-    let mut rx = Receiver::new(params.session_id, &trusted, None, MemoryReplayGuard::default());
+    let mut rx = Receiver::new(
+        params.session_id,
+        &trusted,
+        None,
+        MemoryReplayGuard::default(),
+    );
     rx.open(&bytes, None, 1_790_000_001).expect("vector opens");
     serde_json::json!({
         "config": { "identity_seed": 2026, "sender_name": "coordinator" },
@@ -48,11 +53,17 @@ fn plain_envelope_bytes_are_pinned() {
     );
     let actual = vector();
     if std::env::var_os("COINPORT_BLESS").is_some() {
-        std::fs::write(&path, serde_json::to_string_pretty(&actual).expect("json") + "\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&actual).expect("json") + "\n",
+        )
+        .expect("write");
     }
     let pinned: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("vector exists"))
             .expect("json");
-    assert_eq!(actual, pinned, "envelope format changed: review and re-bless");
+    assert_eq!(
+        actual, pinned,
+        "envelope format changed: review and re-bless"
+    );
 }

@@ -54,15 +54,24 @@ pub fn derive_public(parent: &Xpub, path: &[ChildNumber]) -> Result<(Xpub, [u8; 
             ChildNumber::Normal { index } => index,
             ChildNumber::Hardened { index } => return Err(DeriveError::Hardened { index }),
         };
-        let (tweak, _) = current
-            .ckd_pub_tweak(*step)
-            .map_err(|_| DeriveError::InvalidChild { index })?;
-        let scalar = Option::<Scalar>::from(Scalar::from_repr(tweak.secret_bytes().into()))
-            .ok_or(DeriveError::InvalidChild { index })?;
-        total += scalar;
-        current = current
-            .ckd_pub(&secp, *step)
-            .map_err(|_| DeriveError::InvalidChild { index })?;
+        let invalid = || DeriveError::InvalidChild { index };
+        // One HMAC per step: `ckd_pub_tweak` gives I_L and the chain code, and the child key
+        // is the parent plus I_L·G (what `Xpub::ckd_pub` does after the same HMAC).
+        let (tweak, chain_code) = current.ckd_pub_tweak(*step).map_err(|_| invalid())?;
+        let public_key = current
+            .public_key
+            .add_exp_tweak(&secp, &tweak.into())
+            .map_err(|_| invalid())?;
+        total += Option::<Scalar>::from(Scalar::from_repr(tweak.secret_bytes().into()))
+            .ok_or_else(invalid)?;
+        current = Xpub {
+            network: current.network,
+            depth: current.depth.checked_add(1).ok_or_else(invalid)?,
+            parent_fingerprint: current.fingerprint(),
+            child_number: *step,
+            public_key,
+            chain_code,
+        };
     }
     Ok((current, total.to_bytes().into()))
 }

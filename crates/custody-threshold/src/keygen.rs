@@ -371,42 +371,47 @@ impl KeygenRound2 {
         )?;
         let refresh = matches!(c.mode, Mode::Refresh(_));
         let mut shares = BTreeMap::new();
-        let mut bad = Vec::new();
         for (sender, body) in &bodies {
             let package =
                 round2::Package::deserialize(body).map_err(|e| CeremonyError::Malformed {
                     culprit: c.culprit(*sender),
                     reason: format!("round-2 package does not decode: {e}"),
                 })?;
-            let commitments = self
-                .packages
-                .get(&identifier(*sender))
-                .expect("round 1 had a package from every participant");
-            if !verify_share(c.me, &package, commitments, refresh) {
-                bad.push(c.culprit(*sender));
-            }
             shares.insert(identifier(*sender), package);
         }
-        if !bad.is_empty() {
-            return Err(CeremonyError::InvalidShare { culprits: bad });
-        }
 
-        let (key_package, public_package, group) = match &c.mode {
-            Mode::Dkg => {
-                let (kp, pkp) = dkg::part3(&self.secret, &self.packages, &shares)
-                    .map_err(|e| c.frost_error(e))?;
-                (kp, pkp, None)
-            }
-            Mode::Refresh(old) => {
-                let (kp, pkp) = refresh::refresh_dkg_shares(
-                    &self.secret,
-                    &self.packages,
-                    &shares,
-                    old.group().public_key_package().clone(),
-                    old.key_package().clone(),
-                )
-                .map_err(|e| c.frost_error(e))?;
-                (kp, pkp, Some(old.group()))
+        let result = match &c.mode {
+            Mode::Dkg => dkg::part3(&self.secret, &self.packages, &shares).map(|r| (r, None)),
+            Mode::Refresh(old) => refresh::refresh_dkg_shares(
+                &self.secret,
+                &self.packages,
+                &shares,
+                old.group().public_key_package().clone(),
+                old.key_package().clone(),
+            )
+            .map(|r| (r, Some(old.group()))),
+        };
+        let ((key_package, public_package), group) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                // The library verifies every share but names at most the first bad sender
+                // (none for refresh): check each one ourselves to name them all.
+                let bad: Vec<Culprit> = shares
+                    .iter()
+                    .filter(|(id, share)| {
+                        let commitments = self
+                            .packages
+                            .get(id)
+                            .expect("round 1 had a package from every participant");
+                        !verify_share(c.me, share, commitments, refresh)
+                    })
+                    .filter_map(|(id, _)| index_of(id))
+                    .map(|i| c.culprit(i))
+                    .collect();
+                if bad.is_empty() {
+                    return Err(c.frost_error(e));
+                }
+                return Err(CeremonyError::InvalidShare { culprits: bad });
             }
         };
 

@@ -8,12 +8,13 @@ use bitcoin::{Network, NetworkKind};
 use frost::keys::{KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
 use frost::{Identifier, VerifyingKey};
 use frost_secp256k1_tr as frost;
+use k256::elliptic_curve::ops::MulByGenerator;
 use k256::elliptic_curve::PrimeField;
 use k256::{ProjectivePoint, Scalar};
 use zeroize::Zeroizing;
 
 use crate::bip32::{derive_public, taproot_output_key, DeriveError};
-use crate::codec::{canonical_point, DecodeError, Reader, TypeTag, Writer};
+use crate::codec::{canonical_point, tagged_hash, DecodeError, Reader, TypeTag, Writer};
 use crate::plan::{network_from_byte, write_network, ParticipantIndex, MAX_PARTICIPANTS};
 
 /// How the key that signs is tweaked from the (derived) group key.
@@ -26,15 +27,6 @@ pub enum TweakMode {
     KeyPath,
     /// BIP341 key path of an output that also has a script tree with this Merkle root.
     ScriptRoot([u8; 32]),
-}
-
-impl TweakMode {
-    pub(crate) fn merkle_root(&self) -> Option<&[u8]> {
-        match self {
-            TweakMode::ScriptRoot(root) => Some(&root[..]),
-            _ => None,
-        }
-    }
 }
 
 pub(crate) fn identifier(index: ParticipantIndex) -> Identifier {
@@ -71,6 +63,8 @@ pub struct GroupKey {
     network: Network,
     chain_code: [u8; 32],
     package: PublicKeyPackage,
+    /// Computed once: derivation starts here for every message signed.
+    xpub: Xpub,
 }
 
 impl fmt::Debug for GroupKey {
@@ -87,8 +81,35 @@ impl fmt::Debug for GroupKey {
 #[derive(Clone, Debug)]
 pub struct DerivedGroupKey {
     pub(crate) tweak: Scalar,
-    pub(crate) package: PublicKeyPackage,
+    pub(crate) tweak_point: ProjectivePoint,
+    key: ProjectivePoint,
+    /// The root package; derived packages are built from it only when needed (the signer
+    /// needs just its own share).
+    root: PublicKeyPackage,
     pub(crate) xpub: Xpub,
+}
+
+/// The affine map from a derived key to the key that actually signs under a
+/// [`TweakMode`]: `Q = (±P) + t·G`, applied alike to shares and verifying shares.
+///
+/// Computing it once, with the generator table, replaces the library's own Taproot tweak
+/// (which multiplies generically on every call); the resulting shares are identical.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SigningTweak {
+    negate: bool,
+    add: Scalar,
+    add_point: ProjectivePoint,
+    key: ProjectivePoint,
+}
+
+impl SigningTweak {
+    fn apply_point(&self, p: ProjectivePoint) -> ProjectivePoint {
+        (if self.negate { -p } else { p }) + self.add_point
+    }
+
+    fn apply_scalar(&self, s: Scalar) -> Scalar {
+        (if self.negate { -s } else { s }) + self.add
+    }
 }
 
 impl DerivedGroupKey {
@@ -98,11 +119,72 @@ impl DerivedGroupKey {
     }
 
     /// The FROST public key package of the derived key.
-    pub fn public_key_package(&self) -> &PublicKeyPackage {
-        &self.package
+    pub fn public_key_package(&self) -> PublicKeyPackage {
+        self.signing_package(&SigningTweak {
+            negate: false,
+            add: Scalar::ZERO,
+            add_point: ProjectivePoint::IDENTITY,
+            key: self.key,
+        })
+    }
+
+    /// The map to the signing key for `mode` (BIP341: `P` lifted to even y, plus
+    /// `H_TapTweak(P ‖ root)·G`).
+    pub(crate) fn signing_tweak(&self, mode: &TweakMode) -> Result<SigningTweak, DeriveError> {
+        use k256::elliptic_curve::point::AffineCoordinates;
+        let p = self.key;
+        let root = match mode {
+            TweakMode::Untweaked => {
+                return Ok(SigningTweak {
+                    negate: false,
+                    add: Scalar::ZERO,
+                    add_point: ProjectivePoint::IDENTITY,
+                    key: p,
+                })
+            }
+            TweakMode::KeyPath => None,
+            TweakMode::ScriptRoot(root) => Some(root),
+        };
+        let affine = p.to_affine();
+        let negate = bool::from(affine.y_is_odd());
+        let x = affine.x();
+        let hash = match root {
+            None => tagged_hash("TapTweak", &[x.as_slice()]),
+            Some(r) => tagged_hash("TapTweak", &[x.as_slice(), &r[..]]),
+        };
+        // BIP341: a tweak at or above the curve order makes the output key invalid.
+        let add = scalar_from_bytes(hash).ok_or(DeriveError::InvalidKey)?;
+        let add_point = ProjectivePoint::mul_by_generator(&add);
+        let key = (if negate { -p } else { p }) + add_point;
+        Ok(SigningTweak {
+            negate,
+            add,
+            add_point,
+            key,
+        })
+    }
+
+    /// The public key package that verifies shares made under `tweak`.
+    pub(crate) fn signing_package(&self, tweak: &SigningTweak) -> PublicKeyPackage {
+        let shares = self
+            .root
+            .verifying_shares()
+            .iter()
+            .map(|(id, vs)| {
+                let child = vs.to_element() + self.tweak_point;
+                (*id, VerifyingShare::new(tweak.apply_point(child)))
+            })
+            .collect();
+        PublicKeyPackage::new(
+            shares,
+            VerifyingKey::new(tweak.key),
+            self.root.min_signers(),
+        )
     }
 
     /// The x-only key that verifies signatures made with `tweak`.
+    ///
+    /// Computed with the `bitcoin` crate (libsecp256k1), independently of the signing path.
     ///
     /// # Errors
     /// Only in the negligible case of an invalid tweaked point.
@@ -118,10 +200,24 @@ impl DerivedGroupKey {
 
 impl GroupKey {
     pub(crate) fn new(network: Network, chain_code: [u8; 32], package: PublicKeyPackage) -> Self {
+        let key = package
+            .verifying_key()
+            .serialize()
+            .expect("a group key is never the identity");
+        let xpub = Xpub {
+            network: NetworkKind::from(network),
+            depth: 0,
+            parent_fingerprint: Fingerprint::default(),
+            child_number: Cn::Normal { index: 0 },
+            public_key: bitcoin::secp256k1::PublicKey::from_slice(&key)
+                .expect("a FROST verifying key is a valid secp256k1 point"),
+            chain_code: ChainCode::from(chain_code),
+        };
         GroupKey {
             network,
             chain_code,
             package,
+            xpub,
         }
     }
 
@@ -168,15 +264,7 @@ impl GroupKey {
 
     /// The group key as a BIP32 extended public key (depth 0), for `tr(xpub/<0;1>/*)`.
     pub fn xpub(&self) -> Xpub {
-        Xpub {
-            network: NetworkKind::from(self.network),
-            depth: 0,
-            parent_fingerprint: Fingerprint::default(),
-            child_number: Cn::Normal { index: 0 },
-            public_key: bitcoin::secp256k1::PublicKey::from_slice(&self.public_key())
-                .expect("a FROST verifying key is a valid secp256k1 point"),
-            chain_code: ChainCode::from(self.chain_code),
-        }
+        self.xpub
     }
 
     /// The BIP32 fingerprint of the group key, used as key origin in descriptors.
@@ -192,21 +280,17 @@ impl GroupKey {
         let steps = to_child_numbers(path)?;
         let (xpub, tweak_bytes) = derive_public(&self.xpub(), &steps)?;
         let tweak = scalar_from_bytes(tweak_bytes).ok_or(DeriveError::InvalidKey)?;
-        let t = ProjectivePoint::GENERATOR * tweak;
-        let shares: BTreeMap<_, _> = self
-            .package
-            .verifying_shares()
-            .iter()
-            .map(|(id, vs)| (*id, VerifyingShare::new(vs.to_element() + t)))
-            .collect();
-        let key = VerifyingKey::new(self.package.verifying_key().to_element() + t);
-        if point_bytes(&key.to_element())[..] != xpub.public_key.serialize()[..] {
+        let t = ProjectivePoint::mul_by_generator(&tweak);
+        let key = self.package.verifying_key().to_element() + t;
+        if point_bytes(&key)[..] != xpub.public_key.serialize()[..] {
             // Two independent computations of the child key must agree.
             return Err(DeriveError::InvalidKey);
         }
         Ok(DerivedGroupKey {
             tweak,
-            package: PublicKeyPackage::new(shares, key, self.package.min_signers()),
+            tweak_point: t,
+            key,
+            root: self.package.clone(),
             xpub,
         })
     }
@@ -375,15 +459,22 @@ impl KeyShare {
         &self.key_package
     }
 
-    /// The key package for the child at `derived`: the same tweak added to the share.
-    pub(crate) fn derive(&self, derived: &DerivedGroupKey) -> KeyPackage {
-        let t = derived.tweak;
-        let tp = ProjectivePoint::GENERATOR * t;
+    /// The key package that signs for `derived` under `tweak`: the BIP32 tweak, then the
+    /// signing tweak, added to the share.
+    pub(crate) fn signing_key_package(
+        &self,
+        derived: &DerivedGroupKey,
+        tweak: &SigningTweak,
+    ) -> KeyPackage {
+        let share =
+            tweak.apply_scalar(self.key_package.signing_share().to_scalar() + derived.tweak);
+        let verifying = tweak
+            .apply_point(self.key_package.verifying_share().to_element() + derived.tweak_point);
         KeyPackage::new(
             *self.key_package.identifier(),
-            SigningShare::new(self.key_package.signing_share().to_scalar() + t),
-            VerifyingShare::new(self.key_package.verifying_share().to_element() + tp),
-            *derived.package.verifying_key(),
+            SigningShare::new(share),
+            VerifyingShare::new(verifying),
+            VerifyingKey::new(tweak.key),
             *self.key_package.min_signers(),
         )
     }

@@ -55,5 +55,14 @@ pub use sign::{
     SignItem, SignatureShares, SigningRequest,
 };
 
+/// Limits every decoder enforces before allocating.
+pub mod limits {
+    pub use crate::ceremony::MAX_PAYLOAD_LEN;
+    pub use crate::identity::MAX_NAME_LEN;
+    pub use crate::nonce::MAX_BATCH;
+    pub use crate::plan::{MAX_PARTICIPANTS, MAX_PURPOSE_LEN};
+    pub use crate::sign::{MAX_ITEMS, MAX_MESSAGE_LEN, MAX_PATH_LEN};
+}
+
 /// The network type used in plans and group keys.
 pub use bitcoin::Network;

@@ -19,6 +19,8 @@ use std::fmt;
 use frost::round1::{NonceCommitment, SigningCommitments, SigningNonces};
 use frost_core::Ciphersuite;
 use frost_secp256k1_tr as frost;
+use k256::elliptic_curve::ops::MulByGenerator;
+use k256::{ProjectivePoint, Scalar};
 use rand_core::{CryptoRng, RngCore};
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -68,8 +70,8 @@ impl NonceSeed {
         h[..8].try_into().expect("8 of 32 bytes")
     }
 
-    /// Derives the nonce pair for `counter` of `share`'s key.
-    pub(crate) fn nonces(&self, share: &KeyShare, counter: u64) -> SigningNonces {
+    /// Derives the two nonce scalars for `counter` of `share`'s key.
+    fn nonce_scalars(&self, share: &KeyShare, counter: u64) -> [Scalar; 2] {
         let group_key = share.group().public_key();
         let index = share.index().to_be_bytes();
         let ctr = counter.to_be_bytes();
@@ -86,12 +88,73 @@ impl NonceSeed {
                 ]
                 .concat(),
             );
-            frost_core::round1::Nonce::<frost::Secp256K1Sha256TR>::from_scalar(
-                frost::Secp256K1Sha256TR::H3(&input),
-            )
+            frost::Secp256K1Sha256TR::H3(&input)
         };
-        SigningNonces::from_nonces(derive(0), derive(1))
+        [derive(0), derive(1)]
     }
+
+    /// The public commitments `(d·G, e·G)` to the nonces of `counter`.
+    pub(crate) fn commitments(&self, share: &KeyShare, counter: u64) -> SigningCommitments {
+        let [d, e] = self.nonce_scalars(share, counter);
+        SigningCommitments::new(
+            NonceCommitment::new(ProjectivePoint::mul_by_generator(&d)),
+            NonceCommitment::new(ProjectivePoint::mul_by_generator(&e)),
+        )
+    }
+
+    /// The nonces of `counter`, if their commitments are `expected`.
+    ///
+    /// The library's `SigningNonces::from_nonces` recomputes both commitments with a generic
+    /// scalar multiplication; here they are checked with the generator table and the nonces
+    /// are assembled through the library's own (versioned) serialization instead, which
+    /// takes the already checked commitments as they are.
+    pub(crate) fn nonces_matching(
+        &self,
+        share: &KeyShare,
+        counter: u64,
+        expected: &SigningCommitments,
+    ) -> Result<SigningNonces, NonceMatchError> {
+        let [d, e] = self.nonce_scalars(share, counter);
+        if ProjectivePoint::mul_by_generator(&d) != expected.hiding().value()
+            || ProjectivePoint::mul_by_generator(&e) != expected.binding().value()
+        {
+            return Err(NonceMatchError::Mismatch);
+        }
+        // SigningNonces = header ‖ hiding ‖ binding ‖ SigningCommitments, where the
+        // commitments' own encoding starts with the same header.
+        let commitments = expected
+            .serialize()
+            .map_err(|_| NonceMatchError::Assemble)?;
+        let header_len = commitments
+            .len()
+            .checked_sub(66)
+            .ok_or(NonceMatchError::Assemble)?;
+        let (d_bytes, e_bytes) = (Zeroizing::new(d.to_bytes()), Zeroizing::new(e.to_bytes()));
+        let mut bytes = Zeroizing::new(Vec::with_capacity(commitments.len() * 2 + 64));
+        bytes.extend_from_slice(&commitments[..header_len]);
+        bytes.extend_from_slice(d_bytes.as_slice());
+        bytes.extend_from_slice(e_bytes.as_slice());
+        bytes.extend_from_slice(&commitments);
+        let nonces = SigningNonces::deserialize(&bytes).map_err(|_| NonceMatchError::Assemble)?;
+        // Should the library's layout ever change, refuse rather than sign with anything
+        // but exactly these nonces.
+        if nonces.hiding().serialize()[..] != d_bytes[..]
+            || nonces.binding().serialize()[..] != e_bytes[..]
+            || nonces.commitments() != expected
+        {
+            return Err(NonceMatchError::Assemble);
+        }
+        Ok(nonces)
+    }
+}
+
+/// Why [`NonceSeed::nonces_matching`] gave no nonces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NonceMatchError {
+    /// The expected commitments are not ours.
+    Mismatch,
+    /// The library's nonce encoding did not take our nonces (a changed layout).
+    Assemble,
 }
 
 /// Names one issued commitment: the seed it came from and its counter.
@@ -197,7 +260,7 @@ impl NonceStore for MemoryNonceStore {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum IssueError<E: std::error::Error + 'static> {
-    /// The requested batch size is 0 or above [`MAX_BATCH`].
+    /// The requested batch size is 0 or above [`MAX_BATCH`](crate::limits::MAX_BATCH).
     #[error("batch size must be 1 to {MAX_BATCH}, got {0}")]
     BadCount(usize),
     /// The store failed.
@@ -235,8 +298,10 @@ pub fn issue_commitments<S: NonceStore>(
     let seed_id = seed.id();
     let commitments = (first..first + count as u64)
         .map(|counter| {
-            let nonces = seed.nonces(share, counter);
-            (CommitmentId { seed_id, counter }, *nonces.commitments())
+            (
+                CommitmentId { seed_id, counter },
+                seed.commitments(share, counter),
+            )
         })
         .collect();
     Ok(CommitmentBatch {
@@ -266,7 +331,11 @@ pub(crate) fn read_commitments(r: &mut Reader<'_>) -> Result<SigningCommitments,
     canonical_point("hiding commitment", &hiding, hiding_point.serialize().ok())?;
     let binding_point = NonceCommitment::deserialize(&binding)
         .map_err(|_| DecodeError::invalid("binding commitment", "not a valid curve point"))?;
-    canonical_point("binding commitment", &binding, binding_point.serialize().ok())?;
+    canonical_point(
+        "binding commitment",
+        &binding,
+        binding_point.serialize().ok(),
+    )?;
     Ok(SigningCommitments::new(hiding_point, binding_point))
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use frost::keys::Tweak;
 use frost::round1::SigningCommitments;
 use frost::round2::SignatureShare;
 use frost::SigningPackage;
@@ -20,8 +19,8 @@ use crate::bip32::DeriveError;
 use crate::codec::{tagged_hash, DecodeError, Reader, TypeTag, Writer};
 use crate::keys::{identifier, index_of, GroupKey, KeyShare, TweakMode};
 use crate::nonce::{
-    read_commitments, write_commitments, CommitmentBatch, CommitmentId, ConsumeError, NonceSeed,
-    NonceStore,
+    read_commitments, write_commitments, CommitmentBatch, CommitmentId, ConsumeError,
+    NonceMatchError, NonceSeed, NonceStore,
 };
 use crate::plan::{ParticipantIndex, MAX_PARTICIPANTS};
 
@@ -59,6 +58,8 @@ pub struct SigningRequest {
     group_key: [u8; 33],
     signers: Vec<ParticipantIndex>,
     items: Vec<SignItem>,
+    /// Digest of the encoding, computed once (the encoding is canonical).
+    digest: [u8; 32],
 }
 
 /// Why the coordinator could not build a request.
@@ -215,12 +216,15 @@ impl SigningRequest {
                 SignItem { spec, commitments }
             })
             .collect();
-        Ok(SigningRequest {
+        let mut request = SigningRequest {
             session_id,
             group_key: group.public_key(),
             signers,
             items,
-        })
+            digest: [0; 32],
+        };
+        request.digest = request_digest(&request.encode());
+        Ok(request)
     }
 
     /// The signing session id.
@@ -245,7 +249,7 @@ impl SigningRequest {
 
     /// A digest of the whole request; every response is bound to it.
     pub fn digest(&self) -> [u8; 32] {
-        tagged_hash("CoinPort/signing-request", &[&self.encode()])
+        self.digest
     }
 
     fn signing_package(&self, item: &SignItem) -> SigningPackage {
@@ -367,8 +371,14 @@ impl SigningRequest {
             group_key,
             signers,
             items,
+            // Decoding accepts only the canonical encoding, so the input is the encoding.
+            digest: request_digest(bytes),
         })
     }
+}
+
+fn request_digest(encoding: &[u8]) -> [u8; 32] {
+    tagged_hash("CoinPort/signing-request", &[encoding])
 }
 
 /// Why a signer refused to sign.
@@ -461,33 +471,35 @@ pub fn sign_request<S: NonceStore>(
         if !used.insert(id.counter) {
             return Err(SignError::DuplicateCommitment(*id));
         }
-        let n = seed.nonces(share, id.counter);
-        if n.commitments() != commitment {
-            return Err(SignError::CommitmentMismatch(*id));
-        }
+        let n = seed
+            .nonces_matching(share, id.counter, commitment)
+            .map_err(|e| match e {
+                NonceMatchError::Mismatch => SignError::CommitmentMismatch(*id),
+                NonceMatchError::Assemble => {
+                    SignError::Protocol("the FROST library refused our nonce encoding".into())
+                }
+            })?;
         counters.push(id.counter);
         nonces.push(n);
     }
-    let derived = request
+    let keys = request
         .items
         .iter()
-        .map(|item| group.derive(&item.spec.path))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|item| {
+            let derived = group.derive(&item.spec.path)?;
+            let tweak = derived.signing_tweak(&item.spec.tweak)?;
+            Ok(share.signing_key_package(&derived, &tweak))
+        })
+        .collect::<Result<Vec<_>, DeriveError>>()?;
 
     // The point of no return: once consumed, these nonces are never derived again.
     store.consume(&counters)?;
 
     let mut shares = Vec::with_capacity(request.items.len());
-    for ((item, nonces), derived) in request.items.iter().zip(&nonces).zip(&derived) {
-        let key_package = share.derive(derived);
+    for ((item, nonces), key_package) in request.items.iter().zip(&nonces).zip(&keys) {
         let package = request.signing_package(item);
-        let sig_share = match item.spec.tweak {
-            TweakMode::Untweaked => frost::round2::sign(&package, nonces, &key_package),
-            ref t => {
-                frost::round2::sign_with_tweak(&package, nonces, &key_package, t.merkle_root())
-            }
-        }
-        .map_err(|e| SignError::Protocol(e.to_string()))?;
+        let sig_share = frost::round2::sign(&package, nonces, key_package)
+            .map_err(|e| SignError::Protocol(e.to_string()))?;
         shares.push(
             sig_share
                 .serialize()
@@ -527,7 +539,10 @@ impl SignatureShares {
         let request_digest = r.array("request digest")?;
         let signer = r.u16("signer")?;
         if signer == 0 {
-            return Err(DecodeError::invalid("signer", "participant 0 does not exist"));
+            return Err(DecodeError::invalid(
+                "signer",
+                "participant 0 does not exist",
+            ));
         }
         let n = r.count("share count", MAX_ITEMS)?;
         let shares = (0..n)
@@ -620,19 +635,15 @@ pub fn aggregate(
             shares.insert(identifier(*signer), share);
         }
         let package = request.signing_package(item);
-        let pkp = match item.spec.tweak {
-            TweakMode::Untweaked => derived.package.clone(),
-            ref t => derived.package.clone().tweak(t.merkle_root()),
-        };
+        let pkp = derived.signing_package(&derived.signing_tweak(&item.spec.tweak)?);
+        // The library verifies the aggregate under `pkp`'s key before returning it; a
+        // Bitcoin caller also checks the whole transaction with libbitcoinconsensus.
         match frost_core::aggregate_custom(&package, &shares, &pkp, CheaterDetection::AllCheaters) {
             Ok(sig) => {
                 let bytes: [u8; 64] = sig
                     .serialize()
                     .map_err(|_| AggregateError::BadSignature(k))?
                     .try_into()
-                    .map_err(|_| AggregateError::BadSignature(k))?;
-                let key = derived.output_key(&item.spec.tweak)?;
-                crate::bip340::verify(&key, &item.spec.message, &bytes)
                     .map_err(|_| AggregateError::BadSignature(k))?;
                 signatures.push(bytes);
             }

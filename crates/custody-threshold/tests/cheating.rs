@@ -289,3 +289,58 @@ fn round2_message_relabelled_with_another_sender_is_refused() {
         "got {err}"
     );
 }
+
+#[test]
+fn bad_refresh_share_names_its_sender() {
+    let (ids, outputs) = dkg(2, 3, 19);
+    let group = outputs[0].share.group().clone();
+    let refresh_plan = plan(
+        CeremonyKind::Refresh {
+            group_key: group.public_key(),
+        },
+        2,
+        &ids,
+        5,
+    );
+    let mut r = rng(20);
+    let mut states = Vec::new();
+    let mut r1 = Vec::new();
+    for (id, out) in ids.iter().zip(outputs) {
+        let (st, m) = Keygen::start_refresh(&refresh_plan, id, out.share, &mut r).expect("start");
+        states.push(st);
+        r1.push(m);
+    }
+    let mut r2 = Vec::new();
+    let mut states2 = Vec::new();
+    for (st, id) in states.into_iter().zip(&ids) {
+        let (st2, msgs) = st.receive_round1(id, &r1, &mut r).expect("round 1");
+        states2.push(st2);
+        r2.extend(msgs);
+    }
+    let mut forged: Vec<_> = r2
+        .into_iter()
+        .filter(|m| !(m.sender() == 2 && m.recipient() == 1))
+        .collect();
+    let mut scalar = [0u8; 32];
+    scalar[31] = 7;
+    let bad = round2::Package::new(SigningShare::deserialize(&scalar).expect("scalar"));
+    forged.push(
+        CeremonyMessage::seal(
+            &refresh_plan,
+            &ids[1],
+            MessageKind::RefreshRound2,
+            1,
+            &bad.serialize().expect("serialize"),
+            &mut r,
+        )
+        .expect("seal"),
+    );
+    let err = states2
+        .remove(0)
+        .receive_round2(&ids[0], &forged, &mut r)
+        .expect_err("bad refresh share aborts");
+    match err {
+        CeremonyError::InvalidShare { culprits } => assert_eq!(culprit_indexes(&culprits), [2]),
+        other => panic!("expected an invalid share from #2, got {other}"),
+    }
+}

@@ -1,0 +1,385 @@
+//! Building a withdrawal PSBT (the coordinator's side): coin selection with
+//! `bdk_coin_select`, change on the change branch, and every BIP174/BIP371 field a signer
+//! needs (`witness_utxo`, `tap_internal_key`, `tap_key_origins`, `tap_merkle_root`,
+//! `tap_scripts`), filled in by `miniscript` from the wallet descriptor.
+
+use bdk_coin_select::metrics::LowestFee;
+use bdk_coin_select::{
+    Candidate, ChangePolicy, CoinSelector, DrainWeights, FeeRate as CsFeeRate, Target, TargetFee,
+    TargetOutputs, TR_DUST_RELAY_MIN_VALUE,
+};
+use bitcoin::absolute::LockTime;
+use bitcoin::psbt::Psbt;
+use bitcoin::transaction::Version;
+use bitcoin::{
+    Address, Amount, FeeRate, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Weight,
+    Witness,
+};
+use miniscript::psbt::PsbtExt;
+use thiserror::Error;
+
+use crate::descriptor::{Branch, DerivedAddress, DescriptorError, WalletDescriptor};
+
+/// Weight a key-path input adds to its `TxIn` once signed: witness item count (1), length (1)
+/// and a 64-byte BIP340 signature (`SIGHASH_DEFAULT`).
+pub const KEY_PATH_SATISFACTION_WEIGHT: Weight = Weight::from_wu(66);
+
+/// Bounds the branch-and-bound search of coin selection.
+const BNB_ROUNDS: usize = 100_000;
+
+/// One of the wallet's coins, as the coordinator's UTXO set records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalletUtxo {
+    /// The coin.
+    pub outpoint: OutPoint,
+    /// The output being spent (amount and scriptPubKey).
+    pub txout: TxOut,
+    /// The branch of the address it was paid to.
+    pub branch: Branch,
+    /// The index of the address it was paid to.
+    pub index: u32,
+    /// The whole previous transaction, if the coordinator has it; it goes into
+    /// `non_witness_utxo` (not needed for Taproot, but some signers ask for it).
+    pub prev_tx: Option<Transaction>,
+}
+
+/// One destination of a withdrawal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// Where to pay.
+    pub address: Address,
+    /// How much.
+    pub amount: Amount,
+}
+
+/// Which way the inputs will be spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpendPath {
+    /// FROST key path, day to day. Inputs signal RBF.
+    KeyPath,
+    /// The recovery leaf with backup keys: every input's `nSequence` is set to the leaf's
+    /// relative timelock.
+    Recovery,
+}
+
+/// What to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Target fee rate.
+    pub fee_rate: FeeRate,
+    /// The fee rate expected when change will be spent later; coin selection minimises
+    /// fees now plus then (`bdk_coin_select`'s `LowestFee` metric). `None` uses `fee_rate`.
+    pub long_term_fee_rate: Option<FeeRate>,
+    /// The change address index to use if change is needed (the coordinator tracks which
+    /// indexes are used).
+    pub change_index: u32,
+    /// The transaction's `nLockTime`.
+    pub lock_time: LockTime,
+    /// Key path or recovery leaf.
+    pub spend_path: SpendPath,
+}
+
+impl BuildOptions {
+    /// Key-path spending at `fee_rate` with change at `change_index`, no lock time.
+    pub fn new(fee_rate: FeeRate, change_index: u32) -> Self {
+        BuildOptions {
+            fee_rate,
+            long_term_fee_rate: None,
+            change_index,
+            lock_time: LockTime::ZERO,
+            spend_path: SpendPath::KeyPath,
+        }
+    }
+}
+
+/// Why a PSBT could not be built.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No payments were given.
+    #[error("a withdrawal needs at least one payment")]
+    NoPayments,
+    /// A payment address is for another network.
+    #[error("payment {payment} pays {address}, which is not a {network} address")]
+    WrongNetwork {
+        /// The payment's position.
+        payment: usize,
+        /// The address.
+        address: String,
+        /// The wallet's network.
+        network: bitcoin::Network,
+    },
+    /// A payment is below the dust limit of its script.
+    #[error("payment {payment} of {amount} is below the dust limit {dust} of its address")]
+    Dust {
+        /// The payment's position.
+        payment: usize,
+        /// The amount.
+        amount: Amount,
+        /// The smallest amount relayed for that script.
+        dust: Amount,
+    },
+    /// A coin's scriptPubKey is not the wallet's address at the coin's branch and index.
+    #[error("coin {outpoint} is not paid to this wallet's {branch} address {index}")]
+    ForeignUtxo {
+        /// The coin.
+        outpoint: OutPoint,
+        /// The branch claimed.
+        branch: Branch,
+        /// The index claimed.
+        index: u32,
+    },
+    /// A coin's previous transaction does not hold the coin.
+    #[error("the previous transaction given for {outpoint} does not contain that output")]
+    PrevTxMismatch {
+        /// The coin.
+        outpoint: OutPoint,
+    },
+    /// The same coin was given twice.
+    #[error("coin {0} is listed twice")]
+    DuplicateUtxo(OutPoint),
+    /// The coins do not cover the payments and fee.
+    #[error("the selected coins are {missing} short of the payments plus fee")]
+    InsufficientFunds {
+        /// The shortfall.
+        missing: Amount,
+    },
+    /// The wallet has no recovery leaf but [`SpendPath::Recovery`] was asked for.
+    #[error("the wallet has no recovery leaf")]
+    NoRecoveryLeaf,
+    /// The coin selection's result failed our own check (a bug in coin selection).
+    #[error("coin selection produced an invalid transaction: {0}")]
+    SelectionCheck(&'static str),
+    /// Deriving an address failed.
+    #[error(transparent)]
+    Descriptor(#[from] DescriptorError),
+    /// `miniscript` could not fill the Taproot fields.
+    #[error("could not fill the Taproot fields of {what}: {reason}")]
+    Update {
+        /// Which input or output.
+        what: String,
+        /// `miniscript`'s message.
+        reason: String,
+    },
+}
+
+fn cs_fee_rate(rate: FeeRate) -> CsFeeRate {
+    // bdk_coin_select works in sat/wu as f32; sat/kwu up to 2^24 is exact.
+    CsFeeRate::from_sat_per_wu(rate.to_sat_per_kwu() as f32 / 1000.0)
+}
+
+/// Weight of a signed input of `derived` spent along `path` (outpoint, sequence, empty
+/// scriptSig and the witness).
+pub(crate) fn satisfaction_weight(
+    derived: &DerivedAddress,
+    path: SpendPath,
+) -> Result<Weight, BuildError> {
+    match path {
+        SpendPath::KeyPath => Ok(KEY_PATH_SATISFACTION_WEIGHT),
+        SpendPath::Recovery => {
+            // The largest satisfaction over all spend paths is the recovery leaf's.
+            derived
+                .descriptor()
+                .max_weight_to_satisfy()
+                .map_err(|e| BuildError::Update {
+                    what: format!("{} address {}", derived.branch, derived.index),
+                    reason: e.to_string(),
+                })
+        }
+    }
+}
+
+/// Builds an unsigned withdrawal PSBT paying `payments` from some of `utxos`.
+///
+/// Coins are chosen by `bdk_coin_select` (branch and bound on the `LowestFee` metric, with a
+/// largest-first fallback). Change above the dust limit (and worth its future spending cost)
+/// goes to the wallet's change address `options.change_index`, appended after the payments.
+/// Every input gets `witness_utxo` (BIP341 sighashes commit to all spent amounts),
+/// `tap_internal_key`, `tap_key_origins` (BIP371) and, with a recovery leaf,
+/// `tap_merkle_root` and `tap_scripts`; the change output gets `tap_internal_key`,
+/// `tap_key_origins` and `tap_tree`, so a signer can prove it is change.
+///
+/// # Errors
+/// A [`BuildError`] saying which payment or coin is wrong, or how much is missing.
+pub fn build_psbt(
+    wallet: &WalletDescriptor,
+    utxos: &[WalletUtxo],
+    payments: &[Payment],
+    options: &BuildOptions,
+) -> Result<Psbt, BuildError> {
+    if payments.is_empty() {
+        return Err(BuildError::NoPayments);
+    }
+    let recovery = match options.spend_path {
+        SpendPath::KeyPath => None,
+        SpendPath::Recovery => Some(wallet.recovery().ok_or(BuildError::NoRecoveryLeaf)?),
+    };
+    let mut outputs = Vec::with_capacity(payments.len() + 1);
+    for (k, p) in payments.iter().enumerate() {
+        if !p
+            .address
+            .as_unchecked()
+            .is_valid_for_network(wallet.network())
+        {
+            return Err(BuildError::WrongNetwork {
+                payment: k,
+                address: p.address.to_string(),
+                network: wallet.network(),
+            });
+        }
+        let script_pubkey = p.address.script_pubkey();
+        let dust = script_pubkey.minimal_non_dust();
+        if p.amount < dust {
+            return Err(BuildError::Dust {
+                payment: k,
+                amount: p.amount,
+                dust,
+            });
+        }
+        outputs.push(TxOut {
+            value: p.amount,
+            script_pubkey,
+        });
+    }
+
+    let mut seen = std::collections::BTreeSet::new();
+    let mut derived = Vec::with_capacity(utxos.len());
+    let mut candidates = Vec::with_capacity(utxos.len());
+    for u in utxos {
+        if !seen.insert(u.outpoint) {
+            return Err(BuildError::DuplicateUtxo(u.outpoint));
+        }
+        let d = wallet.derive(u.branch, u.index)?;
+        if d.script_pubkey() != u.txout.script_pubkey {
+            return Err(BuildError::ForeignUtxo {
+                outpoint: u.outpoint,
+                branch: u.branch,
+                index: u.index,
+            });
+        }
+        if let Some(prev) = &u.prev_tx {
+            let holds = prev.compute_txid() == u.outpoint.txid
+                && prev.output.get(u.outpoint.vout as usize) == Some(&u.txout);
+            if !holds {
+                return Err(BuildError::PrevTxMismatch {
+                    outpoint: u.outpoint,
+                });
+            }
+        }
+        let weight = satisfaction_weight(&d, options.spend_path)?;
+        candidates.push(Candidate::new(u.txout.value.to_sat(), weight.to_wu(), true));
+        derived.push(d);
+    }
+
+    let rate = cs_fee_rate(options.fee_rate);
+    let long_term = cs_fee_rate(options.long_term_fee_rate.unwrap_or(options.fee_rate));
+    let target = Target {
+        fee: TargetFee::from_feerate(rate),
+        outputs: TargetOutputs::fund_outputs(
+            outputs
+                .iter()
+                .map(|o| (o.weight().to_wu(), o.value.to_sat())),
+        ),
+    };
+    let change = wallet.derive(Branch::Change, options.change_index)?;
+    let drain_weights = DrainWeights {
+        output_weight: TxOut {
+            value: Amount::ZERO,
+            script_pubkey: change.script_pubkey(),
+        }
+        .weight()
+        .to_wu(),
+        spend_weight: bdk_coin_select::TXIN_BASE_WEIGHT
+            + satisfaction_weight(&change, SpendPath::KeyPath)?.to_wu(),
+        n_outputs: 1,
+    };
+    let change_policy =
+        ChangePolicy::min_value_and_waste(drain_weights, TR_DUST_RELAY_MIN_VALUE, rate, long_term);
+
+    let mut selector = CoinSelector::new(&candidates);
+    let metric = LowestFee {
+        target,
+        long_term_feerate: long_term,
+        change_policy,
+    };
+    if selector.run_bnb(metric, BNB_ROUNDS).is_err() {
+        selector = CoinSelector::new(&candidates);
+        selector.sort_candidates_by_descending_value_pwu();
+        selector
+            .select_until_target_met(target)
+            .map_err(|e| BuildError::InsufficientFunds {
+                missing: Amount::from_sat(e.missing),
+            })?;
+    }
+    let drain = selector.drain(target, change_policy);
+    let selected: Vec<usize> = selector.selected_indices().iter().copied().collect();
+
+    let sequence = match recovery {
+        None => Sequence::ENABLE_RBF_NO_LOCKTIME,
+        Some(r) => Sequence::from_height(r.after_blocks()),
+    };
+    let change_position = if drain.is_some() {
+        outputs.push(TxOut {
+            value: Amount::from_sat(drain.value),
+            script_pubkey: change.script_pubkey(),
+        });
+        Some(outputs.len() - 1)
+    } else {
+        None
+    };
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: options.lock_time,
+        input: selected
+            .iter()
+            .map(|&i| TxIn {
+                previous_output: utxos[i].outpoint,
+                script_sig: ScriptBuf::new(),
+                sequence,
+                witness: Witness::new(),
+            })
+            .collect(),
+        output: outputs,
+    };
+    // bdk_coin_select calls itself experimental: check its result independently before
+    // anyone is asked to sign it.
+    let spent: u64 = selected
+        .iter()
+        .map(|&i| utxos[i].txout.value.to_sat())
+        .sum();
+    let paid: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
+    let mut weight = tx.weight() + Weight::from_wu(2);
+    for &i in &selected {
+        weight += satisfaction_weight(&derived[i], options.spend_path)?;
+    }
+    let needed = options
+        .fee_rate
+        .fee_wu(weight)
+        .ok_or(BuildError::SelectionCheck("fee overflows"))?;
+    if spent < paid || Amount::from_sat(spent - paid) < needed {
+        return Err(BuildError::SelectionCheck(
+            "the selection does not pay the target fee rate",
+        ));
+    }
+    let mut psbt = Psbt::from_unsigned_tx(tx).map_err(|e| BuildError::Update {
+        what: "the transaction".into(),
+        reason: e.to_string(),
+    })?;
+    for (k, &i) in selected.iter().enumerate() {
+        psbt.inputs[k].witness_utxo = Some(utxos[i].txout.clone());
+        psbt.inputs[k].non_witness_utxo = utxos[i].prev_tx.clone();
+        psbt.update_input_with_descriptor(k, derived[i].descriptor())
+            .map_err(|e| BuildError::Update {
+                what: format!("input {k}"),
+                reason: e.to_string(),
+            })?;
+    }
+    if let Some(k) = change_position {
+        psbt.update_output_with_descriptor(k, change.descriptor())
+            .map_err(|e| BuildError::Update {
+                what: format!("change output {k}"),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(psbt)
+}

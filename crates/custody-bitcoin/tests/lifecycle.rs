@@ -1,0 +1,265 @@
+//! The "done when": DKG → descriptor → deposit address → funding transaction →
+//! withdrawal PSBT → signers sign in one trip each → aggregate → finalize →
+//! libbitcoinconsensus accepts.
+
+mod common;
+
+use bitcoin::{Amount, FeeRate, Network};
+use common::*;
+use custody_bitcoin::{
+    absorb_response, aggregate_psbt, build_psbt, extract_verified, finalize_psbt, inspect_psbt,
+    request_signatures, sign_psbt, Branch, BuildOptions, InspectPolicy, Ownership, Payment,
+    WalletDescriptor,
+};
+
+#[test]
+fn dkg_2_of_3_deposit_withdraw_sign_in_one_trip_and_libbitcoinconsensus_accepts() {
+    // Key ceremony and wallet.
+    let shares = dkg(2, 3, Network::Regtest, 1);
+    let group = shares[0].group().clone();
+    let wallet = WalletDescriptor::for_group(&group, None).expect("descriptor");
+
+    // Deposits to two receive addresses, in one funding transaction made here.
+    let (_funding, utxos) = fund(
+        &wallet,
+        &[
+            (Branch::Receive, 0, 50_000_000),
+            (Branch::Receive, 1, 30_000_000),
+        ],
+        7,
+    );
+
+    // The coordinator builds the withdrawal.
+    let destination = external_address(Network::Regtest, 9);
+    let payment = Payment {
+        address: destination.clone(),
+        amount: Amount::from_sat(60_000_000),
+    };
+    let options = BuildOptions::new(FeeRate::from_sat_per_vb_u32(10), 0);
+    let mut psbt = build_psbt(&wallet, &utxos, &[payment], &options).expect("build");
+    assert_eq!(psbt.inputs.len(), 2, "0.6 BTC needs both coins");
+    let policy = InspectPolicy::default();
+    let shown = inspect_psbt(&wallet, &psbt, &policy).expect("inspect");
+    assert_eq!(shown.sent_sat, 60_000_000);
+    assert_eq!(shown.outputs.len(), 2);
+    assert_eq!(shown.outputs[0].ownership, Ownership::External);
+    assert_eq!(
+        shown.outputs[0].address.as_deref(),
+        Some(destination.to_string().as_str())
+    );
+    assert_eq!(shown.outputs[1].ownership, Ownership::Change { index: 0 });
+    assert_eq!(
+        shown.outputs[1].address.as_deref(),
+        Some(
+            wallet
+                .address(Branch::Change, 0)
+                .expect("a")
+                .to_string()
+                .as_str()
+        )
+    );
+    assert_eq!(shown.total_in_sat, shown.total_out_sat + shown.fee_sat);
+    // What a human or a script reads.
+    let text = shown.to_string();
+    assert!(
+        text.contains(&format!("to {destination}  [EXTERNAL]")),
+        "{text}"
+    );
+    assert!(text.contains("[ours: change/0 (proved)]"), "{text}");
+    assert!(
+        text.contains("Sending 0.60000000 BTC out of the wallet"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&shown.to_json()).expect("json");
+    assert_eq!(json["outputs"][1]["index"], 1);
+    assert_eq!(json["outputs"][1]["owner"], "change");
+    assert_eq!(json["outputs"][1]["address_index"], 0);
+    assert_eq!(json["outputs"][0]["owner"], "external");
+    assert_eq!(json["fee_sat"], shown.fee_sat);
+    assert_eq!(json["inputs"][0]["branch"], "receive");
+    // The fee pays at least the asked rate and not much more.
+    assert!(shown.fee_sat >= 10 * shown.vsize, "{shown}");
+    assert!(shown.fee_sat <= 10 * shown.vsize + 10, "{shown}");
+
+    // Signers pre-issued commitments; the coordinator asks signers 1 and 3.
+    let mut devs = devices(shares, 100);
+    let mut pool = pool(&group, &mut devs, 10);
+    request_signatures(
+        &wallet,
+        &group,
+        &mut psbt,
+        &[1, 3],
+        &mut pool,
+        [5; 16],
+        &policy,
+    )
+    .expect("request");
+
+    // One trip each: the PSBT crosses the air gap, the signer answers with a PSBT.
+    let mut responses = Vec::new();
+    for d in devs
+        .iter_mut()
+        .filter(|d| [1, 3].contains(&d.share.index()))
+    {
+        let mut received = through_air_gap(&psbt);
+        let signed_what = sign_psbt(
+            &wallet,
+            &d.share,
+            &d.seed,
+            &mut d.store,
+            &mut received,
+            &policy,
+        )
+        .expect("signer accepts");
+        assert_eq!(
+            signed_what, shown,
+            "the signer saw what the coordinator built"
+        );
+        responses.push(through_air_gap(&received));
+    }
+    for r in &responses {
+        assert_eq!(absorb_response(&mut psbt, r).expect("absorb"), 1);
+    }
+
+    aggregate_psbt(&wallet, &group, &mut psbt, &policy).expect("aggregate");
+    finalize_psbt(&mut psbt).expect("finalize");
+    let tx = extract_verified(&psbt).expect("libbitcoinconsensus accepts every input");
+    assert_eq!(tx.compute_txid().to_string(), shown.txid);
+    assert_eq!(tx.output[0].script_pubkey, destination.script_pubkey());
+    assert_eq!(tx.output[0].value, Amount::from_sat(60_000_000));
+    for input in &tx.input {
+        assert_eq!(
+            input.witness.len(),
+            1,
+            "a key-path spend: one 64-byte signature"
+        );
+        assert_eq!(input.witness[0].len(), 64);
+    }
+    // The inspection's weight is the real one.
+    assert_eq!(tx.weight().to_wu(), shown.weight_wu);
+}
+
+#[test]
+fn dkg_3_of_5_with_recovery_leaf_key_path_then_recovery_spend_after_timelock() {
+    use custody_bitcoin::{
+        absorb_recovery_signatures, inspect_recovery_psbt, sign_recovery_psbt, SpendPath,
+    };
+    const AFTER: u16 = 144;
+    let (shares, wallet, backups) = recovery_wallet(2, AFTER);
+    let group = shares[0].group().clone();
+    let (_funding, utxos) = fund(
+        &wallet,
+        &[
+            (Branch::Receive, 0, 40_000_000),
+            (Branch::Receive, 3, 20_000_000),
+            (Branch::Change, 2, 10_000_000),
+        ],
+        8,
+    );
+    let policy = InspectPolicy::default();
+
+    // Day to day: the FROST key path of an output that also has a script tree.
+    let destination = external_address(Network::Regtest, 10);
+    let options = BuildOptions::new(FeeRate::from_sat_per_vb_u32(5), 0);
+    let payment = Payment {
+        address: destination.clone(),
+        amount: Amount::from_sat(25_000_000),
+    };
+    let mut psbt = build_psbt(&wallet, &utxos[..1], &[payment], &options).expect("build");
+    let input = &psbt.inputs[0];
+    let derived = wallet.derive(Branch::Receive, 0).expect("derive");
+    assert_eq!(input.tap_merkle_root, derived.merkle_root);
+    assert_eq!(input.tap_internal_key, Some(derived.internal_key));
+    assert_eq!(
+        input.tap_scripts.len(),
+        1,
+        "the recovery leaf with its control block"
+    );
+    assert_eq!(
+        input.tap_key_origins.len(),
+        4,
+        "the group key and the three backup keys"
+    );
+    let mut devs = devices(shares, 200);
+    let mut pool = pool(&group, &mut devs, 4);
+    let request = custody_bitcoin::request_signatures(
+        &wallet,
+        &group,
+        &mut psbt,
+        &[2, 4, 5],
+        &mut pool,
+        [6; 16],
+        &policy,
+    )
+    .expect("request");
+    assert!(matches!(
+        request.items()[0].spec.tweak,
+        custody_threshold::TweakMode::ScriptRoot(root)
+            if Some(root) == derived.merkle_root.map(bitcoin::hashes::Hash::to_byte_array)
+    ));
+    for d in devs
+        .iter_mut()
+        .filter(|d| [2, 4, 5].contains(&d.share.index()))
+    {
+        let mut received = through_air_gap(&psbt);
+        sign_psbt(
+            &wallet,
+            &d.share,
+            &d.seed,
+            &mut d.store,
+            &mut received,
+            &policy,
+        )
+        .expect("signer accepts");
+        absorb_response(&mut psbt, &through_air_gap(&received)).expect("absorb");
+    }
+    aggregate_psbt(&wallet, &group, &mut psbt, &policy).expect("aggregate");
+    finalize_psbt(&mut psbt).expect("finalize");
+    let tx = extract_verified(&psbt).expect("libbitcoinconsensus accepts the key path");
+    assert_eq!(tx.input[0].witness.len(), 1, "key path, not the leaf");
+
+    // The threshold is lost; after AFTER blocks two of the three backup keys sweep the
+    // other coins through the recovery leaf.
+    let mut options = BuildOptions::new(FeeRate::from_sat_per_vb_u32(5), 1);
+    options.spend_path = SpendPath::Recovery;
+    let rescue = external_address(Network::Regtest, 11);
+    let payment = Payment {
+        address: rescue.clone(),
+        amount: Amount::from_sat(29_000_000),
+    };
+    let mut psbt = build_psbt(&wallet, &utxos[1..], &[payment], &options).expect("build");
+    assert_eq!(psbt.inputs.len(), 2);
+    for txin in &psbt.unsigned_tx.input {
+        assert_eq!(txin.sequence, bitcoin::Sequence::from_height(AFTER));
+    }
+    let shown = inspect_recovery_psbt(&wallet, &psbt, &policy).expect("inspect");
+    assert_eq!(shown.spend_path, "recovery");
+    assert!(shown.fee_sat >= 5 * shown.vsize, "{shown}");
+    let mut r = rng(300);
+    for master in [&backups[0], &backups[2]] {
+        let mut received = through_air_gap(&psbt);
+        let signed = sign_recovery_psbt(
+            &wallet,
+            custody_bitcoin::BackupSecret::Master(master),
+            &mut received,
+            &policy,
+            &mut r,
+        )
+        .expect("backup holder signs");
+        assert_eq!(signed.signatures, 2, "one signature per input");
+        assert_eq!(signed.inspection, shown);
+        assert_eq!(
+            absorb_recovery_signatures(&mut psbt, &through_air_gap(&received)).expect("absorb"),
+            2
+        );
+    }
+    finalize_psbt(&mut psbt).expect("two of three backup signatures satisfy the leaf");
+    let tx = extract_verified(&psbt).expect("libbitcoinconsensus accepts the script path");
+    for input in &tx.input {
+        // multi_a over three keys (two signatures, one empty), the script, the control block.
+        assert_eq!(input.witness.len(), 5);
+        assert_eq!(input.witness.iter().filter(|w| w.len() == 64).count(), 2);
+    }
+    // The real weight is within the estimate the fee was computed for.
+    assert!(tx.weight().to_wu() <= shown.weight_wu);
+}

@@ -1,0 +1,714 @@
+//! Our threshold operations side by side with raw `frost-secp256k1-tr` doing the same work.
+//!
+//! For 2-of-3, 7-of-10 and 67-of-100, each criterion group holds two functions: `custody`
+//! (this crate) and `raw-frost` (the ZF FROST calls underneath, with everything that is
+//! ours precomputed). Results and how to read them: `docs/benchmarks.md`.
+//!
+//! The raw side does not just do *similar* work, it does *the same* work: setup checks
+//! that raw FROST, fed the inputs our code uses (same DKG randomness, same key shares, the
+//! same BIP32-derived key packages, nonces derived exactly as `NonceSeed` derives them,
+//! the same signing package), produces byte-identical key shares, signature shares and
+//! signatures. The difference between the two functions is therefore our wrapper alone:
+//!
+//! - DKG: message signatures and their checks, age encryption and decryption of round-2
+//!   shares, our own share check before `part3`, certificates, encodings.
+//! - commitments: counter-derived nonces and the store instead of random nonces.
+//! - signing: nonce re-derivation and commitment check, the nonce store, BIP32 derivation
+//!   of the key package, the request digest.
+//! - aggregation: response checks, BIP32 derivation of the public key package, the
+//!   request digest, the final BIP340 verification.
+//!
+//! Slow groups use 10 samples and flat sampling; see [`configure`].
+//!
+//! Times are the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall-clock
+//! time: on a shared 2-core machine other processes preempt the benchmark thread, which
+//! inflates wall-clock samples by tens of percent at random. Every measured function is
+//! single-threaded, so on an idle machine the two agree. `BENCH_CLOCK=wall` measures
+//! wall-clock time instead.
+
+// criterion_group! generates undocumented public functions.
+#![allow(missing_docs)]
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bitcoin::bip32::ChildNumber;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::SamplingMode;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion};
+use custody_threshold::{
+    aggregate, bip32, generate_with_dealer, issue_commitments, sign_request, CeremonyKind,
+    CeremonyMessage, CeremonyPlan, CommitmentPool, GroupKey, Identity, ItemSpec, KeyShare, Keygen,
+    KeygenOutput, MemoryNonceStore, MessageKind, Network, NonceSeed, NonceStore, SignatureShares,
+    SigningRequest, TweakMode, BROADCAST,
+};
+use frost::keys::dkg::{self, round1, round2};
+use frost::keys::{KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
+use frost::round1::{SigningCommitments, SigningNonces};
+use frost::round2::SignatureShare;
+use frost::{Identifier, SigningPackage};
+use frost_core::Ciphersuite;
+use frost_secp256k1_tr as frost;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// The scheme sizes measured: (threshold, participants).
+const SIZES: [(u16, u16); 3] = [(2, 3), (7, 10), (67, 100)];
+/// Commitments per batch.
+const BATCH: usize = 100;
+/// The message every benchmark signs (a stand-in for a BIP341 sighash).
+const MESSAGE: [u8; 32] = [0x5a; 32];
+/// The derivation path every benchmark signs for.
+const PATH: [u32; 2] = [0, 0];
+/// Signing session id.
+const SESSION: [u8; 16] = [0x42; 16];
+
+/// Thread CPU time, or wall-clock time with `BENCH_CLOCK=wall`.
+struct BenchClock {
+    wall_clock: bool,
+    wall: WallTime,
+}
+
+enum Start {
+    Cpu(Duration),
+    Wall(Instant),
+}
+
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).expect("CPU time is positive"),
+        u32::try_from(t.tv_nsec).expect("nanoseconds below 10^9"),
+    )
+}
+
+impl BenchClock {
+    fn from_env() -> Self {
+        BenchClock {
+            wall_clock: std::env::var("BENCH_CLOCK").is_ok_and(|v| v == "wall"),
+            wall: WallTime,
+        }
+    }
+}
+
+impl Measurement for BenchClock {
+    type Intermediate = Start;
+    type Value = Duration;
+
+    fn start(&self) -> Start {
+        if self.wall_clock {
+            Start::Wall(Instant::now())
+        } else {
+            Start::Cpu(thread_cpu_time())
+        }
+    }
+
+    fn end(&self, start: Start) -> Duration {
+        match start {
+            Start::Wall(t) => t.elapsed(),
+            Start::Cpu(t) => thread_cpu_time().saturating_sub(t),
+        }
+    }
+
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Values are nanoseconds, as for wall-clock time.
+        self.wall.formatter()
+    }
+}
+
+type Group<'a> = BenchmarkGroup<'a, BenchClock>;
+type Bench = Criterion<BenchClock>;
+
+fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+fn id(index: u16) -> Identifier {
+    Identifier::try_from(index).expect("indexes start at 1")
+}
+
+fn label(t: u16, n: u16) -> String {
+    format!("{t}-of-{n}")
+}
+
+/// Slow groups: 10 samples, each one or a few iterations (flat sampling), so the run
+/// stays within the measurement time given on the command line where possible.
+fn configure(group: &mut Group<'_>, samples: usize, flat: bool) {
+    group.sample_size(samples);
+    if flat {
+        group.sampling_mode(SamplingMode::Flat);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// DKG
+// ---------------------------------------------------------------------------------------
+
+/// Everything participant #1 receives from the others in a DKG, precomputed.
+struct DkgFixture {
+    t: u16,
+    n: u16,
+    plan: CeremonyPlan,
+    me: Identity,
+    /// The others' round-1 messages.
+    round1: Vec<CeremonyMessage>,
+    /// The others' round-2 messages addressed to #1.
+    round2: Vec<CeremonyMessage>,
+    /// The others' certificates.
+    certificates: Vec<CeremonyMessage>,
+    /// The others' raw round-1 packages (identical to the bodies of `round1`).
+    raw_round1: BTreeMap<Identifier, round1::Package>,
+    /// The others' raw round-2 packages for #1 (identical to the plaintexts of `round2`).
+    raw_round2: BTreeMap<Identifier, round2::Package>,
+}
+
+/// Participant `i`'s DKG randomness. Both sides draw `part1` from it, so both compute the
+/// same polynomials and the others' messages fit every timed run of #1.
+fn dkg_seed(t: u16, n: u16, i: u16) -> u64 {
+    (u64::from(t) << 40) | (u64::from(n) << 20) | u64::from(i)
+}
+
+fn secret_share_bytes(share: &KeyShare) -> [u8; 32] {
+    // `to_secret_bytes` ends with the 32-byte signing share.
+    let bytes = share.to_secret_bytes();
+    bytes[bytes.len() - 32..]
+        .try_into()
+        .expect("a share encoding ends with 32 bytes")
+}
+
+impl DkgFixture {
+    fn new(t: u16, n: u16) -> Self {
+        let mut id_rng = rng(0x1d);
+        let ids: Vec<Identity> = (1..=n)
+            .map(|i| Identity::generate(&format!("p{i}"), &mut id_rng).expect("valid name"))
+            .collect();
+        let plan = CeremonyPlan::new(
+            [0xb5; 16],
+            CeremonyKind::Dkg,
+            Network::Regtest,
+            "benchmark wallet",
+            t,
+            ids.iter().map(Identity::card).collect(),
+        )
+        .expect("valid plan");
+        let mut rngs: Vec<ChaCha20Rng> = (1..=n).map(|i| rng(dkg_seed(t, n, i))).collect();
+
+        // Round 1 for everyone.
+        let mut states = Vec::new();
+        let mut round1_all = Vec::new();
+        for (identity, r) in ids.iter().zip(rngs.iter_mut()) {
+            let (s, m) = Keygen::start_dkg(&plan, identity, r).expect("round 1");
+            states.push(s);
+            round1_all.push(m);
+        }
+        // Round 2 for everyone.
+        let mut states2 = Vec::new();
+        let mut round2_all = Vec::new();
+        for ((s, identity), r) in states.into_iter().zip(&ids).zip(rngs.iter_mut()) {
+            let (s2, msgs) = s.receive_round1(identity, &round1_all, r).expect("round 2");
+            states2.push(s2);
+            round2_all.extend(msgs);
+        }
+        let for_recipient = |i: u16| -> Vec<CeremonyMessage> {
+            round2_all
+                .iter()
+                .filter(|m| m.recipient() == i)
+                .cloned()
+                .collect()
+        };
+        let round2_to_me = for_recipient(1);
+
+        // Certificates. #1's own run gives the transcript every honest participant
+        // certifies. For the small sizes everyone else computes theirs honestly and we check
+        // they are identical; for 67-of-100 (99 more full DKG computations, minutes of
+        // setup) each other participant signs that same body, which is byte for byte what
+        // it would have sent.
+        let mut states2 = states2.into_iter();
+        let me_state = states2.next().expect("participant #1");
+        let (me_certify, my_certificate) = me_state
+            .receive_round2(&ids[0], &round2_to_me, &mut rngs[0])
+            .expect("certificate");
+        let mut certificates = Vec::new();
+        for (j, s) in states2.enumerate() {
+            let i = j as u16 + 2;
+            let r = &mut rngs[usize::from(i) - 1];
+            let identity = &ids[usize::from(i) - 1];
+            let cert = if n <= 10 {
+                let (_, cert) = s
+                    .receive_round2(identity, &for_recipient(i), r)
+                    .expect("certificate");
+                assert_eq!(cert.payload(), my_certificate.payload(), "same transcript");
+                cert
+            } else {
+                CeremonyMessage::seal(
+                    &plan,
+                    identity,
+                    MessageKind::DkgCertificate,
+                    BROADCAST,
+                    my_certificate.payload(),
+                    r,
+                )
+                .expect("seal certificate")
+            };
+            certificates.push(cert);
+        }
+        let expected = me_certify
+            .finish(&ids[0], &certificates)
+            .expect("all certificates agree");
+
+        // Raw FROST with the same randomness: the same round-1 packages.
+        let mut raw_secrets = Vec::new();
+        let mut raw_packages = BTreeMap::new();
+        for i in 1..=n {
+            let (secret, package) =
+                dkg::part1(id(i), n, t, rng(dkg_seed(t, n, i))).expect("raw part1");
+            assert_eq!(
+                package.serialize().expect("serialize"),
+                round1_all[usize::from(i) - 1].payload(),
+                "raw and ours compute the same round-1 package"
+            );
+            raw_secrets.push(secret);
+            raw_packages.insert(id(i), package);
+        }
+        let others_of = |i: u16| -> BTreeMap<Identifier, round1::Package> {
+            raw_packages
+                .iter()
+                .filter(|(k, _)| **k != id(i))
+                .map(|(k, v)| (*k, v.clone()))
+                .collect()
+        };
+        let mut raw_round2 = BTreeMap::new();
+        for (j, secret) in raw_secrets.into_iter().enumerate().skip(1) {
+            let i = j as u16 + 1;
+            let (_, mut outgoing) = dkg::part2(secret, &others_of(i)).expect("raw part2");
+            raw_round2.insert(
+                id(i),
+                outgoing.remove(&id(1)).expect("a share for participant #1"),
+            );
+        }
+
+        let me = ids.into_iter().next().expect("participant #1");
+        let fixture = DkgFixture {
+            t,
+            n,
+            plan,
+            me,
+            round1: round1_all.into_iter().skip(1).collect(),
+            round2: round2_to_me,
+            certificates,
+            raw_round1: others_of(1),
+            raw_round2,
+        };
+
+        // The timed runs reproduce the setup run exactly, and raw FROST computes the same
+        // share and group key.
+        let ours = fixture.run_ours();
+        assert_eq!(ours.transcript_hash, expected.transcript_hash);
+        let (raw_key, raw_public) = fixture.run_raw();
+        assert_eq!(
+            secret_share_bytes(&ours.share),
+            secret_share_bytes(&expected.share)
+        );
+        assert_eq!(
+            &secret_share_bytes(&ours.share)[..],
+            &raw_key.signing_share().serialize()[..],
+            "raw and ours compute the same key share"
+        );
+        assert_eq!(
+            &ours.share.group().public_key()[..],
+            &raw_public.verifying_key().serialize().expect("key")[..],
+            "raw and ours compute the same group key"
+        );
+        fixture
+    }
+
+    /// Participant #1's whole DKG: round 1, round 2, certificate, finish.
+    fn run_ours(&self) -> KeygenOutput {
+        let mut r = rng(dkg_seed(self.t, self.n, 1));
+        let (s1, m1) = Keygen::start_dkg(&self.plan, &self.me, &mut r).expect("round 1");
+        black_box(m1);
+        let (s2, m2) = s1
+            .receive_round1(&self.me, &self.round1, &mut r)
+            .expect("round 2");
+        black_box(m2);
+        let (s3, m3) = s2
+            .receive_round2(&self.me, &self.round2, &mut r)
+            .expect("certificate");
+        black_box(m3);
+        s3.finish(&self.me, &self.certificates).expect("finish")
+    }
+
+    /// Raw FROST part 1, 2 and 3 for participant #1.
+    fn run_raw(&self) -> (KeyPackage, PublicKeyPackage) {
+        let (s1, p1) =
+            dkg::part1(id(1), self.n, self.t, rng(dkg_seed(self.t, self.n, 1))).expect("raw part1");
+        black_box(p1);
+        let (s2, p2) = dkg::part2(s1, &self.raw_round1).expect("raw part2");
+        black_box(p2);
+        dkg::part3(&s2, &self.raw_round1, &self.raw_round2).expect("raw part3")
+    }
+}
+
+fn bench_dkg(c: &mut Bench, t: u16, n: u16) {
+    let fixture = OnceCell::new();
+    let get = || fixture.get_or_init(|| DkgFixture::new(t, n));
+    let mut group = c.benchmark_group(format!("dkg/{}", label(t, n)));
+    configure(&mut group, 10, true);
+    group.bench_function("custody", |b| {
+        let f = get();
+        b.iter(|| f.run_ours());
+    });
+    group.bench_function("raw-frost", |b| {
+        let f = get();
+        b.iter(|| f.run_raw());
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing
+// ---------------------------------------------------------------------------------------
+
+/// A dealer key, signers 1..=t with one issued commitment each, the request, and the
+/// same inputs in raw FROST form.
+struct SignFixture {
+    group: GroupKey,
+    signers: Vec<u16>,
+    shares: Vec<KeyShare>,
+    seeds: Vec<NonceSeed>,
+    /// The coordinator's pool before the request was built.
+    pool: CommitmentPool,
+    request: SigningRequest,
+    responses: Vec<SignatureShares>,
+    // Raw FROST.
+    raw_signing_share: SigningShare,
+    raw_commitments: BTreeMap<Identifier, SigningCommitments>,
+    raw_package: SigningPackage,
+    raw_nonces: Vec<SigningNonces>,
+    raw_key_packages: Vec<KeyPackage>,
+    raw_public: PublicKeyPackage,
+    raw_shares: BTreeMap<Identifier, SignatureShare>,
+}
+
+fn item() -> ItemSpec {
+    ItemSpec {
+        message: MESSAGE.to_vec(),
+        path: PATH.to_vec(),
+        tweak: TweakMode::KeyPath,
+    }
+}
+
+/// A nonce store in the state a device is in after issuing counter 0 and before signing.
+fn store_with_counter_zero() -> MemoryNonceStore {
+    let mut store = MemoryNonceStore::new();
+    store.issue(1).expect("memory store");
+    store
+}
+
+/// The nonces `NonceSeed` derives for `counter` (H3 of seed, group key, index, counter and
+/// a 0/1 byte); setup checks the result against the commitments our code issued.
+fn derive_nonces(seed: &NonceSeed, share: &KeyShare, counter: u64) -> SigningNonces {
+    let group_key = share.group().public_key();
+    let index = share.index().to_be_bytes();
+    let ctr = counter.to_be_bytes();
+    let derive = |which: u8| {
+        let input = [
+            seed.expose_secret().as_slice(),
+            &group_key[..],
+            &index[..],
+            &ctr[..],
+            &[which][..],
+        ]
+        .concat();
+        frost_core::round1::Nonce::<frost::Secp256K1Sha256TR>::from_scalar(
+            frost::Secp256K1Sha256TR::H3(&input),
+        )
+    };
+    SigningNonces::from_nonces(derive(0), derive(1))
+}
+
+impl SignFixture {
+    fn new(t: u16, n: u16) -> Self {
+        let mut r = rng(0x5167 + u64::from(n));
+        let (group, all_shares) =
+            generate_with_dealer(Network::Regtest, t, n, &mut r).expect("dealer");
+        let signers: Vec<u16> = (1..=t).collect();
+        let shares: Vec<KeyShare> = all_shares
+            .into_iter()
+            .filter(|s| signers.contains(&s.index()))
+            .collect();
+        let seeds: Vec<NonceSeed> = shares.iter().map(|_| NonceSeed::generate(&mut r)).collect();
+        let mut pool = CommitmentPool::new(&group);
+        for (share, seed) in shares.iter().zip(&seeds) {
+            let mut store = MemoryNonceStore::new();
+            let batch = issue_commitments(share, seed, &mut store, 1).expect("issue");
+            pool.add_batch(&batch).expect("same group");
+        }
+        let request =
+            SigningRequest::build(SESSION, &group, &signers, vec![item()], &mut pool.clone())
+                .expect("request");
+        let responses: Vec<SignatureShares> = shares
+            .iter()
+            .zip(&seeds)
+            .map(|(share, seed)| {
+                sign_request(share, seed, &mut store_with_counter_zero(), &request).expect("sign")
+            })
+            .collect();
+        let signature = aggregate(&group, &request, &responses).expect("aggregate");
+
+        // Raw FROST: the BIP32-derived key packages (share + tweak, as `KeyShare::derive`
+        // does), the same nonces, the same signing package.
+        let steps: Vec<ChildNumber> = PATH
+            .iter()
+            .map(|i| ChildNumber::from_normal_idx(*i).expect("normal index"))
+            .collect();
+        let (_, tweak) = bip32::derive_public(&group.xpub(), &steps).expect("derive");
+        let tweak = SigningShare::deserialize(&tweak).expect("tweak is a scalar");
+        let derived = group.derive(&PATH).expect("derive");
+        let raw_public = derived.public_key_package().clone();
+        let raw_commitments: BTreeMap<Identifier, SigningCommitments> = request.items()[0]
+            .commitments
+            .iter()
+            .map(|(s, (_, c))| (id(*s), *c))
+            .collect();
+        let raw_package = SigningPackage::new(raw_commitments.clone(), &MESSAGE);
+        let mut raw_nonces = Vec::new();
+        let mut raw_key_packages = Vec::new();
+        let mut raw_shares = BTreeMap::new();
+        for ((share, seed), response) in shares.iter().zip(&seeds).zip(&responses) {
+            let nonces = derive_nonces(seed, share, 0);
+            assert_eq!(
+                nonces.commitments(),
+                &raw_commitments[&id(share.index())],
+                "nonce derivation matches NonceSeed"
+            );
+            let secret = SigningShare::deserialize(&secret_share_bytes(share)).expect("share");
+            let derived_secret = SigningShare::new(secret.to_scalar() + tweak.to_scalar());
+            let verifying = raw_public.verifying_shares()[&id(share.index())];
+            assert_eq!(VerifyingShare::from(derived_secret), verifying);
+            let key_package = KeyPackage::new(
+                id(share.index()),
+                derived_secret,
+                verifying,
+                *raw_public.verifying_key(),
+                t,
+            );
+            let sig_share =
+                frost::round2::sign_with_tweak(&raw_package, &nonces, &key_package, None)
+                    .expect("raw sign");
+            assert_eq!(
+                &sig_share.serialize()[..],
+                &response.shares[0][..],
+                "raw and ours compute the same signature share"
+            );
+            raw_shares.insert(id(share.index()), sig_share);
+            raw_nonces.push(nonces);
+            raw_key_packages.push(key_package);
+        }
+        let raw_signature =
+            frost::aggregate_with_tweak(&raw_package, &raw_shares, &raw_public, None)
+                .expect("raw aggregate");
+        assert_eq!(
+            &raw_signature.serialize().expect("signature")[..],
+            &signature[0][..],
+            "raw and ours compute the same signature"
+        );
+        let raw_signing_share =
+            SigningShare::deserialize(&secret_share_bytes(&shares[0])).expect("share");
+
+        SignFixture {
+            group,
+            signers,
+            shares,
+            seeds,
+            pool,
+            request,
+            responses,
+            raw_signing_share,
+            raw_commitments,
+            raw_package,
+            raw_nonces,
+            raw_key_packages,
+            raw_public,
+            raw_shares,
+        }
+    }
+
+    /// Ours, end to end from issued commitments: build the request from the pool, every
+    /// signer signs, the coordinator aggregates.
+    fn end_to_end_ours(
+        &self,
+        mut pool: CommitmentPool,
+        mut stores: Vec<MemoryNonceStore>,
+    ) -> [u8; 64] {
+        let request =
+            SigningRequest::build(SESSION, &self.group, &self.signers, vec![item()], &mut pool)
+                .expect("request");
+        let responses: Vec<SignatureShares> = self
+            .shares
+            .iter()
+            .zip(&self.seeds)
+            .zip(stores.iter_mut())
+            .map(|((share, seed), store)| sign_request(share, seed, store, &request).expect("sign"))
+            .collect();
+        aggregate(&self.group, &request, &responses).expect("aggregate")[0]
+    }
+
+    /// Raw, end to end from issued commitments: build the signing package, every signer
+    /// signs, the coordinator aggregates.
+    fn end_to_end_raw(&self) -> frost::Signature {
+        let package = SigningPackage::new(self.raw_commitments.clone(), &MESSAGE);
+        let shares: BTreeMap<Identifier, SignatureShare> = self
+            .raw_nonces
+            .iter()
+            .zip(&self.raw_key_packages)
+            .map(|(nonces, kp)| {
+                let share =
+                    frost::round2::sign_with_tweak(&package, nonces, kp, None).expect("sign");
+                (*kp.identifier(), share)
+            })
+            .collect();
+        frost::aggregate_with_tweak(&package, &shares, &self.raw_public, None).expect("aggregate")
+    }
+}
+
+fn bench_signing(c: &mut Bench, t: u16, n: u16) {
+    let fixture = OnceCell::new();
+    let get = || fixture.get_or_init(|| SignFixture::new(t, n));
+    let large = t > 10;
+
+    let mut group = c.benchmark_group(format!("commitments-x{BATCH}/{}", label(t, n)));
+    configure(&mut group, 20, false);
+    group.bench_function("custody", |b| {
+        let f = get();
+        b.iter(|| {
+            let mut store = MemoryNonceStore::new();
+            issue_commitments(&f.shares[0], &f.seeds[0], &mut store, BATCH).expect("issue")
+        });
+    });
+    group.bench_function("raw-frost", |b| {
+        let f = get();
+        let mut r = rng(0xc0);
+        b.iter(|| {
+            (0..BATCH)
+                .map(|_| frost::round1::commit(&f.raw_signing_share, &mut r))
+                .collect::<Vec<_>>()
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group(format!("sign/{}", label(t, n)));
+    configure(&mut group, if large { 20 } else { 50 }, false);
+    group.bench_function("custody", |b| {
+        let f = get();
+        b.iter_batched(
+            store_with_counter_zero,
+            |mut store| {
+                sign_request(&f.shares[0], &f.seeds[0], &mut store, &f.request).expect("sign")
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("raw-frost", |b| {
+        let f = get();
+        b.iter(|| {
+            frost::round2::sign_with_tweak(
+                &f.raw_package,
+                &f.raw_nonces[0],
+                &f.raw_key_packages[0],
+                None,
+            )
+            .expect("sign")
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group(format!("aggregate/{}", label(t, n)));
+    configure(&mut group, if large { 20 } else { 50 }, false);
+    group.bench_function("custody", |b| {
+        let f = get();
+        b.iter(|| aggregate(&f.group, &f.request, &f.responses).expect("aggregate"));
+    });
+    group.bench_function("raw-frost", |b| {
+        let f = get();
+        b.iter(|| {
+            frost::aggregate_with_tweak(&f.raw_package, &f.raw_shares, &f.raw_public, None)
+                .expect("aggregate")
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group(format!("end-to-end/{}", label(t, n)));
+    if large {
+        configure(&mut group, 10, true);
+    } else {
+        configure(&mut group, 20, false);
+    }
+    group.bench_function("custody", |b| {
+        let f = get();
+        b.iter_batched(
+            || {
+                (
+                    f.pool.clone(),
+                    f.signers
+                        .iter()
+                        .map(|_| store_with_counter_zero())
+                        .collect(),
+                )
+            },
+            |(pool, stores)| f.end_to_end_ours(pool, stores),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("raw-frost", |b| {
+        let f = get();
+        b.iter(|| f.end_to_end_raw());
+    });
+    group.finish();
+
+    // The end-to-end functions agree with each other (checked once, after timing).
+    if let Some(f) = fixture.get() {
+        let stores = f
+            .signers
+            .iter()
+            .map(|_| store_with_counter_zero())
+            .collect();
+        let ours = f.end_to_end_ours(f.pool.clone(), stores);
+        let raw = f.end_to_end_raw();
+        assert_eq!(&ours[..], &raw.serialize().expect("signature")[..]);
+    }
+}
+
+fn benches(c: &mut Bench) {
+    for (t, n) in SIZES {
+        bench_dkg(c, t, n);
+        bench_signing(c, t, n);
+    }
+}
+
+fn config() -> Bench {
+    Criterion::default()
+        .with_measurement(BenchClock::from_env())
+        .warm_up_time(Duration::from_secs(1))
+}
+
+criterion_group! {
+    name = threshold;
+    config = config();
+    targets = benches
+}
+criterion_main!(threshold);
