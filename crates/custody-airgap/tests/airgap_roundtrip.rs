@@ -70,7 +70,12 @@ fn envelope_through_qr_png_frames_and_zbarimg_is_verified() {
     assert_eq!(received, bytes, "byte-identical after the camera channel");
 
     let trusted = [coordinator.card()];
-    let mut rx = Receiver::new(session, &trusted, Some(&alice), MemoryReplayGuard::default());
+    let mut rx = Receiver::new(
+        session,
+        &trusted,
+        Some(&alice),
+        MemoryReplayGuard::default(),
+    );
     let opened = rx
         .open(&received, Some(EnvelopeType::SigningRequest), NOW + 60)
         .expect("verified and decrypted");
