@@ -55,8 +55,8 @@ impl NonceSeed {
     ///
     /// # Security
     /// Only the device's own keystore may hold a seed; backups must never carry one.
-    pub fn from_secret_bytes(bytes: [u8; 32]) -> Self {
-        NonceSeed(Zeroizing::new(bytes))
+    pub fn from_secret_bytes(bytes: &[u8; 32]) -> Self {
+        NonceSeed(Zeroizing::new(*bytes))
     }
 
     /// The seed bytes, for the device keystore only.
@@ -197,9 +197,11 @@ pub enum ConsumeError<E: std::error::Error + 'static> {
 ///
 /// # Contract
 /// - [`NonceStore::issue`] never returns a counter it returned before, even after a crash.
+///   A store may refuse a batch larger than it can recover from after a crash (the file
+///   store in `custody-keystore` takes at most [`MAX_BATCH`](crate::limits::MAX_BATCH)).
 /// - [`NonceStore::consume`] returns `Ok` only after every listed counter is recorded as
-///   consumed on stable storage; it refuses a counter that was consumed before or never
-///   issued. Marking some counters and then failing is acceptable (it only loses them);
+///   consumed on stable storage; it refuses a counter that was consumed before, never
+///   issued, or listed twice. Marking some counters and then failing is acceptable (it only loses them);
 ///   reporting success without a durable record is not.
 pub trait NonceStore {
     /// The store's I/O error.
@@ -243,11 +245,12 @@ impl NonceStore for MemoryNonceStore {
     }
 
     fn consume(&mut self, counters: &[u64]) -> Result<(), ConsumeError<Self::Error>> {
+        let mut seen = BTreeSet::new();
         for &counter in counters {
             if counter >= self.next {
                 return Err(ConsumeError::NeverIssued { counter });
             }
-            if self.consumed.contains(&counter) {
+            if self.consumed.contains(&counter) || !seen.insert(counter) {
                 return Err(ConsumeError::AlreadyConsumed { counter });
             }
         }

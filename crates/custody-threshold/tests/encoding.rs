@@ -89,7 +89,7 @@ fn secrets_are_redacted_in_debug_output() {
     let printed = format!(
         "{share:?} {:?} {:?}",
         ids[0],
-        NonceSeed::from_secret_bytes([7; 32])
+        NonceSeed::from_secret_bytes(&[7; 32])
     );
     assert!(printed.contains("<redacted>"));
     assert!(!printed.contains(&secret_hex), "the share never prints");
