@@ -1,7 +1,9 @@
 //! Fuzzing harness for every `custody-threshold` encoding that crosses the air gap, plus
-//! the two secret keystore encodings.
+//! the two secret keystore encodings, and for the `custody-airgap` and `custody-bitcoin`
+//! parsers that read what comes back across it (envelopes, PSBT files, UR and BBQr frames,
+//! PSBT inspection and the CoinPort PSBT fields).
 //!
-//! Each `do_test_*` function takes arbitrary bytes and:
+//! Each threshold `do_test_*` function takes arbitrary bytes and:
 //!
 //! - decodes them with the type's decoder;
 //! - on `Ok`, re-encodes the value, checks the re-encoding against the input (byte for byte
@@ -9,6 +11,11 @@
 //!   checks it yields the same value, and exercises a few accessors that must not panic on
 //!   any decoded value;
 //! - on `Err`, formats the [`DecodeError`] with `Display` and checks the text is non-empty.
+//!
+//! [`do_test_envelope`] and [`do_test_psbt_file`] follow the same pattern for
+//! `custody-airgap`; the QR and `custody-bitcoin` targets call the entry points those
+//! crates provide for fuzzing ([`custody_airgap::qr::fuzz_ur_lines`],
+//! [`custody_bitcoin::fuzzing`]), which check their own round trips.
 //!
 //! The functions never panic on their own account: a panic means a decoder panicked, or a
 //! round trip lost or changed information. They are called by the libFuzzer targets in
@@ -20,6 +27,8 @@
 
 use std::fmt::Debug;
 
+use custody_airgap::envelope::Envelope;
+use custody_airgap::file::{detect_psbt, encode_psbt};
 use custody_threshold::{
     CeremonyMessage, CeremonyPlan, CommitmentBatch, DecodeError, DkgCertificate, GroupKey,
     Identity, IdentityCard, KeyShare, SignatureShares, SigningRequest,
@@ -30,7 +39,7 @@ pub type TestFn = fn(&[u8]);
 
 /// Every fuzz target: its name (also the name of its `fuzz_targets/` file, its `[[bin]]`,
 /// its `corpus/` directory and the `type:` of a negative vector) and its test function.
-pub const TARGETS: [(&str, TestFn); 10] = [
+pub const TARGETS: [(&str, TestFn); 17] = [
     ("identity_card", do_test_identity_card),
     ("ceremony_plan", do_test_ceremony_plan),
     ("ceremony_message", do_test_ceremony_message),
@@ -41,24 +50,39 @@ pub const TARGETS: [(&str, TestFn); 10] = [
     ("signature_shares", do_test_signature_shares),
     ("key_share", do_test_key_share),
     ("identity", do_test_identity),
+    ("envelope", do_test_envelope),
+    ("psbt_file", do_test_psbt_file),
+    ("ur_lines", do_test_ur_lines),
+    ("bbqr_lines", do_test_bbqr_lines),
+    ("psbt_inspect", do_test_psbt_inspect),
+    ("psbt_fields", do_test_psbt_fields),
+    ("proprietary_field", do_test_proprietary_field),
 ];
 
 /// Runs only the decoder of `target` (a name from [`TARGETS`]) on `data`.
 ///
-/// Returns `None` for an unknown target name, otherwise the decoder's result with the
-/// decoded value dropped. Used by the negative-vector test.
-pub fn decode(target: &str, data: &[u8]) -> Option<Result<(), DecodeError>> {
+/// Returns `None` for an unknown target name and for the targets that have no single
+/// decoder (`ur_lines`, `bbqr_lines`, `psbt_inspect`, `psbt_fields`, `proprietary_field`:
+/// their entry points drive a frame collector or a PSBT parser), otherwise the decoder's
+/// result with the decoded value dropped and the error replaced by its `Display` text. Used
+/// by the negative-vector test, whose `type:` names are the targets this returns `Some` for.
+pub fn decode(target: &str, data: &[u8]) -> Option<Result<(), String>> {
+    fn text<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<(), String> {
+        result.map(drop).map_err(|e| e.to_string())
+    }
     let result = match target {
-        "identity_card" => IdentityCard::decode(data).map(drop),
-        "ceremony_plan" => CeremonyPlan::decode(data).map(drop),
-        "ceremony_message" => CeremonyMessage::decode(data).map(drop),
-        "dkg_certificate" => DkgCertificate::decode(data).map(drop),
-        "group_key" => GroupKey::decode(data).map(drop),
-        "commitment_batch" => CommitmentBatch::decode(data).map(drop),
-        "signing_request" => SigningRequest::decode(data).map(drop),
-        "signature_shares" => SignatureShares::decode(data).map(drop),
-        "key_share" => KeyShare::from_secret_bytes(data).map(drop),
-        "identity" => Identity::from_secret_bytes(data).map(drop),
+        "identity_card" => text(IdentityCard::decode(data)),
+        "ceremony_plan" => text(CeremonyPlan::decode(data)),
+        "ceremony_message" => text(CeremonyMessage::decode(data)),
+        "dkg_certificate" => text(DkgCertificate::decode(data)),
+        "group_key" => text(GroupKey::decode(data)),
+        "commitment_batch" => text(CommitmentBatch::decode(data)),
+        "signing_request" => text(SigningRequest::decode(data)),
+        "signature_shares" => text(SignatureShares::decode(data)),
+        "key_share" => text(KeyShare::from_secret_bytes(data)),
+        "identity" => text(Identity::from_secret_bytes(data)),
+        "envelope" => text(Envelope::decode(data)),
+        "psbt_file" => text(detect_psbt(data)),
         _ => return None,
     };
     Some(result)
@@ -290,4 +314,90 @@ pub fn do_test_identity(data: &[u8]) {
         }
         Err(e) => check_error(&e),
     }
+}
+
+/// Fuzzes [`Envelope::decode`] (`custody-airgap`). The encoding is canonical (the flags
+/// byte must agree with the recipient list, and every length is exact): exact round trip.
+/// The signature is not checked: decoding only reads the structure.
+pub fn do_test_envelope(data: &[u8]) {
+    match Envelope::decode(data) {
+        Ok(envelope) => {
+            let encoded = envelope.encode();
+            assert!(
+                encoded == data,
+                "re-encoding differs from the accepted input\n input: {data:02x?}\noutput: {encoded:02x?}"
+            );
+            match Envelope::decode(&encoded) {
+                Ok(again) => assert_eq!(again, envelope, "decode(encode(v)) != v"),
+                Err(e) => panic!("the re-encoding of an accepted envelope is rejected: {e}"),
+            }
+            let header = envelope.header();
+            assert_eq!(header.is_encrypted(), !header.recipients.is_empty());
+            assert!(!header.kind.name().is_empty());
+        }
+        Err(e) => assert!(
+            !e.to_string().is_empty(),
+            "envelope DecodeError {e:?} has an empty Display"
+        ),
+    }
+}
+
+/// Fuzzes [`detect_psbt`] (`custody-airgap`): binary, base64 or hex PSBT files. An accepted
+/// file gives raw bytes starting with the BIP-174 magic, and writing those bytes back with
+/// [`encode_psbt`] in the detected encoding must be detected again as the same bytes and
+/// encoding (the file itself need not round-trip: text may be wrapped, upper case or lack
+/// the final newline).
+pub fn do_test_psbt_file(data: &[u8]) {
+    match detect_psbt(data) {
+        Ok((raw, encoding)) => {
+            assert!(raw.starts_with(b"psbt\xff"), "raw PSBT without the magic");
+            let file = encode_psbt(&raw, encoding);
+            match detect_psbt(&file) {
+                Ok((again, again_encoding)) => {
+                    assert!(again == raw, "re-encoding changed the PSBT bytes");
+                    assert_eq!(again_encoding, encoding, "re-encoding changed the encoding");
+                }
+                Err(e) => {
+                    panic!("the {encoding:?} re-encoding of an accepted PSBT is rejected: {e}")
+                }
+            }
+        }
+        Err(e) => assert!(
+            !e.to_string().is_empty(),
+            "PsbtFileError {e:?} has an empty Display"
+        ),
+    }
+}
+
+/// Fuzzes UR reassembly: [`custody_airgap::qr::fuzz_ur_lines`] (lines split at `\n`; lines
+/// not starting with `ur:` are taken as raw CBOR fountain parts and framed with a valid
+/// checksum). A completed message must survive re-encoding and collecting again.
+pub fn do_test_ur_lines(data: &[u8]) {
+    custody_airgap::qr::fuzz_ur_lines(data);
+}
+
+/// Fuzzes BBQr reassembly: [`custody_airgap::qr::fuzz_bbqr_lines`] (lines split at `\n`,
+/// each fed to a collector). A completed message must survive re-encoding and collecting
+/// again.
+pub fn do_test_bbqr_lines(data: &[u8]) {
+    custody_airgap::qr::fuzz_bbqr_lines(data);
+}
+
+/// Fuzzes PSBT inspection: [`custody_bitcoin::fuzzing::do_test_inspect_psbt`] (parse, then
+/// inspect against the two fixed fuzz wallets, key path and recovery leaf).
+pub fn do_test_psbt_inspect(data: &[u8]) {
+    custody_bitcoin::fuzzing::do_test_inspect_psbt(data);
+}
+
+/// Fuzzes the CoinPort proprietary fields of a whole PSBT:
+/// [`custody_bitcoin::fuzzing::do_test_psbt_fields`].
+pub fn do_test_psbt_fields(data: &[u8]) {
+    custody_bitcoin::fuzzing::do_test_psbt_fields(data);
+}
+
+/// Fuzzes one CoinPort proprietary field without the PSBT parser in the way:
+/// [`custody_bitcoin::fuzzing::do_test_proprietary_field`] (subtype byte, key-data length
+/// byte `n`, `n` bytes of key data, then the value).
+pub fn do_test_proprietary_field(data: &[u8]) {
+    custody_bitcoin::fuzzing::do_test_proprietary_field(data);
 }

@@ -18,7 +18,11 @@ mod common;
 use std::fmt::Write as _;
 use std::fs;
 
+use bitcoin::psbt::Psbt;
 use common::*;
+use custody_airgap::envelope::{Envelope, EnvelopeType, SealParams};
+use custody_airgap::file::{encode_psbt, PsbtEncoding};
+use custody_airgap::qr::{encode_bbqr, encode_ur, BbqrFileType, Collector, Profile, UrKind};
 use custody_threshold::{
     CeremonyKind, CeremonyPlan, CommitmentBatch, GroupKey, IdentityCard, SignatureShares, TweakMode,
 };
@@ -190,6 +194,13 @@ fn negative_vectors(f: &Fixture) -> Vec<Vector> {
         "invalid age recipient: not an age X25519 recipient",
         "last character of the age recipient changed, so its bech32 checksum fails",
         patch(&c, end - 1, b"q"),
+    ));
+    out.push(v(
+        "identity_card",
+        "uppercase_age_recipient",
+        "invalid age recipient: not in canonical lower-case form",
+        "the same age key spelled in upper case would give the card a second fingerprint",
+        uppercase_age_card(f),
     ));
 
     // --- ceremony plan --------------------------------------------------------------
@@ -724,17 +735,13 @@ fn valid_seeds(f: &Fixture) -> Vec<(&'static str, String, Vec<u8>)> {
             id.to_secret_bytes().to_vec(),
         ));
     }
-    // Upper-case age recipient (same key, other spelling).
-    let card = f.identities[1].card();
-    let (_, _, age_len, end) = card_offsets(&card, HEADER);
+    // Upper-case age recipient (same key, other spelling): rejected since age recipients
+    // must be canonical (also the vector `identity_card-uppercase_age_recipient`), kept as
+    // a seed next to the valid cards.
     out.push((
         "identity_card",
         "uppercase-age-recipient".into(),
-        splice(
-            &card.encode(),
-            age_len + 4..end,
-            card.age_recipient().to_uppercase().as_bytes(),
-        ),
+        uppercase_age_card(f),
     ));
     // Identity with a lower-case age secret key and the odd-y twin of its signing key: both
     // accepted, both normalised on re-encoding.
@@ -839,6 +846,17 @@ fn valid_seeds(f: &Fixture) -> Vec<(&'static str, String, Vec<u8>)> {
     out
 }
 
+/// Bob's card with its age recipient spelled in upper case.
+fn uppercase_age_card(f: &Fixture) -> Vec<u8> {
+    let card = f.identities[1].card();
+    let (_, _, age_len, end) = card_offsets(&card, HEADER);
+    splice(
+        &card.encode(),
+        age_len + 4..end,
+        card.age_recipient().to_uppercase().as_bytes(),
+    )
+}
+
 /// Swaps the first two verifying-share entries of a group key or key share encoding.
 fn swap_first_entries(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes.to_vec();
@@ -862,13 +880,38 @@ fn write_dir(dir: &std::path::Path, files: &[(String, Vec<u8>)]) {
     }
 }
 
+/// The `custody-threshold` targets, whose corpus [`regenerate_corpus`] writes (the
+/// `custody-airgap` and `custody-bitcoin` targets have [`regenerate_airgap_bitcoin_corpus`]).
+const THRESHOLD_TARGETS: [&str; 10] = [
+    "identity_card",
+    "ceremony_plan",
+    "ceremony_message",
+    "dkg_certificate",
+    "group_key",
+    "commitment_batch",
+    "signing_request",
+    "signature_shares",
+    "key_share",
+    "identity",
+];
+
+/// The test function of a target.
+fn target_fn(target: &str) -> custody_fuzz::TestFn {
+    custody_fuzz::TARGETS
+        .iter()
+        .find(|(t, _)| *t == target)
+        .map(|(_, run)| *run)
+        .unwrap_or_else(|| panic!("no target {target}"))
+}
+
 #[test]
 #[ignore = "regenerates the committed corpus; run by hand"]
 fn regenerate_corpus() {
     let f = Fixture::build();
     let seeds = valid_seeds(&f);
     let negatives = negative_vectors(&f);
-    for (target, run) in custody_fuzz::TARGETS {
+    for target in THRESHOLD_TARGETS {
+        let run = target_fn(target);
         let mut files: Vec<(String, Vec<u8>)> = seeds
             .iter()
             .filter(|(t, _, _)| *t == target)
@@ -897,28 +940,47 @@ fn regenerate_corpus() {
     }
 }
 
-#[test]
-#[ignore = "regenerates the committed negative vectors; run by hand"]
-fn regenerate_negative_vectors() {
-    let f = Fixture::build();
-    let vectors = negative_vectors(&f);
+/// Checks every vector against its decoder, then replaces the vector files of the types
+/// among `vectors` (and only those: the threshold and the air-gap generators share the
+/// directory) with them.
+fn write_vectors(vectors: &[Vector]) {
     let mut files = Vec::new();
-    for vector in &vectors {
+    for vector in vectors {
         match custody_fuzz::decode(vector.ty, &vector.bytes).expect("known type") {
             Ok(()) => panic!("{} decodes", vector.file_name()),
             Err(e) => assert!(
-                e.to_string().contains(&vector.expect),
+                e.contains(&vector.expect),
                 "{}: error {e:?} does not contain {:?}",
                 vector.file_name(),
                 vector.expect
             ),
         }
+        // The harness takes it without panicking.
+        target_fn(vector.ty)(&vector.bytes);
         files.push((vector.file_name(), vector.render().into_bytes()));
     }
     let mut names: Vec<_> = files.iter().map(|(n, _)| n.clone()).collect();
+    names.sort();
     names.dedup();
     assert_eq!(names.len(), files.len(), "vector names are unique");
-    write_dir(&negative_dir(), &files);
+    let prefixes: Vec<String> = vectors.iter().map(|v| format!("{}-", v.ty)).collect();
+    let dir = negative_dir();
+    for old in files_in(&dir) {
+        let name = old.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            fs::remove_file(&old).expect("remove old vector");
+        }
+    }
+    for (name, bytes) in &files {
+        fs::write(dir.join(name), bytes).expect("write vector");
+    }
+}
+
+#[test]
+#[ignore = "regenerates the committed negative vectors; run by hand"]
+fn regenerate_negative_vectors() {
+    let f = Fixture::build();
+    write_vectors(&negative_vectors(&f));
 }
 
 // --- worked examples for docs/formats/threshold.md ----------------------------------
@@ -1068,4 +1130,764 @@ fn regenerate_format_examples() {
     let dir = workspace_dir().join("target");
     fs::create_dir_all(&dir).expect("create target/");
     fs::write(dir.join("threshold-format-examples.md"), out).expect("write examples");
+}
+
+// --- custody-airgap and custody-bitcoin targets ---------------------------------------
+
+/// Named corpus files of one target.
+type Seeds = Vec<(String, Vec<u8>)>;
+
+/// Seal time of the envelope seeds (Unix seconds) and their session.
+const SEAL_TIME: u64 = 1_790_000_000;
+const SESSION: [u8; 16] = [0x5f; 16];
+
+/// Offsets inside an envelope (see `crates/custody-airgap/src/envelope.rs`): version, type
+/// byte, flags, recipient count (after magic 4, version, type, flags, session 16, sender 32,
+/// sequence, created and expiry times 8 each).
+const ENV_VERSION: usize = 4;
+const ENV_TYPE: usize = 5;
+const ENV_FLAGS: usize = 6;
+const ENV_RECIPIENT_COUNT: usize = 4 + 1 + 1 + 1 + 16 + 32 + 8 + 8 + 8;
+
+/// Seals `payload` from alice (the first fixture identity), encrypted to `recipients` when
+/// there are any. The signature draws from `rng` (fixed seed: reproducible); age draws its
+/// own randomness, so encrypted envelopes are not.
+fn seal(
+    f: &Fixture,
+    kind: EnvelopeType,
+    sequence: u64,
+    payload: &[u8],
+    recipients: &[IdentityCard],
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> Vec<u8> {
+    let params = SealParams {
+        kind,
+        session_id: SESSION,
+        sequence,
+        created_at: SEAL_TIME,
+        expires_at: SEAL_TIME + 3600,
+        recipients,
+    };
+    Envelope::seal(&f.identities[0], &params, payload, rng)
+        .expect("valid parameters")
+        .encode()
+}
+
+/// The `custody_bitcoin::fuzzing::corpus_seeds()` PSBT called `name`.
+fn psbt_seed(name: &str) -> Vec<u8> {
+    custody_bitcoin::fuzzing::corpus_seeds()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| bytes)
+        .unwrap_or_else(|| panic!("no corpus seed {name}"))
+}
+
+/// A plain envelope from alice carrying the one-commitment batch: the base of the envelope
+/// negative vectors (small, reproducible).
+fn plain_envelope(f: &Fixture) -> Vec<u8> {
+    let mut r = rng(0xe1);
+    seal(
+        f,
+        EnvelopeType::CommitmentBatch,
+        1,
+        &f.small_batch.encode(),
+        &[],
+        &mut r,
+    )
+}
+
+fn envelope_seeds(f: &Fixture) -> Seeds {
+    let mut r = rng(0xe2);
+    let cards = [f.identities[1].card(), f.identities[2].card()];
+    let plain = plain_envelope(f);
+    let mut out = vec![
+        ("valid-plain-commitments".to_owned(), plain.clone()),
+        (
+            "valid-plain-signing-request".into(),
+            seal(
+                f,
+                EnvelopeType::SigningRequest,
+                2,
+                &f.request.encode(),
+                &[],
+                &mut r,
+            ),
+        ),
+        (
+            "valid-plain-psbt".into(),
+            seal(
+                f,
+                EnvelopeType::Psbt,
+                3,
+                &psbt_seed("key_path"),
+                &[],
+                &mut r,
+            ),
+        ),
+        (
+            "valid-plain-empty-payload".into(),
+            seal(f, EnvelopeType::IdentityCard, 4, &[], &[], &mut r),
+        ),
+        (
+            "valid-encrypted-share-backup".into(),
+            seal(
+                f,
+                EnvelopeType::ShareBackup,
+                5,
+                &f.dealer_shares[0].to_secret_bytes(),
+                &cards,
+                &mut r,
+            ),
+        ),
+        (
+            "valid-encrypted-signature-shares".into(),
+            seal(
+                f,
+                EnvelopeType::SignatureShares,
+                6,
+                &f.responses[0].encode(),
+                &cards,
+                &mut r,
+            ),
+        ),
+        ("truncated-magic".into(), plain[..3].to_vec()),
+        ("truncated-header".into(), plain[..40].to_vec()),
+        ("truncated-half".into(), plain[..plain.len() / 2].to_vec()),
+        (
+            "truncated-last-byte".into(),
+            plain[..plain.len() - 1].to_vec(),
+        ),
+    ];
+    let mut trailing = plain;
+    trailing.push(0);
+    out.push(("trailing-byte".into(), trailing));
+    for n in airgap_negative_vectors(f) {
+        if n.ty == "envelope"
+            && ["recipients_without_encryption", "payload_too_large"].contains(&n.failure)
+        {
+            out.push((format!("neg-{}", n.failure), n.bytes));
+        }
+    }
+    out
+}
+
+/// `text` with a line break (CR LF) after every `width` characters.
+fn wrap(text: &[u8], width: usize) -> Vec<u8> {
+    let text = text.trim_ascii_end();
+    let mut out = Vec::new();
+    for line in text.chunks(width) {
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn psbt_file_seeds() -> Seeds {
+    let key_path = psbt_seed("key_path");
+    let leaf = psbt_seed("recovery_leaf");
+    let base64 = encode_psbt(&key_path, PsbtEncoding::Base64);
+    let hex = encode_psbt(&key_path, PsbtEncoding::Hex);
+    vec![
+        ("valid-binary-key_path".to_owned(), key_path.clone()),
+        ("valid-base64-key_path".into(), base64.clone()),
+        ("valid-hex-key_path".into(), hex.clone()),
+        ("valid-binary-recovery_leaf".into(), leaf.clone()),
+        (
+            "valid-base64-wrapped-recovery_leaf".into(),
+            wrap(&encode_psbt(&leaf, PsbtEncoding::Base64), 64),
+        ),
+        (
+            "valid-hex-uppercase-no-newline".into(),
+            encode_psbt(&leaf, PsbtEncoding::Hex)
+                .trim_ascii_end()
+                .to_ascii_uppercase(),
+        ),
+        ("truncated-binary-magic".into(), key_path[..4].to_vec()),
+        (
+            "truncated-base64".into(),
+            base64[..base64.len() / 2 + 1].to_vec(),
+        ),
+        (
+            "truncated-hex-odd".into(),
+            hex[..hex.len() / 2 + 1].to_vec(),
+        ),
+        (
+            "base64-of-wrong-magic".into(),
+            encode_psbt(b"psbt\xfe", PsbtEncoding::Base64),
+        ),
+        ("not-psbt-text".into(), b"not a psbt\n".to_vec()),
+    ]
+}
+
+/// The CBOR fountain parts inside multi-part UR frames (bytewords decoded, CRC removed):
+/// what `fuzz_ur_lines` frames itself around a line that does not start with `ur:`.
+fn raw_cbor_parts(frames: &[String]) -> Vec<Vec<u8>> {
+    frames
+        .iter()
+        .map(|frame| {
+            let body = frame.rsplit('/').next().expect("a frame has a body");
+            ur::bytewords::decode(&body.to_ascii_lowercase(), ur::bytewords::Style::Minimal)
+                .expect("our own frames decode")
+        })
+        .collect()
+}
+
+fn lines(frames: &[String]) -> Vec<u8> {
+    frames.join("\n").into_bytes()
+}
+
+fn collects(text: &[u8]) -> bool {
+    let mut collector = Collector::new();
+    for line in text.split(|&b| b == b'\n') {
+        let _ = collector.push_line(&String::from_utf8_lossy(line));
+    }
+    collector.finish().is_ok()
+}
+
+fn ur_seeds(f: &Fixture) -> Seeds {
+    let key_path = psbt_seed("key_path");
+    let leaf = psbt_seed("recovery_leaf");
+    let envelope = plain_envelope(f);
+
+    let mut encoder = encode_ur(UrKind::CryptoPsbt, &key_path, Profile::Low).expect("encodes");
+    let n = encoder.fragment_count();
+    assert!(n >= 3, "the key-path PSBT needs several Low frames");
+    let first_pass = encoder.next_parts(n);
+    // Fountain parts after the first pass, each mixing several fragments: take as few as
+    // complete the message.
+    let mut mixed = Vec::new();
+    while !collects(&lines(&mixed)) {
+        mixed.push(encoder.next_part());
+        assert!(mixed.len() < 4 * n, "mixed parts complete the message");
+    }
+
+    let mut other = encode_ur(UrKind::CryptoPsbt, &leaf, Profile::Low).expect("encodes");
+    let other_frames = other.next_parts(2);
+    let mixed_messages = vec![
+        first_pass[0].clone(),
+        other_frames[0].clone(),
+        first_pass[1].clone(),
+        other_frames[1].clone(),
+    ];
+
+    let mut single = encode_ur(UrKind::Envelope, &envelope, Profile::High).expect("encodes");
+    assert!(single.is_single_part());
+    let mut env_multi = encode_ur(UrKind::Envelope, &envelope, Profile::Low).expect("encodes");
+    let env_frames = env_multi.next_parts(env_multi.fragment_count() + 1);
+
+    let mut alias = encode_ur(UrKind::CryptoPsbt, &key_path, Profile::High).expect("encodes");
+    let alias = alias
+        .next_part()
+        .to_ascii_lowercase()
+        .replacen("ur:crypto-psbt/", "ur:psbt/", 1);
+
+    // Repeats, blank lines, a `QR-Code:` prefix (zbarimg without --raw), a foreign line and
+    // the frames out of order: what a scanner log looks like.
+    let mut noisy = vec![
+        format!("QR-Code:{}", first_pass[n - 1]),
+        String::new(),
+        "hello".to_owned(),
+    ];
+    noisy.extend(first_pass.iter().rev().cloned());
+    noisy.push(first_pass[0].clone());
+
+    // Raw CBOR parts (no `ur:` prefix): the lines fuzz_ur_lines frames itself. A part that
+    // contains a line feed would be split, so only the others are kept.
+    let raw: Vec<Vec<u8>> = raw_cbor_parts(&first_pass)
+        .into_iter()
+        .filter(|part| !part.contains(&b'\n') && !part.starts_with(b"ur:"))
+        .collect();
+    assert!(!raw.is_empty());
+
+    let out = vec![
+        ("valid-psbt-first-pass".to_owned(), lines(&first_pass)),
+        ("valid-psbt-mixed-parts".into(), lines(&mixed)),
+        ("valid-psbt-alias-lowercase".into(), alias.into_bytes()),
+        (
+            "valid-envelope-single-part".into(),
+            single.next_part().into_bytes(),
+        ),
+        ("valid-envelope-multi-part".into(), lines(&env_frames)),
+        ("valid-noisy-scanner-log".into(), lines(&noisy)),
+        ("partial-psbt".into(), lines(&first_pass[..n - 1])),
+        ("mixed-messages".into(), lines(&mixed_messages)),
+        ("raw-cbor-parts".into(), raw.join(&b'\n')),
+        (
+            "truncated-frame".into(),
+            first_pass[0].as_bytes()[..first_pass[0].len() / 2].to_vec(),
+        ),
+    ];
+    for (name, text) in &out {
+        assert_eq!(
+            collects(text),
+            name.starts_with("valid-"),
+            "{name}: completes exactly when named valid-"
+        );
+    }
+    out
+}
+
+fn bbqr_seeds(f: &Fixture) -> Seeds {
+    let key_path = psbt_seed("key_path");
+    let psbt = encode_bbqr(BbqrFileType::Psbt, &key_path, Profile::Low).expect("encodes");
+    assert!(
+        psbt.len() >= 2,
+        "the key-path PSBT needs several Low frames"
+    );
+    let leaf = encode_bbqr(
+        BbqrFileType::Psbt,
+        &psbt_seed("recovery_leaf"),
+        Profile::Low,
+    )
+    .expect("encodes");
+    let shares = encode_bbqr(
+        BbqrFileType::Cbor,
+        &f.responses[0].encode(),
+        Profile::Normal,
+    )
+    .expect("encodes");
+    let json = encode_bbqr(
+        BbqrFileType::Json,
+        br#"{"session":"5f5f5f5f","step":"dkg-round1","sequence":1}"#,
+        Profile::Normal,
+    )
+    .expect("encodes");
+    // BBQr's hex (`H`) and uncompressed base32 (`2`) encodings, which our encoder does not
+    // pick for these messages (zlib makes them smaller) but readers must take.
+    let hex_frame = format!(
+        "B$HU0100{}",
+        hex::encode_upper("CoinPort custody: hex-encoded BBQr text")
+    );
+    let base32_frames = [
+        format!("B$2U0200{}", base32(b"CoinPort custody: base32 BBQr ")),
+        format!("B$2U0201{}", base32(b"in two parts")),
+    ];
+    let mut collector = Collector::new();
+    for frame in &base32_frames {
+        collector.push_line(frame).expect("a valid base32 frame");
+    }
+    assert_eq!(
+        collector.finish().expect("complete").bytes(),
+        b"CoinPort custody: base32 BBQr in two parts"
+    );
+    let mut reordered: Vec<String> = psbt.iter().rev().cloned().collect();
+    reordered.push(psbt[0].clone());
+    let mixed = vec![psbt[0].clone(), leaf[1].clone()];
+    let out = vec![
+        ("valid-psbt".to_owned(), lines(&psbt)),
+        ("valid-psbt-reordered-repeated".into(), lines(&reordered)),
+        ("valid-cbor-signature-shares".into(), lines(&shares)),
+        ("valid-base32-two-parts".into(), lines(&base32_frames)),
+        ("valid-json".into(), lines(&json)),
+        ("valid-hex-text".into(), hex_frame.into_bytes()),
+        ("partial-psbt".into(), lines(&psbt[..psbt.len() - 1])),
+        ("mixed-messages".into(), lines(&mixed)),
+        (
+            "truncated-frame".into(),
+            psbt[0].as_bytes()[..psbt[0].len() / 2].to_vec(),
+        ),
+        (
+            "valid-lowercase-json".into(),
+            json[0].to_ascii_lowercase().into_bytes(),
+        ),
+    ];
+    for (name, text) in &out {
+        assert_eq!(
+            collects(text),
+            name.starts_with("valid-"),
+            "{name}: completes exactly when named valid-"
+        );
+    }
+    out
+}
+
+/// RFC 4648 base32 without padding, as BBQr's `2` encoding writes it (every part but the
+/// last must be a multiple of 5 bytes).
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+fn psbt_inspect_seeds() -> Seeds {
+    let mut out: Vec<(String, Vec<u8>)> = custody_bitcoin::fuzzing::corpus_seeds()
+        .into_iter()
+        .map(|(name, bytes)| (format!("valid-{name}"), bytes))
+        .collect();
+    let key_path = psbt_seed("key_path");
+    out.push((
+        "truncated-half".into(),
+        key_path[..key_path.len() / 2].to_vec(),
+    ));
+    out.push((
+        "truncated-last-byte".into(),
+        key_path[..key_path.len() - 1].to_vec(),
+    ));
+    let mut no_utxo = Psbt::deserialize(&key_path).expect("a seed parses");
+    no_utxo.inputs[0].witness_utxo = None;
+    out.push(("no-witness-utxo".into(), no_utxo.serialize()));
+    let mut no_origins = Psbt::deserialize(&key_path).expect("a seed parses");
+    no_origins.inputs[1].tap_key_origins.clear();
+    no_origins.outputs[0].tap_key_origins.clear();
+    out.push(("no-key-origins".into(), no_origins.serialize()));
+    let mut big_output = Psbt::deserialize(&key_path).expect("a seed parses");
+    big_output.unsigned_tx.output[0].value = bitcoin::Amount::from_sat(200_000);
+    out.push(("output-exceeds-inputs".into(), big_output.serialize()));
+    out
+}
+
+/// The key-path PSBT with `fields` set as CoinPort proprietary fields.
+fn psbt_with(fields: &[(u8, &[u8], Vec<u8>)]) -> Vec<u8> {
+    let mut psbt = Psbt::deserialize(&psbt_seed("key_path")).expect("a seed parses");
+    for (subtype, key, value) in fields {
+        psbt.proprietary.insert(
+            bitcoin::psbt::raw::ProprietaryKey {
+                prefix: custody_bitcoin::fields::PREFIX.to_vec(),
+                subtype: *subtype,
+                key: key.to_vec(),
+            },
+            value.clone(),
+        );
+    }
+    psbt.serialize()
+}
+
+fn psbt_fields_seeds(f: &Fixture) -> Seeds {
+    let request = f.request.encode();
+    let shares_1 = f.responses[0].encode();
+    let shares_3 = f.responses[1].encode();
+    assert_eq!((f.responses[0].signer, f.responses[1].signer), (1, 3));
+    let both = psbt_with(&[
+        (0, &[], request.clone()),
+        (1, &[0, 1], shares_1.clone()),
+        (1, &[0, 3], shares_3.clone()),
+    ]);
+    vec![
+        (
+            "valid-request".to_owned(),
+            psbt_with(&[(0, &[], request.clone())]),
+        ),
+        ("valid-request-and-shares".into(), both.clone()),
+        ("no-fields".into(), psbt_seed("key_path")),
+        (
+            "shares-signer-mismatch".into(),
+            psbt_with(&[(0, &[], request.clone()), (1, &[0, 2], shares_1.clone())]),
+        ),
+        (
+            "request-with-key-data".into(),
+            psbt_with(&[(0, &[0], request.clone())]),
+        ),
+        (
+            "shares-key-too-short".into(),
+            psbt_with(&[(0, &[], request.clone()), (1, &[1], shares_1)]),
+        ),
+        (
+            "reserved-subtype".into(),
+            psbt_with(&[(0, &[], request.clone()), (2, &[], b"policy".to_vec())]),
+        ),
+        (
+            "request-truncated".into(),
+            psbt_with(&[(0, &[], request[..request.len() / 2].to_vec())]),
+        ),
+        ("truncated-half".into(), both[..both.len() / 2].to_vec()),
+    ]
+}
+
+/// One proprietary-field input in the layout of `do_test_proprietary_field`: subtype, key
+/// data length, key data, value.
+fn field(subtype: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = vec![subtype, u8::try_from(key.len()).expect("short key")];
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    out
+}
+
+fn proprietary_field_seeds(f: &Fixture) -> Seeds {
+    let request = f.request.encode();
+    let shares_1 = f.responses[0].encode();
+    let shares_3 = f.responses[1].encode();
+    vec![
+        ("valid-request".to_owned(), field(0, &[], &request)),
+        ("valid-shares-signer-1".into(), field(1, &[0, 1], &shares_1)),
+        ("valid-shares-signer-3".into(), field(1, &[0, 3], &shares_3)),
+        ("request-with-key-data".into(), field(0, &[0], &request)),
+        ("shares-key-too-short".into(), field(1, &[1], &shares_1)),
+        (
+            "shares-signer-mismatch".into(),
+            field(1, &[0, 2], &shares_1),
+        ),
+        ("reserved-subtype".into(), field(2, &[], b"policy")),
+        (
+            "request-truncated".into(),
+            field(0, &[], &request[..request.len() / 2]),
+        ),
+        ("empty-value".into(), field(0, &[], &[])),
+        ("key-length-beyond-input".into(), vec![1, 0xff, 0]),
+    ]
+}
+
+/// Negative vectors for `custody_fuzz::decode`'s `envelope` and `psbt_file` types.
+fn airgap_negative_vectors(f: &Fixture) -> Vec<Vector> {
+    let plain = plain_envelope(f);
+    let payload_len_at = ENV_RECIPIENT_COUNT + 1;
+    let payload_len = f.small_batch.encode().len();
+    let mut out = vec![
+        v(
+            "envelope",
+            "truncated",
+            "envelope is truncated: signature is incomplete",
+            "a plain envelope from alice (a commitment batch) cut 10 bytes into the signature",
+            plain[..plain.len() - 54].to_vec(),
+        ),
+        v(
+            "envelope",
+            "truncated_header",
+            "envelope is truncated: sender is incomplete",
+            "the same envelope cut 20 bytes into the sender key",
+            plain[..ENV_FLAGS + 1 + 16 + 20].to_vec(),
+        ),
+        v(
+            "envelope",
+            "empty",
+            "not a CoinPort envelope",
+            "no bytes at all",
+            Vec::new(),
+        ),
+        v(
+            "envelope",
+            "bad_magic",
+            "not a CoinPort envelope (the file or frame does not start with \"CPEN\")",
+            "magic CPTH (a threshold encoding) instead of CPEN",
+            patch(&plain, 0, b"CPTH"),
+        ),
+        v(
+            "envelope",
+            "wrong_version",
+            "envelope format version 2 is not supported; this build reads version 1",
+            "format version byte 2",
+            patch(&plain, ENV_VERSION, &[2]),
+        ),
+        v(
+            "envelope",
+            "unknown_type",
+            "unknown envelope message type 10",
+            "message type byte 10 (types are 1 to 9)",
+            patch(&plain, ENV_TYPE, &[10]),
+        ),
+        v(
+            "envelope",
+            "type_zero",
+            "unknown envelope message type 0",
+            "message type byte 0",
+            patch(&plain, ENV_TYPE, &[0]),
+        ),
+        v(
+            "envelope",
+            "unknown_flags",
+            "unknown envelope flags 0x03",
+            "flags 0x03: bit 1 is not defined (bit 0 is 'encrypted')",
+            patch(&plain, ENV_FLAGS, &[3]),
+        ),
+        v(
+            "envelope",
+            "encrypted_without_recipients",
+            "envelope says it is encrypted but lists 0 recipients",
+            "the encrypted flag set on a plain envelope with no recipients",
+            patch(&plain, ENV_FLAGS, &[1]),
+        ),
+        v(
+            "envelope",
+            "recipients_without_encryption",
+            "envelope says it is not encrypted but lists 2 recipients",
+            "bob and carol listed as recipients (count 2) but the encrypted flag clear",
+            splice(
+                &plain,
+                ENV_RECIPIENT_COUNT..ENV_RECIPIENT_COUNT + 1,
+                &[
+                    &[2u8][..],
+                    &f.identities[1].card().signing_key()[..],
+                    &f.identities[2].card().signing_key()[..],
+                ]
+                .concat(),
+            ),
+        ),
+        v(
+            "envelope",
+            "truncated_recipients",
+            "envelope is truncated: recipient is incomplete",
+            "encrypted flag and recipient count 2, then only one recipient key and the input ends",
+            [
+                &plain[..ENV_FLAGS],
+                &[1u8][..],
+                &plain[ENV_FLAGS + 1..ENV_RECIPIENT_COUNT],
+                &[2u8][..],
+                &f.identities[1].card().signing_key()[..],
+            ]
+            .concat(),
+        ),
+        v(
+            "envelope",
+            "payload_too_large",
+            "envelope payload of 8388609 bytes exceeds the maximum of 8388608",
+            "payload length 0x00800001, one byte over the 8 MiB limit (checked before reading)",
+            patch(&plain, payload_len_at, &0x0080_0001u32.to_be_bytes()),
+        ),
+        v(
+            "envelope",
+            "payload_longer_than_input",
+            "envelope is truncated: payload is incomplete",
+            "payload length 0x00010000, more than the input holds but within the limit",
+            patch(&plain, payload_len_at, &0x0001_0000u32.to_be_bytes()),
+        ),
+        v(
+            "envelope",
+            "payload_length_short",
+            "1 unexpected bytes after the envelope signature",
+            format!(
+                "payload length {} instead of {payload_len}: the last signature byte is left over",
+                payload_len - 1
+            ),
+            patch(
+                &plain,
+                payload_len_at,
+                &u32::try_from(payload_len - 1).expect("small").to_be_bytes(),
+            ),
+        ),
+        v(
+            "envelope",
+            "trailing_bytes",
+            "2 unexpected bytes after the envelope signature",
+            "two zero bytes after the signature",
+            [&plain[..], &[0u8, 0][..]].concat(),
+        ),
+    ];
+
+    let key_path = psbt_seed("key_path");
+    let hex = encode_psbt(&key_path, PsbtEncoding::Hex);
+    let base64 = encode_psbt(&key_path, PsbtEncoding::Base64);
+    out.extend([
+        v(
+            "psbt_file",
+            "not_psbt",
+            "not a PSBT: expected binary starting with \"psbt\\xff\", or the same in base64 or hex",
+            "a final transaction file (hex of a transaction, not of a PSBT)",
+            b"02000000000101".to_vec(),
+        ),
+        v(
+            "psbt_file",
+            "empty",
+            "not a PSBT",
+            "an empty file",
+            Vec::new(),
+        ),
+        v(
+            "psbt_file",
+            "binary_wrong_separator",
+            "not a PSBT",
+            "binary magic psbt followed by 0x00 instead of the 0xff separator",
+            patch(&key_path, 4, &[0]),
+        ),
+        v(
+            "psbt_file",
+            "binary_magic_only_partly",
+            "not a PSBT",
+            "the first 4 bytes of a binary PSBT (psbt without the separator)",
+            key_path[..4].to_vec(),
+        ),
+        v(
+            "psbt_file",
+            "bad_hex",
+            "PSBT text is not valid hex",
+            "a hex PSBT file with one digit replaced by 'g'",
+            patch(&hex, 20, b"g"),
+        ),
+        v(
+            "psbt_file",
+            "odd_hex",
+            "PSBT text is not valid hex",
+            "a hex PSBT file with the last digit removed (odd length)",
+            [&hex[..hex.len() - 2], &b"\n"[..]].concat(),
+        ),
+        v(
+            "psbt_file",
+            "bad_base64",
+            "PSBT text is not valid base64",
+            "a base64 PSBT file with a '!' in it",
+            patch(&base64, 12, b"!"),
+        ),
+        v(
+            "psbt_file",
+            "base64_bad_padding",
+            "PSBT text is not valid base64",
+            format!(
+                "a base64 PSBT file without its last character ({:?}), so the final group of four is short",
+                char::from(base64.trim_ascii_end()[base64.trim_ascii_end().len() - 1])
+            ),
+            base64.trim_ascii_end()[..base64.trim_ascii_end().len() - 1].to_vec(),
+        ),
+        v(
+            "psbt_file",
+            "base64_not_psbt",
+            "PSBT text is not valid base64",
+            "valid base64 starting with cHNidP that decodes to psbt 0xfe, not psbt 0xff",
+            b"cHNidP4=\n".to_vec(),
+        ),
+    ]);
+    out
+}
+
+#[test]
+#[ignore = "regenerates the committed corpus; run by hand"]
+fn regenerate_airgap_bitcoin_corpus() {
+    let f = Fixture::build();
+    let targets: [(&str, Seeds); 7] = [
+        ("envelope", envelope_seeds(&f)),
+        ("psbt_file", psbt_file_seeds()),
+        ("ur_lines", ur_seeds(&f)),
+        ("bbqr_lines", bbqr_seeds(&f)),
+        ("psbt_inspect", psbt_inspect_seeds()),
+        ("psbt_fields", psbt_fields_seeds(&f)),
+        ("proprietary_field", proprietary_field_seeds(&f)),
+    ];
+    for (target, files) in &targets {
+        assert!(
+            (5..=15).contains(&files.len()),
+            "{target}: {} seeds",
+            files.len()
+        );
+        let run = target_fn(target);
+        for (name, bytes) in files {
+            assert!(
+                bytes.len() <= 4096,
+                "{target}/{name}: {} bytes",
+                bytes.len()
+            );
+            run(bytes);
+            if name.starts_with("valid-") {
+                if let Some(result) = custody_fuzz::decode(target, bytes) {
+                    assert!(result.is_ok(), "{target}/{name}: {result:?}");
+                }
+            }
+        }
+        write_dir(&fuzz_dir().join("corpus").join(target), files);
+    }
+}
+
+#[test]
+#[ignore = "regenerates the committed negative vectors; run by hand"]
+fn regenerate_airgap_negative_vectors() {
+    let f = Fixture::build();
+    write_vectors(&airgap_negative_vectors(&f));
 }

@@ -65,10 +65,9 @@ fn every_negative_vector_is_rejected_with_its_message() {
         match result {
             Ok(()) => panic!("{}: the {} decoder accepted it", vector.name, vector.ty),
             Err(e) => assert!(
-                e.to_string().contains(&vector.expect),
-                "{}: the error {:?} does not contain {:?}",
+                e.contains(&vector.expect),
+                "{}: the error {e:?} does not contain {:?}",
                 vector.name,
-                e.to_string(),
                 vector.expect
             ),
         }
@@ -83,11 +82,16 @@ fn every_negative_vector_is_rejected_with_its_message() {
         ran += 1;
     }
     assert!(ran >= 20, "only {ran} negative vectors ran");
-    assert_eq!(
-        types.len(),
-        custody_fuzz::TARGETS.len(),
-        "every decoder has negative vectors: {types:?}"
-    );
+    // Every target with a plain decoder (all but the QR and PSBT-parser targets) has
+    // vectors.
+    let decoders: std::collections::BTreeSet<String> = custody_fuzz::TARGETS
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| custody_fuzz::decode(t, &[]).is_some())
+        .map(str::to_owned)
+        .collect();
+    assert!(decoders.contains("envelope") && decoders.contains("psbt_file"));
+    assert_eq!(types, decoders, "every decoder has negative vectors");
 }
 
 #[test]

@@ -250,12 +250,16 @@ pub enum PsbtFileError {
     /// Text that claims to be base64 or hex but does not decode.
     #[error("PSBT text is not valid {0}")]
     BadText(&'static str),
-    /// Larger than [`MAX_FILE_LEN`].
+    /// The file is larger than [`MAX_FILE_LEN`], or the PSBT larger than [`MAX_PSBT_LEN`].
     #[error("PSBT of {0} bytes exceeds the limit")]
     TooLarge(usize),
 }
 
 const PSBT_MAGIC: &[u8] = b"psbt\xff";
+
+/// Largest raw PSBT accepted: its hex form with a newline still fits in [`MAX_FILE_LEN`],
+/// so every accepted PSBT can be answered in the encoding it came in.
+pub const MAX_PSBT_LEN: usize = (MAX_FILE_LEN as usize - 1) / 2;
 
 /// Detects the encoding of a PSBT file and returns the raw PSBT bytes.
 ///
@@ -265,6 +269,14 @@ const PSBT_MAGIC: &[u8] = b"psbt\xff";
 /// # Errors
 /// A [`PsbtFileError`] when the input is none of the three forms.
 pub fn detect_psbt(bytes: &[u8]) -> Result<(Vec<u8>, PsbtEncoding), PsbtFileError> {
+    let (raw, encoding) = detect_unbounded(bytes)?;
+    if raw.len() > MAX_PSBT_LEN {
+        return Err(PsbtFileError::TooLarge(raw.len()));
+    }
+    Ok((raw, encoding))
+}
+
+fn detect_unbounded(bytes: &[u8]) -> Result<(Vec<u8>, PsbtEncoding), PsbtFileError> {
     if bytes.len() as u64 > MAX_FILE_LEN {
         return Err(PsbtFileError::TooLarge(bytes.len()));
     }
