@@ -39,7 +39,7 @@ pub type TestFn = fn(&[u8]);
 
 /// Every fuzz target: its name (also the name of its `fuzz_targets/` file, its `[[bin]]`,
 /// its `corpus/` directory and the `type:` of a negative vector) and its test function.
-pub const TARGETS: [(&str, TestFn); 17] = [
+pub const TARGETS: [(&str, TestFn); 20] = [
     ("identity_card", do_test_identity_card),
     ("ceremony_plan", do_test_ceremony_plan),
     ("ceremony_message", do_test_ceremony_message),
@@ -57,6 +57,9 @@ pub const TARGETS: [(&str, TestFn); 17] = [
     ("psbt_inspect", do_test_psbt_inspect),
     ("psbt_fields", do_test_psbt_fields),
     ("proprietary_field", do_test_proprietary_field),
+    ("policy_document", do_test_policy_document),
+    ("signed_policy", do_test_signed_policy),
+    ("decision", do_test_decision),
 ];
 
 /// Runs only the decoder of `target` (a name from [`TARGETS`]) on `data`.
@@ -83,6 +86,9 @@ pub fn decode(target: &str, data: &[u8]) -> Option<Result<(), String>> {
         "identity" => text(Identity::from_secret_bytes(data)),
         "envelope" => text(Envelope::decode(data)),
         "psbt_file" => text(detect_psbt(data)),
+        "policy_document" => text(custody_policy::PolicyDocument::decode(data)),
+        "signed_policy" => text(custody_policy::SignedPolicy::decode(data)),
+        "decision" => text(custody_policy::Decision::decode(data)),
         _ => return None,
     };
     Some(result)
@@ -400,4 +406,37 @@ pub fn do_test_psbt_fields(data: &[u8]) {
 /// byte `n`, `n` bytes of key data, then the value).
 pub fn do_test_proprietary_field(data: &[u8]) {
     custody_bitcoin::fuzzing::do_test_proprietary_field(data);
+}
+
+/// Fuzzes [`custody_policy::PolicyDocument::decode`]: an accepted document re-encodes to
+/// the input (one encoding per document) and hashes without panicking.
+pub fn do_test_policy_document(data: &[u8]) {
+    match custody_policy::PolicyDocument::decode(data) {
+        Ok(doc) => {
+            assert!(doc.encode() == data, "policy document re-encoding differs");
+            let _ = doc.hash();
+        }
+        Err(e) => assert!(!e.to_string().is_empty(), "empty Display for {e:?}"),
+    }
+}
+
+/// Fuzzes [`custody_policy::SignedPolicy::decode`]: an accepted signed policy re-encodes to
+/// the input.
+pub fn do_test_signed_policy(data: &[u8]) {
+    match custody_policy::SignedPolicy::decode(data) {
+        Ok(signed) => assert!(signed.encode() == data, "signed policy re-encoding differs"),
+        Err(e) => assert!(!e.to_string().is_empty(), "empty Display for {e:?}"),
+    }
+}
+
+/// Fuzzes [`custody_policy::Decision::decode`]: an accepted decision re-encodes to the
+/// input and its digests compute without panicking.
+pub fn do_test_decision(data: &[u8]) {
+    match custody_policy::Decision::decode(data) {
+        Ok(decision) => {
+            assert!(decision.encode() == data, "decision re-encoding differs");
+            let _ = (decision.signing_digest(), decision.withdrawal_digest());
+        }
+        Err(e) => assert!(!e.to_string().is_empty(), "empty Display for {e:?}"),
+    }
 }
