@@ -50,6 +50,11 @@ pub enum CommandArgs {
     /// Distributed key generation.
     #[command(subcommand)]
     Dkg(DkgArgs),
+    /// Nonce commitments for the coordinator.
+    #[command(subcommand)]
+    Commitments(CommitmentsArgs),
+    /// Signs a PSBT signing request from the coordinator, after showing what it spends.
+    Sign(SignArgs),
     /// The watch-only wallet of the group key.
     #[command(subcommand)]
     Wallet(WalletArgs),
@@ -67,7 +72,12 @@ pub enum IdentityArgs {
         name: String,
     },
     /// Prints the identity card path, name and fingerprint.
-    Show,
+    Show {
+        /// Also print the fingerprint as 8 words from the BIP39 English wordlist, to read
+        /// aloud (not a mnemonic; see the `words` module for the mapping).
+        #[arg(long)]
+        words: bool,
+    },
 }
 
 /// `plan …`
@@ -123,4 +133,34 @@ pub enum WalletArgs {
         #[arg(long, default_value_t = 5)]
         count: u32,
     },
+}
+
+/// `commitments …`
+#[derive(Debug, Subcommand)]
+pub enum CommitmentsArgs {
+    /// Issues fresh nonce commitments (recorded in the nonce journal first) and writes them
+    /// as a signed commitment-batch envelope file for the coordinator.
+    Issue {
+        /// How many commitments (one is spent per signed input).
+        #[arg(long)]
+        count: usize,
+        /// The directory to write the envelope file to.
+        #[arg(long, value_name = "DIR")]
+        usb: PathBuf,
+    },
+}
+
+/// `sign`
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The request PSBT (binary, base64 or hex) carrying the custody signing request.
+    #[arg(long, value_name = "FILE")]
+    pub request: PathBuf,
+    /// Where to write the answer `…-NAME-part.psbt` [default: the request's directory].
+    #[arg(long, value_name = "DIR")]
+    pub usb: Option<PathBuf>,
+    /// Sign without asking for confirmation on the terminal (after checking the summary
+    /// some other way).
+    #[arg(long)]
+    pub yes: bool,
 }

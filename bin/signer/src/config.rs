@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use custody_keystore::EncryptionParams;
+use custody_threshold::limits::MAX_BATCH;
 use custody_threshold::Network;
 
-use crate::cli::{Cli, CommandArgs, DkgArgs, IdentityArgs, PlanArgs, WalletArgs};
+use crate::cli::{
+    Cli, CommandArgs, CommitmentsArgs, DkgArgs, IdentityArgs, PlanArgs, SignArgs, WalletArgs,
+};
 
 /// Most receive addresses `wallet show` prints at once.
 pub const MAX_ADDRESSES: u32 = 1000;
@@ -31,7 +34,10 @@ pub enum Command {
         name: String,
     },
     /// `identity show`.
-    IdentityShow,
+    IdentityShow {
+        /// Also print the fingerprint as words.
+        words: bool,
+    },
     /// `plan create`.
     PlanCreate {
         /// t.
@@ -55,6 +61,22 @@ pub enum Command {
         timeout: Duration,
         /// Poll interval.
         poll: Duration,
+    },
+    /// `commitments issue`.
+    CommitmentsIssue {
+        /// Number of commitments, 1 to [`MAX_BATCH`].
+        count: usize,
+        /// Output directory.
+        usb: PathBuf,
+    },
+    /// `sign`.
+    Sign {
+        /// The request PSBT file.
+        request: PathBuf,
+        /// Where the answer goes.
+        usb: PathBuf,
+        /// No confirmation prompt.
+        yes: bool,
     },
     /// `wallet show`.
     WalletShow {
@@ -130,7 +152,7 @@ impl Config {
             CommandArgs::Identity(IdentityArgs::Create { name }) => {
                 Command::IdentityCreate { name }
             }
-            CommandArgs::Identity(IdentityArgs::Show) => Command::IdentityShow,
+            CommandArgs::Identity(IdentityArgs::Show { words }) => Command::IdentityShow { words },
             CommandArgs::Plan(PlanArgs::Create {
                 threshold,
                 cards,
@@ -177,6 +199,30 @@ impl Config {
                     usb: existing_dir(&usb, "USB directory")?,
                     timeout: Duration::from_secs(timeout_secs),
                     poll: Duration::from_millis(poll_ms),
+                }
+            }
+            CommandArgs::Commitments(CommitmentsArgs::Issue { count, usb }) => {
+                if count == 0 || count > MAX_BATCH {
+                    bail!("--count {count} is not accepted; issue 1 to {MAX_BATCH} commitments at a time");
+                }
+                Command::CommitmentsIssue {
+                    count,
+                    usb: existing_dir(&usb, "USB directory")?,
+                }
+            }
+            CommandArgs::Sign(SignArgs { request, usb, yes }) => {
+                let request = existing_file(&request, "request PSBT")?;
+                let usb = match usb {
+                    Some(dir) => dir,
+                    None => match request.parent() {
+                        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                        _ => PathBuf::from("."),
+                    },
+                };
+                Command::Sign {
+                    usb: existing_dir(&usb, "USB directory")?,
+                    request,
+                    yes,
                 }
             }
             CommandArgs::Wallet(WalletArgs::Show { count }) => {

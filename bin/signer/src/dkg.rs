@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use custody_airgap::envelope::{Envelope, EnvelopeType, MemoryReplayGuard, Receiver, SealParams};
@@ -24,16 +24,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::home::{create_private_dir, passphrase, Home, GROUP_FILE, TRANSCRIPT_FILE};
 use crate::output::Output;
-use crate::Refused;
-
-/// How long our envelopes stay valid.
-const ENVELOPE_LIFETIME_SECS: u64 = 7 * 24 * 3600;
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::{now, Refused, ENVELOPE_LIFETIME_SECS};
 
 fn aborted(e: CeremonyError) -> anyhow::Error {
     Refused(format!(

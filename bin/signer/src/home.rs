@@ -220,22 +220,25 @@ impl Home {
     }
 
     /// `identity show`.
-    pub(crate) fn show_identity(&self, out: &Output) -> Result<()> {
+    pub(crate) fn show_identity(&self, words: bool, out: &Output) -> Result<()> {
         let (path, card) = self.card()?;
-        out.record(
-            "identity",
-            json!({
-                "name": card.name(),
-                "fingerprint": card.fingerprint(),
-                "card": path.display().to_string(),
-            }),
-            &format!(
-                "identity card: {}\nname: {}\nfingerprint: {}",
-                path.display(),
-                card.name(),
-                card.fingerprint()
-            ),
-        )
+        let mut data = json!({
+            "name": card.name(),
+            "fingerprint": card.fingerprint(),
+            "card": path.display().to_string(),
+        });
+        let mut text = format!(
+            "identity card: {}\nname: {}\nfingerprint: {}",
+            path.display(),
+            card.name(),
+            card.fingerprint()
+        );
+        if words {
+            let w = crate::words::fingerprint_words(&card.fingerprint())?;
+            data["fingerprint_words"] = json!(w);
+            text.push_str(&format!("\nfingerprint words: {}", w.join(" ")));
+        }
+        out.record("identity", data, &text)
     }
 }
 

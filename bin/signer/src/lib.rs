@@ -1,6 +1,6 @@
 //! The air-gapped signer of CoinPort Custody, as a library the `custody-signer` binary
-//! calls: identity, ceremony plans, DKG over a shared USB directory, the watch-only wallet
-//! and status.
+//! calls: identity, ceremony plans, DKG over a shared USB directory, nonce commitments,
+//! PSBT signing, the watch-only wallet and status.
 //!
 //! The signer links no networking code; a test checks the dependency tree.
 //!
@@ -21,18 +21,32 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod commitments;
 pub mod config;
 mod dkg;
 mod home;
 mod output;
 mod plan;
+mod sign;
 mod status;
+pub mod words;
 
 use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use config::{Command, Config};
 pub use home::Home;
 pub use output::Output;
+
+/// How long the envelopes this signer writes stay valid.
+pub(crate) const ENVELOPE_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// A check said no (the plan does not include us, a participant misbehaved): exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +72,7 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
     let home = Home::new(&config.home);
     match &config.command {
         Command::IdentityCreate { name } => home.create_identity(config, name, &out),
-        Command::IdentityShow => home.show_identity(&out),
+        Command::IdentityShow { words } => home.show_identity(*words, &out),
         Command::PlanCreate {
             threshold,
             cards,
@@ -72,6 +86,10 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
             timeout,
             poll,
         } => dkg::join(config, &home, plan, usb, *timeout, *poll, &out),
+        Command::CommitmentsIssue { count, usb } => {
+            commitments::issue(config, &home, *count, usb, &out)
+        }
+        Command::Sign { request, usb, yes } => sign::sign(config, &home, request, usb, *yes, &out),
         Command::WalletShow { count } => status::wallet_show(&home, *count, &out),
         Command::Status => status::status(config, &home, &out),
     }

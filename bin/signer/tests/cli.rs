@@ -4,6 +4,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
 use assert_cmd::Command;
+use bitcoin::psbt::Psbt;
+use bitcoin::{Amount, FeeRate};
+use custody_airgap::envelope::{Envelope, EnvelopeType, MemoryReplayGuard, Receiver};
+use custody_airgap::file::{detect_psbt, encode_psbt, list_complete, read_bounded, PsbtEncoding};
+use custody_bitcoin::{
+    absorb_response, aggregate_psbt, build_psbt, extract_verified, finalize_psbt,
+    request_signatures, Branch, BuildOptions, InspectPolicy, Payment, WalletDescriptor, WalletUtxo,
+};
+use custody_threshold::{CommitmentBatch, CommitmentPool, GroupKey, IdentityCard};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -175,12 +184,8 @@ fn three_signers(root: &Path) -> (Vec<Signer>, PathBuf) {
     (signers, plan)
 }
 
-#[test]
-fn three_signers_run_a_2_of_3_dkg_over_one_usb_directory_and_agree_on_the_wallet() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (signers, plan) = three_signers(dir.path());
-    let usb = dir.path().join("usb");
-    std::fs::create_dir(&usb).expect("usb");
+/// Runs `dkg join` for every signer at once, each in its own process.
+fn join_all(signers: &[Signer], plan: &Path, usb: &Path) -> Vec<std::process::Output> {
     let bin = assert_cmd::cargo::cargo_bin("custody-signer");
     let children: Vec<_> = signers
         .iter()
@@ -188,9 +193,9 @@ fn three_signers_run_a_2_of_3_dkg_over_one_usb_directory_and_agree_on_the_wallet
             Process::new(&bin)
                 .args(s.args())
                 .args(["--json", "dkg", "join", "--plan"])
-                .arg(&plan)
+                .arg(plan)
                 .arg("--usb")
-                .arg(&usb)
+                .arg(usb)
                 .args(["--timeout-secs", "120", "--poll-ms", "50"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -198,10 +203,38 @@ fn three_signers_run_a_2_of_3_dkg_over_one_usb_directory_and_agree_on_the_wallet
                 .expect("spawn")
         })
         .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect()
+}
+
+/// Three signers after a successful 2-of-3 DKG, and the USB directory it ran in.
+fn after_dkg(root: &Path) -> (Vec<Signer>, PathBuf) {
+    let (signers, plan) = three_signers(root);
+    let usb = root.join("usb");
+    std::fs::create_dir(&usb).expect("usb");
+    for out in join_all(&signers, &plan, &usb) {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (signers, usb)
+}
+
+#[test]
+fn three_signers_run_a_2_of_3_dkg_over_one_usb_directory_and_agree_on_the_wallet() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (signers, plan) = three_signers(dir.path());
+    let usb = dir.path().join("usb");
+    std::fs::create_dir(&usb).expect("usb");
+    let outputs = join_all(&signers, &plan, &usb);
     let mut xpubs = Vec::new();
     let mut transcripts = Vec::new();
-    for child in children {
-        let out = child.wait_with_output().expect("wait");
+    for out in outputs {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
         let records = lines(&out.stdout);
@@ -339,4 +372,393 @@ fn wallet_show_before_the_dkg_says_to_run_it() {
         .assert()
         .success()
         .stdout(predicate::str::contains("key share: no"));
+}
+
+/// Opens every commitment envelope in `dir` from `card`, as the coordinator would.
+fn read_batches(dir: &Path, card: &IdentityCard, group: &GroupKey) -> Vec<CommitmentBatch> {
+    let trusted = [card.clone()];
+    let mut receiver = Receiver::new(
+        custody_signer::commitments::commitment_session_id(group),
+        &trusted,
+        None,
+        MemoryReplayGuard::default(),
+    );
+    let mut batches = Vec::new();
+    for path in list_complete(dir).expect("list") {
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+        if !name.contains("-commitments-from-") {
+            continue;
+        }
+        let bytes = read_bounded(&path).expect("read");
+        if Envelope::decode(&bytes).expect("envelope").header().sender != *card.signing_key() {
+            continue;
+        }
+        let opened = receiver
+            .open(&bytes, Some(EnvelopeType::CommitmentBatch), now())
+            .expect("a valid envelope from the trusted card");
+        batches.push(CommitmentBatch::decode(&opened.payload).expect("a commitment batch"));
+    }
+    batches
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn card_of(s: &Signer) -> IdentityCard {
+    IdentityCard::decode(&std::fs::read(s.home.join("identity.card")).expect("card")).expect("card")
+}
+
+fn group_of(s: &Signer) -> GroupKey {
+    GroupKey::decode(&std::fs::read(s.home.join("group.key")).expect("group")).expect("group")
+}
+
+#[test]
+fn after_the_dkg_each_signer_issues_signed_commitment_batches_with_fresh_counters() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (signers, _) = after_dkg(dir.path());
+    let usb = dir.path().join("commitments");
+    std::fs::create_dir(&usb).expect("usb");
+    let usb_s = usb.display().to_string();
+    let group = group_of(&signers[0]);
+
+    for s in &signers {
+        s.cmd(&["commitments", "issue", "--count", "3", "--usb", &usb_s])
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::contains("issued 3 commitments, counters 0 to 2")
+                    .and(predicate::str::contains("-commitments-from-")),
+            )
+            .stderr("");
+    }
+    // Issuing again gives fresh counters, in a new file.
+    let again = signers[0].json(&["commitments", "issue", "--count", "2", "--usb", &usb_s]);
+    let data = record(&again, "commitments");
+    assert_eq!(data["count"], 2);
+    assert_eq!(data["first_counter"], 3);
+    assert_eq!(data["last_counter"], 4);
+    assert_eq!(data["signer"], 1);
+    assert!(std::path::Path::new(data["file"].as_str().expect("file")).is_file());
+    assert_eq!(
+        data["session_id"],
+        hex::encode(custody_signer::commitments::commitment_session_id(&group))
+    );
+
+    for (i, s) in signers.iter().enumerate() {
+        let batches = read_batches(&usb, &card_of(s), &group);
+        assert_eq!(
+            batches.len(),
+            if i == 0 { 2 } else { 1 },
+            "{}",
+            s.home.display()
+        );
+        let mut counters = Vec::new();
+        for b in &batches {
+            assert_eq!(b.group_key, group.public_key());
+            assert_eq!(usize::from(b.signer), i + 1);
+            counters.extend(b.commitments.iter().map(|(id, _)| id.counter));
+        }
+        counters.sort_unstable();
+        let expected: Vec<u64> = (0..if i == 0 { 5 } else { 3 }).collect();
+        assert_eq!(counters, expected);
+    }
+    // The journal counts them.
+    let status = record(&signers[0].json(&["status"]), "status").clone();
+    assert_eq!(status["nonces"]["issued"], 5);
+    assert_eq!(status["nonces"]["available"], 5);
+
+    // Bad counts are errors, before anything is issued.
+    signers[1]
+        .cmd(&["commitments", "issue", "--count", "0", "--usb", &usb_s])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("issue 1 to 1000 commitments"));
+}
+
+#[test]
+fn commitments_before_the_dkg_say_to_run_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let alice = Signer::new(dir.path(), "alice");
+    alice
+        .cmd(&["identity", "create", "--name", "alice"])
+        .assert()
+        .success();
+    let usb = dir.path().display().to_string();
+    alice
+        .cmd(&["commitments", "issue", "--count", "1", "--usb", &usb])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("dkg join"));
+}
+
+#[test]
+fn identity_show_words_reads_the_fingerprint_as_eight_wordlist_words() {
+    let dir = tempfile::tempdir().expect("dir");
+    let alice = Signer::new(dir.path(), "alice");
+    alice
+        .cmd(&["identity", "create", "--name", "alice"])
+        .assert()
+        .success();
+    let data = record(&alice.json(&["identity", "show", "--words"]), "identity").clone();
+    let fp = data["fingerprint"].as_str().expect("fingerprint");
+    let words: Vec<&str> = data["fingerprint_words"]
+        .as_array()
+        .expect("words")
+        .iter()
+        .map(|w| w.as_str().expect("word"))
+        .collect();
+    assert_eq!(words.len(), 8);
+    // Decode: 11 bits per word, the first 80 are the fingerprint, the last 8 are zero.
+    let list = bip39::Language::English.word_list();
+    let mut value = 0u128;
+    for w in &words {
+        let i = list.iter().position(|x| x == w).expect("a wordlist word");
+        value = (value << 11) | i as u128;
+    }
+    assert_eq!(value & 0xff, 0, "padding");
+    assert_eq!(
+        format!("{:020X}", value >> 8),
+        fp.replace('-', ""),
+        "the words encode the fingerprint"
+    );
+
+    alice
+        .cmd(&["identity", "show", "--words"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(fp).and(predicate::str::contains(format!(
+                "fingerprint words: {}",
+                words.join(" ")
+            ))),
+        )
+        .stderr("");
+    // Without --words, no words.
+    alice
+        .cmd(&["identity", "show"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("fingerprint words").not());
+}
+
+/// A transaction from outside paying 0.5 and 0.3 BTC to receive addresses 0 and 1.
+fn fund(wallet: &WalletDescriptor) -> Vec<WalletUtxo> {
+    use bitcoin::{absolute::LockTime, transaction::Version, OutPoint, Sequence, TxIn, TxOut};
+    let coins = [(0u32, 50_000_000u64), (1, 30_000_000)];
+    let tx = bitcoin::Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: bitcoin::Txid::from_raw_hash(bitcoin::hashes::Hash::from_byte_array([7; 32])),
+                vout: 0,
+            },
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: bitcoin::Witness::new(),
+        }],
+        output: coins
+            .iter()
+            .map(|(i, sat)| TxOut {
+                value: Amount::from_sat(*sat),
+                script_pubkey: wallet
+                    .address(Branch::Receive, *i)
+                    .expect("derive")
+                    .script_pubkey(),
+            })
+            .collect(),
+    };
+    let txid = tx.compute_txid();
+    coins
+        .iter()
+        .enumerate()
+        .map(|(vout, (i, _))| WalletUtxo {
+            outpoint: OutPoint {
+                txid,
+                vout: vout as u32,
+            },
+            txout: tx.output[vout].clone(),
+            branch: Branch::Receive,
+            index: *i,
+            prev_tx: None,
+        })
+        .collect()
+}
+
+/// A P2WPKH address outside the wallet.
+fn external_address() -> bitcoin::Address {
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[9; 32]).expect("key");
+    bitcoin::Address::p2wpkh(
+        &bitcoin::CompressedPublicKey(sk.public_key(&secp)),
+        bitcoin::Network::Regtest,
+    )
+}
+
+#[test]
+fn two_signers_answer_a_psbt_request_and_the_coordinator_finalizes_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (signers, _) = after_dkg(dir.path());
+    let usb = dir.path().join("sign");
+    std::fs::create_dir(&usb).expect("usb");
+    let usb_s = usb.display().to_string();
+    let group = group_of(&signers[0]);
+    let (alice, carol) = (&signers[0], &signers[2]);
+
+    // The signers issue commitments; the coordinator pools them.
+    let mut pool = CommitmentPool::new(&group);
+    for s in [alice, carol] {
+        s.cmd(&["commitments", "issue", "--count", "4", "--usb", &usb_s])
+            .assert()
+            .success();
+        for batch in read_batches(&usb, &card_of(s), &group) {
+            pool.add_batch(&batch).expect("same group");
+        }
+    }
+
+    // The coordinator builds a withdrawal of 0.6 BTC and the signing request.
+    let wallet = WalletDescriptor::for_group(&group, None).expect("descriptor");
+    let destination = external_address();
+    let payment = Payment {
+        address: destination.clone(),
+        amount: Amount::from_sat(60_000_000),
+    };
+    let options = BuildOptions::new(FeeRate::from_sat_per_vb_u32(10), 0);
+    let mut psbt = build_psbt(&wallet, &fund(&wallet), &[payment], &options).expect("build");
+    let policy = InspectPolicy::default();
+    request_signatures(
+        &wallet,
+        &group,
+        &mut psbt,
+        &[1, 3],
+        &mut pool,
+        [5; 16],
+        &policy,
+    )
+    .expect("request");
+    let request = usb.join("withdraw.psbt");
+    std::fs::write(
+        &request,
+        encode_psbt(&psbt.serialize(), PsbtEncoding::Base64),
+    )
+    .expect("write request");
+    let request_s = request.display().to_string();
+
+    // Without --yes and without a terminal, nothing is signed.
+    alice
+        .cmd(&["sign", "--request", &request_s])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("pass --yes"));
+    assert!(!usb.join("withdraw-alice-part.psbt").exists());
+
+    let mut answers = Vec::new();
+    for s in [alice, carol] {
+        let out = s
+            .cmd(&["sign", "--request", &request_s, "--usb", &usb_s, "--yes"])
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::contains("Sending 0.60000000 BTC out of the wallet")
+                    .and(predicate::str::contains(format!(
+                        "to {destination}  [EXTERNAL]"
+                    )))
+                    .and(predicate::str::contains("[ours: change/0 (proved)]"))
+                    .and(predicate::str::contains("signed 2 inputs of")),
+            )
+            .stderr("");
+        let name = format!(
+            "withdraw-{}-part.psbt",
+            s.home.file_name().and_then(|n| n.to_str()).expect("name")
+        );
+        assert!(
+            String::from_utf8_lossy(&out.get_output().stdout).contains(&name),
+            "names the answer file"
+        );
+        let bytes = std::fs::read(usb.join(&name)).expect("the answer file");
+        let (raw, encoding) = detect_psbt(&bytes).expect("a PSBT");
+        assert_eq!(
+            encoding,
+            PsbtEncoding::Base64,
+            "answered in the request's encoding"
+        );
+        answers.push(Psbt::deserialize(&raw).expect("parses"));
+    }
+
+    // Signing the same request again is refused: its nonces are spent.
+    carol
+        .cmd(&["sign", "--request", &request_s, "--yes"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::starts_with("refused: ").and(predicate::str::contains("already used")),
+        );
+
+    // The coordinator aggregates, finalizes and libbitcoinconsensus accepts.
+    for a in &answers {
+        assert_eq!(absorb_response(&mut psbt, a).expect("absorb"), 1);
+    }
+    aggregate_psbt(&wallet, &group, &mut psbt, &policy).expect("aggregate");
+    finalize_psbt(&mut psbt).expect("finalize");
+    let tx = extract_verified(&psbt).expect("libbitcoinconsensus accepts every input");
+    assert_eq!(tx.output[0].script_pubkey, destination.script_pubkey());
+    assert_eq!(tx.output[0].value, Amount::from_sat(60_000_000));
+}
+
+#[test]
+fn a_request_whose_item_does_not_match_the_psbt_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (signers, _) = after_dkg(dir.path());
+    let usb = dir.path().join("sign");
+    std::fs::create_dir(&usb).expect("usb");
+    let usb_s = usb.display().to_string();
+    let group = group_of(&signers[0]);
+    let mut pool = CommitmentPool::new(&group);
+    for s in &signers[..2] {
+        s.cmd(&["commitments", "issue", "--count", "2", "--usb", &usb_s])
+            .assert()
+            .success();
+        for batch in read_batches(&usb, &card_of(s), &group) {
+            pool.add_batch(&batch).expect("same group");
+        }
+    }
+    let wallet = WalletDescriptor::for_group(&group, None).expect("descriptor");
+    let payment = Payment {
+        address: external_address(),
+        amount: Amount::from_sat(10_000_000),
+    };
+    let options = BuildOptions::new(FeeRate::from_sat_per_vb_u32(10), 0);
+    let utxos = fund(&wallet);
+    let mut psbt = build_psbt(&wallet, &utxos[..1], &[payment], &options).expect("build");
+    let policy = InspectPolicy::default();
+    request_signatures(
+        &wallet,
+        &group,
+        &mut psbt,
+        &[1, 2],
+        &mut pool,
+        [6; 16],
+        &policy,
+    )
+    .expect("request");
+    // The coordinator swaps the output amount after building the request.
+    psbt.unsigned_tx.output[0].value = Amount::from_sat(9_990_000);
+    let request = usb.join("tampered.psbt");
+    std::fs::write(&request, psbt.serialize()).expect("write");
+    signers[0]
+        .cmd(&["sign", "--request", &request.display().to_string(), "--yes"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(
+            predicate::str::starts_with("refused: ")
+                .and(predicate::str::contains("sighash that differs")),
+        );
+    assert!(!usb.join("tampered-alice-part.psbt").exists());
 }

@@ -1,0 +1,169 @@
+//! `sign`: answers a PSBT signing request from the coordinator.
+//!
+//! 1. Reads the request PSBT (binary, base64 or hex) and inspects it against the group's
+//!    wallet ([`custody_bitcoin::inspect_psbt`] under the default
+//!    [`InspectPolicy`]): every input must be the wallet's, change must be proved ours,
+//!    the fee must be within limits. The summary is printed.
+//! 2. Recomputes every input's sighash, derivation path and Taproot tweak
+//!    ([`custody_bitcoin::signing_items`]) and refuses if the coordinator's request
+//!    (the PSBT's custody request field) differs in any of them.
+//! 3. Asks for confirmation on the terminal unless `--yes`.
+//! 4. Signs with the keystore, which consumes the nonce counters durably before any share
+//!    is computed, and adds this signer's shares field to the PSBT.
+//! 5. Writes the answer in the request's encoding as `{base}-{signer}-part.psbt` (Coldcard
+//!    naming; `base` is the request's file name without `.psbt`, the signer's name keeps
+//!    two signers' answers apart), never overwriting a file.
+//!
+//! The coordinator's signed policy decision is not re-checked yet.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use bitcoin::psbt::Psbt;
+use custody_airgap::file::{
+    detect_psbt, encode_psbt, psbt_file_name, read_bounded, write_new, PsbtStage,
+};
+use custody_bitcoin::{fields, inspect_psbt, signing_items, InspectPolicy, WalletDescriptor};
+use custody_threshold::{ConsumeError, SignError};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::home::{passphrase, Home};
+use crate::output::Output;
+use crate::Refused;
+
+fn refused(what: impl std::fmt::Display) -> anyhow::Error {
+    Refused(format!(
+        "{what}; nothing was signed: do not sign this request, tell the coordinator"
+    ))
+    .into()
+}
+
+/// `sign`.
+pub(crate) fn sign(
+    config: &Config,
+    home: &Home,
+    request_path: &Path,
+    usb: &Path,
+    yes: bool,
+    out: &Output,
+) -> Result<()> {
+    let group = home.group()?;
+    let (_, card) = home.card()?;
+    let bytes = read_bounded(request_path).with_context(|| {
+        format!(
+            "cannot read {}; check the path and the USB stick",
+            request_path.display()
+        )
+    })?;
+    let (raw, encoding) = detect_psbt(&bytes).with_context(|| {
+        format!(
+            "{} is not a PSBT file; ask the coordinator for the signing request",
+            request_path.display()
+        )
+    })?;
+    let mut psbt = Psbt::deserialize(&raw).with_context(|| {
+        format!(
+            "{} is not a valid PSBT; ask the coordinator for a new signing request",
+            request_path.display()
+        )
+    })?;
+    let wallet = WalletDescriptor::for_group(&group, None)
+        .context("cannot build the wallet descriptor of the group key; this is a bug, report it")?;
+    let policy = InspectPolicy::default();
+    let inspection = inspect_psbt(&wallet, &psbt, &policy)
+        .map_err(|e| refused(format!("the PSBT fails inspection: {e}")))?;
+    let request = fields::signing_request(&psbt).map_err(|e| {
+        refused(format!(
+            "the PSBT carries no usable custody signing request ({e})"
+        ))
+    })?;
+    let expected = signing_items(&wallet, &psbt, &policy)
+        .map_err(|e| refused(format!("the PSBT fails inspection: {e}")))?;
+    if request.items().len() != expected.len() {
+        return Err(refused(format!(
+            "the request has {} items but the PSBT has {} inputs",
+            request.items().len(),
+            expected.len()
+        )));
+    }
+    for (k, (item, want)) in request.items().iter().zip(&expected).enumerate() {
+        let field = if item.spec.message != want.message {
+            "sighash"
+        } else if item.spec.path != want.path {
+            "derivation path"
+        } else if item.spec.tweak != want.tweak {
+            "Taproot tweak"
+        } else {
+            continue;
+        };
+        return Err(refused(format!(
+            "request item {k} has a {field} that differs from the one computed from the PSBT"
+        )));
+    }
+    let summary: Value = serde_json::from_str(&inspection.to_json())
+        .context("cannot render the inspection; this is a bug, report it")?;
+    out.record("inspection", summary, &inspection.to_string())?;
+
+    if !yes {
+        confirm()?;
+    }
+    let pass = passphrase(&config.passphrase, false)?;
+    let mut ks = home.open_keystore(&pass)?;
+    let shares = ks.sign(&request).map_err(|e| match e {
+        SignError::Nonce(ConsumeError::Store(source)) => anyhow::Error::new(source).context(
+            "the nonce journal could not record the signature; check the disk, then ask the coordinator for a new request",
+        ),
+        other => refused(format!("the keystore refused to sign: {other}")),
+    })?;
+    fields::set_signature_shares(&mut psbt, &shares);
+
+    let dir = usb;
+    let file_name = request_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("request");
+    let base = file_name.strip_suffix(".psbt").unwrap_or(file_name);
+    let name = psbt_file_name(&format!("{base}-{}", card.name()), PsbtStage::PartlySigned);
+    let answer = encode_psbt(&psbt.serialize(), encoding);
+    let path = write_new(dir, &name, &answer).with_context(|| {
+        format!(
+            "cannot write the answer {name} to {}; the nonces are spent: if the file exists this request was answered already, otherwise ask the coordinator for a new request",
+            dir.display()
+        )
+    })?;
+    out.record(
+        "signed",
+        json!({
+            "file": path.display().to_string(),
+            "txid": inspection.txid,
+            "inputs": request.items().len(),
+            "signer": shares.signer,
+        }),
+        &format!(
+            "signed {} inputs of {}\nwrote {}",
+            request.items().len(),
+            inspection.txid,
+            path.display()
+        ),
+    )
+}
+
+/// Asks on the terminal; anything but `yes` declines.
+fn confirm() -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("not asking for confirmation in a pipe: run on a terminal, or pass --yes after checking the summary");
+    }
+    {
+        let mut err = std::io::stderr().lock();
+        write!(err, "Sign this transaction? Type yes to sign: ")?;
+        err.flush()?;
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "yes" {
+        return Err(Refused("you declined; nothing was signed".into()).into());
+    }
+    Ok(())
+}
