@@ -1,5 +1,5 @@
 //! Inputs on which a fuzz target failed because of a bug in a crate under `crates/`. While a
-//! bug is open its test is `#[ignore]`d with the bug in the reason; once fixed it stays here
+//! bug is open its test is ignored with the bug in the reason; once fixed it stays here
 //! as a regression test (inputs too large for the corpus live here for good).
 
 use custody_airgap::file::{detect_psbt, encode_psbt, PsbtEncoding, MAX_FILE_LEN, MAX_PSBT_LEN};

@@ -2,7 +2,7 @@
 //! vectors (`test-vectors/negative/`) and the worked examples of
 //! `docs/formats/threshold.md`.
 //!
-//! All three are `#[ignore]`d: they rewrite committed files and are run by hand after a
+//! All three are ignored: they rewrite committed files and are run by hand after a
 //! format change:
 //!
 //! ```text
