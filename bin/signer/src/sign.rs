@@ -1,16 +1,15 @@
 //! `sign`: answers a PSBT signing request from the coordinator.
 //!
-//! 1. Reads the request PSBT (binary, base64 or hex) and inspects it against the group's
-//!    wallet ([`custody_bitcoin::inspect_psbt`] under the default
-//!    [`InspectPolicy`]): every input must be the wallet's, change must be proved ours,
-//!    the fee must be within limits. The summary is printed.
-//! 2. Recomputes every input's sighash, derivation path and Taproot tweak
-//!    ([`custody_bitcoin::signing_items`]) and refuses if the coordinator's request
-//!    (the PSBT's custody request field) differs in any of them.
-//! 3. Asks for confirmation on the terminal unless `--yes`.
-//! 4. Signs with the keystore, which consumes the nonce counters durably before any share
+//! 1. Reads the request PSBT (binary, base64 or hex) and checks it against the group's
+//!    wallet with [`custody_bitcoin::check_signing_request`] under the default
+//!    [`InspectPolicy`]: every input must be the wallet's, change must be proved ours, the
+//!    fee must be within limits, and every input's sighash, derivation path and Taproot
+//!    tweak recomputed from the PSBT must equal the coordinator's request item. The
+//!    summary is printed.
+//! 2. Asks for confirmation on the terminal unless `--yes`.
+//! 3. Signs with the keystore, which consumes the nonce counters durably before any share
 //!    is computed, and adds this signer's shares field to the PSBT.
-//! 5. Writes the answer in the request's encoding as `{base}-{signer}-part.psbt` (Coldcard
+//! 4. Writes the answer in the request's encoding as `{base}-{signer}-part.psbt` (Coldcard
 //!    naming; `base` is the request's file name without `.psbt`, the signer's name keeps
 //!    two signers' answers apart), never overwriting a file.
 //!
@@ -24,7 +23,7 @@ use bitcoin::psbt::Psbt;
 use custody_airgap::file::{
     detect_psbt, encode_psbt, psbt_file_name, read_bounded, write_new, PsbtStage,
 };
-use custody_bitcoin::{fields, inspect_psbt, signing_items, InspectPolicy, WalletDescriptor};
+use custody_bitcoin::{check_signing_request, fields, InspectPolicy, WalletDescriptor};
 use custody_threshold::{ConsumeError, SignError};
 use serde_json::{json, Value};
 
@@ -72,36 +71,8 @@ pub(crate) fn sign(
     let wallet = WalletDescriptor::for_group(&group, None)
         .context("cannot build the wallet descriptor of the group key; this is a bug, report it")?;
     let policy = InspectPolicy::default();
-    let inspection = inspect_psbt(&wallet, &psbt, &policy)
-        .map_err(|e| refused(format!("the PSBT fails inspection: {e}")))?;
-    let request = fields::signing_request(&psbt).map_err(|e| {
-        refused(format!(
-            "the PSBT carries no usable custody signing request ({e})"
-        ))
-    })?;
-    let expected = signing_items(&wallet, &psbt, &policy)
-        .map_err(|e| refused(format!("the PSBT fails inspection: {e}")))?;
-    if request.items().len() != expected.len() {
-        return Err(refused(format!(
-            "the request has {} items but the PSBT has {} inputs",
-            request.items().len(),
-            expected.len()
-        )));
-    }
-    for (k, (item, want)) in request.items().iter().zip(&expected).enumerate() {
-        let field = if item.spec.message != want.message {
-            "sighash"
-        } else if item.spec.path != want.path {
-            "derivation path"
-        } else if item.spec.tweak != want.tweak {
-            "Taproot tweak"
-        } else {
-            continue;
-        };
-        return Err(refused(format!(
-            "request item {k} has a {field} that differs from the one computed from the PSBT"
-        )));
-    }
+    let (inspection, request) = check_signing_request(&wallet, &psbt, &policy)
+        .map_err(|e| refused(format!("the signing request does not hold: {e}")))?;
     let summary: Value = serde_json::from_str(&inspection.to_json())
         .context("cannot render the inspection; this is a bug, report it")?;
     out.record("inspection", summary, &inspection.to_string())?;

@@ -48,7 +48,7 @@ pub use recovery::{
     absorb_recovery_signatures, sign_recovery_psbt, BackupSecret, RecoveryError, RecoverySigned,
 };
 pub use sign::{
-    aggregate_psbt, extract_verified, finalize_psbt, key_spend_sighash, request_signatures,
-    sign_psbt, signing_items, AggregatePsbtError, FinalizeError, ItemField, RequestPsbtError,
-    SignPsbtError, WrongWalletError,
+    aggregate_psbt, check_signing_request, extract_verified, finalize_psbt, key_spend_sighash,
+    request_signatures, sign_psbt, signing_items, AggregatePsbtError, FinalizeError, ItemField,
+    RequestPsbtError, SignPsbtError, WrongWalletError,
 };

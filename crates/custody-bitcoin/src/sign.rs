@@ -219,6 +219,33 @@ pub fn sign_psbt<S: NonceStore>(
     policy: &InspectPolicy,
 ) -> Result<Inspection, SignPsbtError<S::Error>> {
     check_wallet(wallet, share.group())?;
+    let (inspection, request) = checked_request(wallet, psbt, policy)?;
+    let shares = sign_request(share, seed, store, &request)?;
+    fields::set_signature_shares(psbt, &shares);
+    Ok(inspection)
+}
+
+/// The signer's checks before it signs, for callers that hold the share elsewhere (a
+/// keystore): inspects `psbt` under `policy`, reads the coordinator's request, recomputes
+/// every input's sighash, path and tweak from the PSBT and `wallet`, and returns the
+/// inspection and the request only if every item matches.
+///
+/// # Errors
+/// A [`SignPsbtError`] other than [`SignPsbtError::Sign`] and
+/// [`SignPsbtError::WrongWallet`]; nothing is signed here.
+pub fn check_signing_request(
+    wallet: &WalletDescriptor,
+    psbt: &Psbt,
+    policy: &InspectPolicy,
+) -> Result<(Inspection, SigningRequest), SignPsbtError<std::convert::Infallible>> {
+    checked_request(wallet, psbt, policy)
+}
+
+fn checked_request<E: std::error::Error + 'static>(
+    wallet: &WalletDescriptor,
+    psbt: &Psbt,
+    policy: &InspectPolicy,
+) -> Result<(Inspection, SigningRequest), SignPsbtError<E>> {
     let checked = check(wallet, psbt, policy, SpendPath::KeyPath)?;
     let request = fields::signing_request(psbt)?;
     let expected = items_from(&checked, psbt)?;
@@ -229,9 +256,7 @@ pub fn sign_psbt<S: NonceStore>(
         },
         Some(field) => SignPsbtError::RequestMismatch { input, field },
     })?;
-    let shares = sign_request(share, seed, store, &request)?;
-    fields::set_signature_shares(psbt, &shares);
-    Ok(checked.inspection)
+    Ok((checked.inspection, request))
 }
 
 /// Compares the request with the expected items; `Err((input, None))` for a count mismatch.
