@@ -79,13 +79,13 @@ impl fmt::Debug for GroupKey {
 
 /// A group key derived along a BIP32 path: the tweak and the resulting key package.
 #[derive(Clone, Debug)]
-pub struct DerivedGroupKey {
+pub struct DerivedGroupKey<'a> {
     pub(crate) tweak: Scalar,
     pub(crate) tweak_point: ProjectivePoint,
     key: ProjectivePoint,
     /// The root package; derived packages are built from it only when needed (the signer
     /// needs just its own share).
-    root: PublicKeyPackage,
+    root: &'a PublicKeyPackage,
     pub(crate) xpub: Xpub,
 }
 
@@ -112,7 +112,7 @@ impl SigningTweak {
     }
 }
 
-impl DerivedGroupKey {
+impl DerivedGroupKey<'_> {
     /// The derived extended public key.
     pub fn xpub(&self) -> &Xpub {
         &self.xpub
@@ -276,7 +276,7 @@ impl GroupKey {
     ///
     /// # Errors
     /// [`DeriveError::Hardened`] for a hardened index.
-    pub fn derive(&self, path: &[u32]) -> Result<DerivedGroupKey, DeriveError> {
+    pub fn derive(&self, path: &[u32]) -> Result<DerivedGroupKey<'_>, DeriveError> {
         let steps = to_child_numbers(path)?;
         let (xpub, tweak_bytes) = derive_public(&self.xpub(), &steps)?;
         let tweak = scalar_from_bytes(tweak_bytes).ok_or(DeriveError::InvalidKey)?;
@@ -290,7 +290,7 @@ impl GroupKey {
             tweak,
             tweak_point: t,
             key,
-            root: self.package.clone(),
+            root: &self.package,
             xpub,
         })
     }
@@ -463,7 +463,7 @@ impl KeyShare {
     /// signing tweak, added to the share.
     pub(crate) fn signing_key_package(
         &self,
-        derived: &DerivedGroupKey,
+        derived: &DerivedGroupKey<'_>,
         tweak: &SigningTweak,
     ) -> KeyPackage {
         let share =
