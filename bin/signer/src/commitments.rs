@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::home::{passphrase, Home};
 use crate::output::Output;
+use crate::qr::QrOut;
 use crate::{now, ENVELOPE_LIFETIME_SECS};
+use custody_airgap::qr::UrKind;
 
 /// The envelope session id of commitment batches for `group`: the first 16 bytes of
 /// SHA-256 of its 33-byte compressed public key ([`GroupKey::public_key`]).
@@ -42,6 +44,7 @@ pub(crate) fn issue(
     home: &Home,
     count: usize,
     usb: &Path,
+    qr: &QrOut,
     out: &Output,
 ) -> Result<()> {
     let group = home.group()?;
@@ -87,6 +90,12 @@ pub(crate) fn issue(
             usb.display()
         )
     })?;
+    let base = path
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .unwrap_or("commitments")
+        .to_owned();
+    let qr_files = crate::qr::emit(qr, UrKind::Envelope, &env.encode(), &base, out)?;
     out.record(
         "commitments",
         json!({
@@ -97,6 +106,7 @@ pub(crate) fn issue(
             "signer": batch.signer,
             "session_id": hex::encode(session_id),
             "file": path.display().to_string(),
+            "qr_files": qr_files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         }),
         &format!(
             "issued {} commitments, counters {first} to {last}\nwrote {}",

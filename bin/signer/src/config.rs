@@ -10,8 +10,12 @@ use custody_threshold::limits::MAX_BATCH;
 use custody_threshold::Network;
 
 use crate::cli::{
-    Cli, CommandArgs, CommitmentsArgs, DkgArgs, IdentityArgs, PlanArgs, SignArgs, WalletArgs,
+    BackupArgs, BackupKeyArgs, CeremonyArgs, Cli, CommandArgs, CommitmentsArgs, DkgArgs,
+    IdentityArgs, InspectArgs, PlanArgs, PlanKindArg, PolicyArgs, QrInArgs, QrOutArgs,
+    QrProfileArg, RecordArgs, RepairArgs, SignArgs, WalletArgs,
 };
+use crate::qr::{QrOut, RequestSource};
+use custody_airgap::qr::Profile;
 
 /// Most receive addresses `wallet show` prints at once.
 pub const MAX_ADDRESSES: u32 = 1000;
@@ -23,6 +27,49 @@ pub enum PassphraseSource {
     Tty,
     /// The first line of a file.
     File(PathBuf),
+}
+
+/// A ceremony run over a USB directory.
+#[derive(Debug, Clone)]
+pub struct Ceremony {
+    /// Plan file.
+    pub plan: PathBuf,
+    /// Exchange directory.
+    pub usb: PathBuf,
+    /// Overall deadline.
+    pub timeout: Duration,
+    /// Poll interval.
+    pub poll: Duration,
+}
+
+/// The plan kind with its extra parameters.
+#[derive(Debug, Clone)]
+pub enum PlanKind {
+    /// A DKG plan.
+    Dkg,
+    /// A refresh plan of the group in the file.
+    Refresh {
+        /// Group key file.
+        group: PathBuf,
+    },
+    /// A repair plan.
+    Repair {
+        /// Group key file.
+        group: PathBuf,
+        /// Name of the participant who lost its share.
+        lost: String,
+        /// Names of the helpers.
+        helpers: Vec<String>,
+    },
+}
+
+/// Where a backup key comes from.
+#[derive(Debug, Clone)]
+pub enum BackupKeySource {
+    /// A backup passphrase from the terminal or a file.
+    Passphrase(PassphraseSource),
+    /// An age identity file.
+    AgeIdentity(PathBuf),
 }
 
 /// A command with its arguments checked.
@@ -40,6 +87,8 @@ pub enum Command {
     },
     /// `plan create`.
     PlanCreate {
+        /// What the plan is for.
+        kind: PlanKind,
         /// t.
         threshold: u16,
         /// Card files, in order.
@@ -52,15 +101,78 @@ pub enum Command {
         out: PathBuf,
     },
     /// `dkg join`.
-    DkgJoin {
-        /// Plan file.
-        plan: PathBuf,
-        /// Exchange directory.
-        usb: PathBuf,
-        /// Overall deadline.
-        timeout: Duration,
-        /// Poll interval.
-        poll: Duration,
+    DkgJoin(Ceremony),
+    /// `refresh`.
+    Refresh(Ceremony),
+    /// `repair help`.
+    RepairHelp {
+        /// Name of the participant who lost its share.
+        lost: String,
+        /// The ceremony.
+        ceremony: Ceremony,
+    },
+    /// `repair recover`.
+    RepairRecover {
+        /// Group key file, if not the home's.
+        group: Option<PathBuf>,
+        /// The ceremony.
+        ceremony: Ceremony,
+    },
+    /// `policy pin-admins`.
+    PolicyPinAdmins {
+        /// k.
+        threshold: u16,
+        /// Admin cards.
+        cards: Vec<PathBuf>,
+        /// Replace an existing pin.
+        replace: bool,
+    },
+    /// `policy install`.
+    PolicyInstall {
+        /// Signed policy file.
+        file: PathBuf,
+    },
+    /// `policy show`.
+    PolicyShow,
+    /// `record verify`.
+    RecordVerify {
+        /// Record file.
+        file: PathBuf,
+    },
+    /// `inspect`.
+    Inspect {
+        /// Where the request comes from.
+        request: RequestSource,
+    },
+    /// `backup export`.
+    BackupExport {
+        /// Output file (must not exist).
+        out: PathBuf,
+        /// Who can decrypt it.
+        to: BackupTarget,
+    },
+    /// `backup verify`.
+    BackupVerify {
+        /// Backup file.
+        file: PathBuf,
+        /// Its key.
+        key: BackupKeySource,
+    },
+    /// `backup restore`.
+    BackupRestore {
+        /// Backup file.
+        file: PathBuf,
+        /// Ceremony records to adopt.
+        records: Vec<PathBuf>,
+        /// Its key.
+        key: BackupKeySource,
+    },
+    /// `man`.
+    Man,
+    /// `completions`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// `commitments issue`.
     CommitmentsIssue {
@@ -68,11 +180,15 @@ pub enum Command {
         count: usize,
         /// Output directory.
         usb: PathBuf,
+        /// QR output.
+        qr: QrOut,
     },
     /// `sign`.
     Sign {
-        /// The request PSBT file.
-        request: PathBuf,
+        /// Where the request comes from.
+        request: RequestSource,
+        /// QR output of the answer.
+        qr: QrOut,
         /// Where the answer goes.
         usb: PathBuf,
         /// No confirmation prompt.
@@ -85,6 +201,15 @@ pub enum Command {
     },
     /// `status`.
     Status,
+}
+
+/// Who a backup is encrypted to.
+#[derive(Debug, Clone)]
+pub enum BackupTarget {
+    /// A backup passphrase.
+    Passphrase(PassphraseSource),
+    /// An age X25519 recipient (`age1…`).
+    Recipient(String),
 }
 
 /// Everything a command needs, validated.
@@ -154,6 +279,10 @@ impl Config {
             }
             CommandArgs::Identity(IdentityArgs::Show { words }) => Command::IdentityShow { words },
             CommandArgs::Plan(PlanArgs::Create {
+                kind,
+                group,
+                lost,
+                helpers,
                 threshold,
                 cards,
                 network,
@@ -177,7 +306,38 @@ impl Config {
                         out.display()
                     );
                 }
+                let kind = match kind {
+                    PlanKindArg::Dkg => {
+                        if group.is_some() || lost.is_some() || !helpers.is_empty() {
+                            bail!("--group, --lost and --helper are for refresh and repair plans; add --kind refresh or --kind repair");
+                        }
+                        PlanKind::Dkg
+                    }
+                    PlanKindArg::Refresh => PlanKind::Refresh {
+                        group: existing_file(
+                            &group.context(
+                                "a refresh plan needs --group FILE (group.key from a signer home)",
+                            )?,
+                            "group key file",
+                        )?,
+                    },
+                    PlanKindArg::Repair => PlanKind::Repair {
+                        group: existing_file(
+                            &group.context(
+                                "a repair plan needs --group FILE (group.key from a signer home)",
+                            )?,
+                            "group key file",
+                        )?,
+                        lost: lost.context("a repair plan needs --lost NAME")?,
+                        helpers: if helpers.is_empty() {
+                            bail!("a repair plan needs --helper NAME for each helping participant");
+                        } else {
+                            helpers
+                        },
+                    },
+                };
                 Command::PlanCreate {
+                    kind,
                     threshold,
                     cards,
                     network,
@@ -185,43 +345,108 @@ impl Config {
                     out,
                 }
             }
-            CommandArgs::Dkg(DkgArgs::Join {
-                plan,
-                usb,
-                timeout_secs,
-                poll_ms,
-            }) => {
-                if timeout_secs == 0 || poll_ms == 0 {
-                    bail!("--timeout-secs and --poll-ms must be greater than zero");
-                }
-                Command::DkgJoin {
-                    plan: existing_file(&plan, "plan file")?,
-                    usb: existing_dir(&usb, "USB directory")?,
-                    timeout: Duration::from_secs(timeout_secs),
-                    poll: Duration::from_millis(poll_ms),
+            CommandArgs::Dkg(DkgArgs::Join(c)) => Command::DkgJoin(ceremony(c)?),
+            CommandArgs::Refresh(c) => Command::Refresh(ceremony(c)?),
+            CommandArgs::Repair(RepairArgs::Help { lost, ceremony: c }) => Command::RepairHelp {
+                lost,
+                ceremony: ceremony(c)?,
+            },
+            CommandArgs::Repair(RepairArgs::Recover { group, ceremony: c }) => {
+                Command::RepairRecover {
+                    group: group
+                        .map(|g| existing_file(&g, "group key file"))
+                        .transpose()?,
+                    ceremony: ceremony(c)?,
                 }
             }
-            CommandArgs::Commitments(CommitmentsArgs::Issue { count, usb }) => {
+            CommandArgs::Policy(PolicyArgs::PinAdmins {
+                threshold,
+                cards,
+                replace,
+            }) => Command::PolicyPinAdmins {
+                threshold,
+                cards: cards
+                    .iter()
+                    .map(|c| existing_file(c, "admin identity card"))
+                    .collect::<Result<_>>()?,
+                replace,
+            },
+            CommandArgs::Policy(PolicyArgs::Install { file }) => Command::PolicyInstall {
+                file: existing_file(&file, "signed policy file")?,
+            },
+            CommandArgs::Policy(PolicyArgs::Show) => Command::PolicyShow,
+            CommandArgs::Record(RecordArgs::Verify { file }) => Command::RecordVerify {
+                file: existing_file(&file, "ceremony record")?,
+            },
+            CommandArgs::Inspect(InspectArgs { request, qr_in }) => Command::Inspect {
+                request: request_source(request, qr_in)?,
+            },
+            CommandArgs::Backup(BackupArgs::Export {
+                out,
+                to_recipient,
+                backup_passphrase_file,
+            }) => {
+                if out.exists() {
+                    bail!(
+                        "{} already exists; choose another --out (backups are never overwritten)",
+                        out.display()
+                    );
+                }
+                let to = match (to_recipient, backup_passphrase_file) {
+                    (Some(r), _) => BackupTarget::Recipient(r),
+                    (None, Some(p)) => BackupTarget::Passphrase(PassphraseSource::File(
+                        existing_file(&p, "backup passphrase file")?,
+                    )),
+                    (None, None) => BackupTarget::Passphrase(PassphraseSource::Tty),
+                };
+                Command::BackupExport { out, to }
+            }
+            CommandArgs::Backup(BackupArgs::Verify { file, key }) => Command::BackupVerify {
+                file: existing_file(&file, "backup file")?,
+                key: backup_key(key)?,
+            },
+            CommandArgs::Backup(BackupArgs::Restore { file, records, key }) => {
+                Command::BackupRestore {
+                    file: existing_file(&file, "backup file")?,
+                    records: records
+                        .iter()
+                        .map(|r| existing_file(r, "ceremony record"))
+                        .collect::<Result<_>>()?,
+                    key: backup_key(key)?,
+                }
+            }
+            CommandArgs::Man => Command::Man,
+            CommandArgs::Completions { shell } => Command::Completions { shell },
+            CommandArgs::Commitments(CommitmentsArgs::Issue { count, usb, qr }) => {
                 if count == 0 || count > MAX_BATCH {
                     bail!("--count {count} is not accepted; issue 1 to {MAX_BATCH} commitments at a time");
                 }
                 Command::CommitmentsIssue {
                     count,
                     usb: existing_dir(&usb, "USB directory")?,
+                    qr: qr_out(qr)?,
                 }
             }
-            CommandArgs::Sign(SignArgs { request, usb, yes }) => {
-                let request = existing_file(&request, "request PSBT")?;
-                let usb = match usb {
-                    Some(dir) => dir,
-                    None => match request.parent() {
+            CommandArgs::Sign(SignArgs {
+                request,
+                qr_in,
+                qr,
+                usb,
+                yes,
+            }) => {
+                let request = request_source(request, qr_in)?;
+                let usb = match (usb, &request) {
+                    (Some(dir), _) => dir,
+                    (None, RequestSource::File(path)) => match path.parent() {
                         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
                         _ => PathBuf::from("."),
                     },
+                    (None, _) => bail!("a request read by QR needs --usb DIR for the answer file"),
                 };
                 Command::Sign {
                     usb: existing_dir(&usb, "USB directory")?,
                     request,
+                    qr: qr_out(qr)?,
                     yes,
                 }
             }
@@ -241,6 +466,64 @@ impl Config {
             command,
         })
     }
+}
+
+fn ceremony(c: CeremonyArgs) -> Result<Ceremony> {
+    if c.timeout_secs == 0 || c.poll_ms == 0 {
+        bail!("--timeout-secs and --poll-ms must be greater than zero");
+    }
+    Ok(Ceremony {
+        plan: existing_file(&c.plan, "plan file")?,
+        usb: existing_dir(&c.usb, "USB directory")?,
+        timeout: Duration::from_secs(c.timeout_secs),
+        poll: Duration::from_millis(c.poll_ms),
+    })
+}
+
+fn request_source(request: Option<PathBuf>, qr: QrInArgs) -> Result<RequestSource> {
+    if let Some(path) = request {
+        return Ok(RequestSource::File(existing_file(&path, "request PSBT")?));
+    }
+    if !qr.qr_in.is_empty() {
+        let images = qr
+            .qr_in
+            .iter()
+            .map(|p| existing_file(p, "QR image"))
+            .collect::<Result<_>>()?;
+        return Ok(RequestSource::Images(images));
+    }
+    match qr.qr_lines.as_deref() {
+        Some("-") => Ok(RequestSource::StdinLines),
+        Some(other) => bail!("--qr-lines {other} is not accepted; pass --qr-lines - to read scanned lines from stdin"),
+        None => bail!("pass --request FILE, --qr-in IMAGE… or --qr-lines -"),
+    }
+}
+
+fn qr_out(q: QrOutArgs) -> Result<QrOut> {
+    if let Some(dir) = &q.qr_out {
+        crate::qr::check_dir(dir)?;
+    }
+    Ok(QrOut {
+        dir: q.qr_out,
+        gif: q.gif,
+        show: q.qr_show,
+        profile: match q.qr_profile {
+            QrProfileArg::Low => Profile::Low,
+            QrProfileArg::Normal => Profile::Normal,
+            QrProfileArg::High => Profile::High,
+        },
+    })
+}
+
+fn backup_key(k: BackupKeyArgs) -> Result<BackupKeySource> {
+    Ok(match (k.age_identity_file, k.backup_passphrase_file) {
+        (Some(id), _) => BackupKeySource::AgeIdentity(existing_file(&id, "age identity file")?),
+        (None, Some(p)) => BackupKeySource::Passphrase(PassphraseSource::File(existing_file(
+            &p,
+            "backup passphrase file",
+        )?)),
+        (None, None) => BackupKeySource::Passphrase(PassphraseSource::Tty),
+    })
 }
 
 fn parse_network(s: &str) -> Result<Network> {

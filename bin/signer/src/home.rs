@@ -258,3 +258,171 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
         )
     })
 }
+
+/// The history of ceremonies this signer completed: one line per ceremony,
+/// `CEREMONY_ID KIND TRANSCRIPT_HASH` (hex; `-` when there is none).
+pub const HISTORY_FILE: &str = "ceremonies.txt";
+/// Where a new keystore is staged before it replaces the current one.
+pub const KEYSTORE_NEXT_DIR: &str = "keystore.next";
+/// Where the replaced keystore sits until it is deleted.
+pub const KEYSTORE_OLD_DIR: &str = "keystore.old";
+
+impl Home {
+    /// Appends a completed ceremony to the history, durably.
+    pub(crate) fn append_history(
+        &self,
+        ceremony_id: &[u8; 16],
+        kind: &str,
+        transcript: Option<&[u8; 32]>,
+    ) -> Result<()> {
+        use std::io::Write as _;
+        let path = self.dir.join(HISTORY_FILE);
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}; check the disk", path.display()))?;
+        let line = format!(
+            "{} {kind} {}\n",
+            hex::encode(ceremony_id),
+            transcript.map_or_else(|| "-".to_owned(), hex::encode)
+        );
+        f.write_all(line.as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write {}; check the disk", path.display()))
+    }
+
+    /// Every transcript hash this signer has certified: the history, and the DKG
+    /// transcript file of homes made before the history existed.
+    pub(crate) fn known_transcripts(&self) -> Vec<String> {
+        let mut known = Vec::new();
+        if let Ok(text) = fs::read_to_string(self.dir.join(HISTORY_FILE)) {
+            for line in text.lines() {
+                if let Some(t) = line.split_whitespace().nth(2) {
+                    if t != "-" {
+                        known.push(t.to_owned());
+                    }
+                }
+            }
+        }
+        if let Ok(t) = fs::read_to_string(self.dir.join(TRANSCRIPT_FILE)) {
+            known.push(t.trim().to_owned());
+        }
+        known
+    }
+
+    /// Finishes a keystore replacement a crash interrupted: if the current keystore is
+    /// gone but a complete staged one exists, the staged one becomes current.
+    ///
+    /// # Errors
+    /// When the rename fails.
+    pub fn finish_interrupted_swap(&self) -> Result<()> {
+        let current = self.keystore_dir();
+        let next = self.dir.join(KEYSTORE_NEXT_DIR);
+        if !current.exists() && next.join(SECRETS_FILE).exists() {
+            fs::rename(&next, &current).with_context(|| {
+                format!(
+                    "cannot finish replacing the keystore: rename {} to {} by hand",
+                    next.display(),
+                    current.display()
+                )
+            })?;
+            sync_dir(&self.dir)?;
+        }
+        let old = self.dir.join(KEYSTORE_OLD_DIR);
+        if current.join(SECRETS_FILE).exists() && old.exists() {
+            destroy_dir(&old)?;
+        }
+        Ok(())
+    }
+
+    /// The directory a replacement keystore is staged in (created empty).
+    pub(crate) fn stage_keystore(&self) -> Result<PathBuf> {
+        let next = self.dir.join(KEYSTORE_NEXT_DIR);
+        if next.exists() {
+            destroy_dir(&next)?;
+        }
+        create_private_dir(&next)?;
+        Ok(next)
+    }
+
+    /// Replaces the current keystore by the staged one: rename current to old, staged to
+    /// current (each rename atomic; [`Home::finish_interrupted_swap`] completes an
+    /// interrupted swap on the next start), then deletes the old keystore.
+    pub(crate) fn swap_keystore(&self) -> Result<()> {
+        let current = self.keystore_dir();
+        let next = self.dir.join(KEYSTORE_NEXT_DIR);
+        let old = self.dir.join(KEYSTORE_OLD_DIR);
+        if old.exists() {
+            destroy_dir(&old)?;
+        }
+        if current.exists() {
+            fs::rename(&current, &old).with_context(|| {
+                format!(
+                    "cannot move the old keystore aside in {}",
+                    self.dir.display()
+                )
+            })?;
+        }
+        fs::rename(&next, &current).with_context(|| {
+            format!(
+                "cannot put the new keystore in place: rename {} to {} by hand",
+                next.display(),
+                current.display()
+            )
+        })?;
+        sync_dir(&self.dir)?;
+        if old.exists() {
+            destroy_dir(&old)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a public file in the home, replacing any previous version atomically.
+    pub(crate) fn replace_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        let temp = self.dir.join(format!(".{name}.replace.tmp"));
+        let target = self.dir.join(name);
+        (|| -> std::io::Result<()> {
+            let mut f = fs::File::create(&temp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&temp, &target)
+        })()
+        .with_context(|| format!("cannot write {}; check the disk", target.display()))?;
+        sync_dir(&self.dir)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}; check the disk", dir.display()))
+}
+
+/// Deletes a retired keystore directory, overwriting its files with zeros first (best
+/// effort on flash media: the secrets are also encrypted under the passphrase).
+fn destroy_dir(dir: &Path) -> Result<()> {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if let Ok(meta) = entry.metadata() {
+                if meta.is_file() {
+                    if let Ok(f) = fs::OpenOptions::new().write(true).open(&path) {
+                        let zeros = vec![0u8; usize::try_from(meta.len()).unwrap_or(0)];
+                        use std::io::Write as _;
+                        let mut f = f;
+                        let _ = f.write_all(&zeros).and_then(|()| f.sync_all());
+                    }
+                }
+            }
+        }
+    }
+    fs::remove_dir_all(dir).with_context(|| {
+        format!(
+            "cannot delete the retired keystore {}; delete it by hand",
+            dir.display()
+        )
+    })
+}

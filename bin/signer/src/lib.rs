@@ -1,6 +1,7 @@
 //! The air-gapped signer of CoinPort Custody, as a library the `custody-signer` binary
-//! calls: identity, ceremony plans, DKG over a shared USB directory, nonce commitments,
-//! PSBT signing, the watch-only wallet and status.
+//! calls: identity, ceremony plans, DKG, refresh and repair over a shared USB directory
+//! with ceremony records, nonce commitments, share backups, the signer's own withdrawal
+//! policy, PSBT inspection and signing (by file or QR), the watch-only wallet and status.
 //!
 //! The signer links no networking code; a test checks the dependency tree.
 //!
@@ -12,7 +13,13 @@
 //! - `keystore/`: the [`custody_keystore::Keystore`] (share, identity, nonce seed, nonce
 //!   journal) written when the DKG completes;
 //! - `group.key`: the public group key ([`custody_threshold::GroupKey::encode`]);
-//! - `dkg-transcript.txt`: the certified transcript hash, hex.
+//! - `dkg-transcript.txt`: the certified transcript hash of the current shares, hex;
+//! - `ceremonies.txt`: every ceremony completed (`CEREMONY_ID KIND TRANSCRIPT`), which
+//!   `record verify` checks records against;
+//! - `policy-admins.json` and `policies/`: the pinned admin quorum and the installed
+//!   signed policies ([`policy`]);
+//! - `keystore.next/`, `keystore.old/`: only during a share replacement (refresh, repair);
+//!   an interrupted replacement is finished on the next start.
 //!
 //! # Security
 //! Never copy a signer home (VM snapshot, disk image): a copy restores old nonce state.
@@ -20,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod backup;
 pub mod cli;
 pub mod commitments;
 pub mod config;
@@ -27,11 +35,16 @@ mod dkg;
 mod home;
 mod output;
 mod plan;
+pub mod policy;
+pub mod qr;
+pub mod record;
 mod sign;
 mod status;
 pub mod words;
 
 use std::fmt::Write as _;
+
+use anyhow::Context as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use config::{Command, Config};
@@ -70,26 +83,64 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
 pub fn run_config(config: &Config) -> anyhow::Result<()> {
     let out = Output::new(config.json);
     let home = Home::new(&config.home);
+    if home.dir().is_dir() {
+        home.finish_interrupted_swap()?;
+    }
     match &config.command {
         Command::IdentityCreate { name } => home.create_identity(config, name, &out),
         Command::IdentityShow { words } => home.show_identity(*words, &out),
         Command::PlanCreate {
+            kind,
             threshold,
             cards,
             network,
             purpose,
             out: path,
-        } => plan::create(*threshold, cards, *network, purpose, path, &out),
-        Command::DkgJoin {
-            plan,
-            usb,
-            timeout,
-            poll,
-        } => dkg::join(config, &home, plan, usb, *timeout, *poll, &out),
-        Command::CommitmentsIssue { count, usb } => {
-            commitments::issue(config, &home, *count, usb, &out)
+        } => plan::create(kind, *threshold, cards, *network, purpose, path, &out),
+        Command::DkgJoin(c) => dkg::join(config, &home, c, &out),
+        Command::Refresh(c) => dkg::refresh(config, &home, c, &out),
+        Command::RepairHelp { lost, ceremony } => {
+            dkg::repair_help(config, &home, lost, ceremony, &out)
         }
-        Command::Sign { request, usb, yes } => sign::sign(config, &home, request, usb, *yes, &out),
+        Command::RepairRecover { group, ceremony } => {
+            dkg::repair_recover(config, &home, group.as_deref(), ceremony, &out)
+        }
+        Command::PolicyPinAdmins {
+            threshold,
+            cards,
+            replace,
+        } => policy::pin_admins(&home, *threshold, cards, *replace, &out),
+        Command::PolicyInstall { file } => policy::install(&home, file, &out),
+        Command::PolicyShow => policy::show(&home, &out),
+        Command::RecordVerify { file } => record::verify(&home, file, &out),
+        Command::Inspect { request } => sign::inspect(&home, request, &out),
+        Command::BackupExport { out: path, to } => backup::export(config, &home, path, to, &out),
+        Command::BackupVerify { file, key } => backup::verify(file, key, &home, &out),
+        Command::BackupRestore { file, records, key } => {
+            backup::restore(config, &home, file, key, records, &out)
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(<cli::Cli as clap::CommandFactory>::command())
+                .render(&mut buf)
+                .context("cannot render the man page")?;
+            out.raw(&buf)
+        }
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "custody-signer", &mut buf);
+            out.raw(&buf)
+        }
+        Command::CommitmentsIssue { count, usb, qr } => {
+            commitments::issue(config, &home, *count, usb, qr, &out)
+        }
+        Command::Sign {
+            request,
+            qr,
+            usb,
+            yes,
+        } => sign::sign(config, &home, request, qr, usb, *yes, &out),
         Command::WalletShow { count } => status::wallet_show(&home, *count, &out),
         Command::Status => status::status(config, &home, &out),
     }

@@ -32,6 +32,17 @@ impl Output {
         Ok(())
     }
 
+    /// Writes bytes to stdout as they are (man page, completions).
+    ///
+    /// # Errors
+    /// When stdout cannot be written.
+    pub fn raw(&self, bytes: &[u8]) -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(bytes)?;
+        stdout.flush()?;
+        Ok(())
+    }
+
     /// Prints a progress note or warning to stderr.
     pub fn note(&self, text: &str) {
         let _ = writeln!(std::io::stderr().lock(), "{text}");

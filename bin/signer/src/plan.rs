@@ -2,12 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use custody_airgap::file::{read_bounded, write_new};
-use custody_threshold::{CeremonyKind, CeremonyPlan, IdentityCard, Network};
+use custody_threshold::{CeremonyKind, CeremonyPlan, GroupKey, IdentityCard, Network};
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
 
+use crate::config::PlanKind;
 use crate::output::Output;
 
 /// The plan as a JSON value and as text.
@@ -48,6 +49,27 @@ pub(crate) fn summary(plan: &CeremonyPlan) -> (Value, String) {
     (data, text)
 }
 
+/// Reads a group key file and checks it fits the plan's threshold and cards.
+fn read_group(path: &Path, threshold: u16, cards: &[IdentityCard]) -> Result<GroupKey> {
+    let bytes = read_bounded(path)
+        .with_context(|| format!("cannot read {}; check the path", path.display()))?;
+    let group = GroupKey::decode(&bytes).with_context(|| {
+        format!(
+            "{} is not a group key; copy group.key from a signer home",
+            path.display()
+        )
+    })?;
+    if group.threshold() != threshold || usize::from(group.participants()) != cards.len() {
+        bail!(
+            "the group is {}-of-{}, the plan {threshold}-of-{}; give the threshold and every card of the group, in the original order",
+            group.threshold(),
+            group.participants(),
+            cards.len()
+        );
+    }
+    Ok(group)
+}
+
 /// Reads and decodes a plan file.
 pub(crate) fn read(path: &Path) -> Result<CeremonyPlan> {
     let bytes = read_bounded(path)
@@ -62,6 +84,7 @@ pub(crate) fn read(path: &Path) -> Result<CeremonyPlan> {
 
 /// `plan create`.
 pub(crate) fn create(
+    kind: &PlanKind,
     threshold: u16,
     cards: &[PathBuf],
     network: Network,
@@ -82,9 +105,39 @@ pub(crate) fn create(
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let kind = match kind {
+        PlanKind::Dkg => CeremonyKind::Dkg,
+        PlanKind::Refresh { group } => {
+            let group = read_group(group, threshold, &cards)?;
+            CeremonyKind::Refresh {
+                group_key: group.public_key(),
+            }
+        }
+        PlanKind::Repair {
+            group,
+            lost,
+            helpers,
+        } => {
+            let group = read_group(group, threshold, &cards)?;
+            let index_of = |name: &str| -> Result<u16> {
+                cards
+                    .iter()
+                    .position(|c| c.name() == name)
+                    .map(|p| p as u16 + 1)
+                    .with_context(|| {
+                        format!("no card is named {name:?}; check --lost and --helper")
+                    })
+            };
+            CeremonyKind::Repair {
+                group_key: group.public_key(),
+                lost: index_of(lost)?,
+                helpers: helpers.iter().map(|h| index_of(h)).collect::<Result<_>>()?,
+            }
+        }
+    };
     let mut ceremony_id = [0u8; 16];
     OsRng.fill_bytes(&mut ceremony_id);
-    let plan = CeremonyPlan::new(ceremony_id, CeremonyKind::Dkg, network, purpose, threshold, cards)
+    let plan = CeremonyPlan::new(ceremony_id, kind, network, purpose, threshold, cards)
         .context("the plan is inconsistent; check the threshold, the purpose text and that no card is given twice")?;
     let dir = match out_path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

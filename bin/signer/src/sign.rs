@@ -13,7 +13,9 @@
 //!    naming; `base` is the request's file name without `.psbt`, the signer's name keeps
 //!    two signers' answers apart), never overwriting a file.
 //!
-//! The coordinator's signed policy decision is not re-checked yet.
+//! Between 1 and 2, the coordinator's signed decision in the PSBT is re-checked against
+//! this signer's installed policy ([`crate::policy`]): out of policy is refused (exit 1)
+//! with or without `--yes`. `inspect` runs step 1 and the policy check, and signs nothing.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -21,16 +23,18 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use bitcoin::psbt::Psbt;
 use custody_airgap::file::{
-    detect_psbt, encode_psbt, psbt_file_name, read_bounded, write_new, PsbtStage,
+    detect_psbt, encode_psbt, psbt_file_name, read_bounded, write_new, PsbtEncoding, PsbtStage,
 };
-use custody_bitcoin::{check_signing_request, fields, InspectPolicy, WalletDescriptor};
-use custody_threshold::{ConsumeError, SignError};
+use custody_bitcoin::{check_signing_request, fields, InspectPolicy, Inspection, WalletDescriptor};
+use custody_threshold::{ConsumeError, SignError, SigningRequest};
 use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::home::{passphrase, Home};
 use crate::output::Output;
+use crate::qr::{QrOut, RequestSource};
 use crate::Refused;
+use custody_airgap::qr::UrKind;
 
 fn refused(what: impl std::fmt::Display) -> anyhow::Error {
     Refused(format!(
@@ -39,30 +43,61 @@ fn refused(what: impl std::fmt::Display) -> anyhow::Error {
     .into()
 }
 
-/// `sign`.
-pub(crate) fn sign(
-    config: &Config,
+/// A request PSBT read and checked against the wallet.
+pub(crate) struct Checked {
+    pub(crate) psbt: Psbt,
+    pub(crate) encoding: PsbtEncoding,
+    pub(crate) inspection: Inspection,
+    pub(crate) request: SigningRequest,
+}
+
+/// Reads the request PSBT (from a file, or from QR frames) and checks it against the
+/// group's wallet; refuses (exit 1) what does not hold. Returns it with a label for
+/// messages and the base name of the answer file.
+pub(crate) fn check_request(
     home: &Home,
-    request_path: &Path,
-    usb: &Path,
-    yes: bool,
+    source: &RequestSource,
     out: &Output,
-) -> Result<()> {
+) -> Result<(Checked, Option<String>)> {
     let group = home.group()?;
-    let (_, card) = home.card()?;
-    let bytes = read_bounded(request_path).with_context(|| {
-        format!(
-            "cannot read {}; check the path and the USB stick",
-            request_path.display()
-        )
-    })?;
-    let (raw, encoding) = detect_psbt(&bytes).with_context(|| {
-        format!(
-            "{} is not a PSBT file; ask the coordinator for the signing request",
-            request_path.display()
-        )
-    })?;
-    let mut psbt = Psbt::deserialize(&raw).with_context(|| {
+    let (raw, encoding, label, base) = match source {
+        RequestSource::File(request_path) => {
+            let bytes = read_bounded(request_path).with_context(|| {
+                format!(
+                    "cannot read {}; check the path and the USB stick",
+                    request_path.display()
+                )
+            })?;
+            let (raw, encoding) = detect_psbt(&bytes).with_context(|| {
+                format!(
+                    "{} is not a PSBT file; ask the coordinator for the signing request",
+                    request_path.display()
+                )
+            })?;
+            let file_name = request_path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("request");
+            let base = file_name
+                .strip_suffix(".psbt")
+                .unwrap_or(file_name)
+                .to_owned();
+            (
+                raw,
+                encoding,
+                request_path.display().to_string(),
+                Some(base),
+            )
+        }
+        qr => (
+            crate::qr::collect(qr, out)?,
+            PsbtEncoding::Binary,
+            "the QR request".to_owned(),
+            None,
+        ),
+    };
+    let request_path = Path::new(&label);
+    let psbt = Psbt::deserialize(&raw).with_context(|| {
         format!(
             "{} is not a valid PSBT; ask the coordinator for a new signing request",
             request_path.display()
@@ -73,9 +108,67 @@ pub(crate) fn sign(
     let policy = InspectPolicy::default();
     let (inspection, request) = check_signing_request(&wallet, &psbt, &policy)
         .map_err(|e| refused(format!("the signing request does not hold: {e}")))?;
+    Ok((
+        Checked {
+            psbt,
+            encoding,
+            inspection,
+            request,
+        },
+        base,
+    ))
+}
+
+fn print_inspection(inspection: &Inspection, out: &Output) -> Result<()> {
     let summary: Value = serde_json::from_str(&inspection.to_json())
         .context("cannot render the inspection; this is a bug, report it")?;
-    out.record("inspection", summary, &inspection.to_string())?;
+    out.record("inspection", summary, &inspection.to_string())
+}
+
+/// `inspect`: the summary `sign` would show, without signing or unlocking anything.
+pub(crate) fn inspect(home: &Home, source: &RequestSource, out: &Output) -> Result<()> {
+    let (checked, _) = check_request(home, source, out)?;
+    print_inspection(&checked.inspection, out)?;
+    let (data, text) = crate::policy::check(home, &checked.psbt, &checked.inspection)?;
+    out.record("policy-decision", data, &text)?;
+    let signers = checked.request.signers().to_vec();
+    out.record(
+        "request",
+        json!({
+            "inputs_to_sign": checked.request.items().len(),
+            "signers": signers,
+            "txid": checked.inspection.txid,
+        }),
+        &format!(
+            "signing request: {} inputs to sign; nothing was signed (run `sign` to sign)",
+            checked.request.items().len()
+        ),
+    )
+}
+
+/// `sign`.
+pub(crate) fn sign(
+    config: &Config,
+    home: &Home,
+    source: &RequestSource,
+    qr: &QrOut,
+    usb: &Path,
+    yes: bool,
+    out: &Output,
+) -> Result<()> {
+    let (_, card) = home.card()?;
+    let (
+        Checked {
+            mut psbt,
+            encoding,
+            inspection,
+            request,
+        },
+        base,
+    ) = check_request(home, source, out)?;
+    print_inspection(&inspection, out)?;
+    let (data, text) = crate::policy::check(home, &psbt, &inspection)?;
+    out.record("policy-decision", data, &text)?;
 
     if !yes {
         confirm()?;
@@ -91,11 +184,7 @@ pub(crate) fn sign(
     fields::set_signature_shares(&mut psbt, &shares);
 
     let dir = usb;
-    let file_name = request_path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("request");
-    let base = file_name.strip_suffix(".psbt").unwrap_or(file_name);
+    let base = base.unwrap_or_else(|| crate::qr::base_name(&inspection.txid));
     let name = psbt_file_name(&format!("{base}-{}", card.name()), PsbtStage::PartlySigned);
     let answer = encode_psbt(&psbt.serialize(), encoding);
     let path = write_new(dir, &name, &answer).with_context(|| {
@@ -104,10 +193,13 @@ pub(crate) fn sign(
             dir.display()
         )
     })?;
+    let answer_base = name.strip_suffix(".psbt").unwrap_or(&name).to_owned();
+    let qr_files = crate::qr::emit(qr, UrKind::CryptoPsbt, &psbt.serialize(), &answer_base, out)?;
     out.record(
         "signed",
         json!({
             "file": path.display().to_string(),
+            "qr_files": qr_files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "txid": inspection.txid,
             "inputs": request.items().len(),
             "signer": shares.signer,

@@ -16,6 +16,9 @@ use custody_threshold::{CommitmentBatch, CommitmentPool, GroupKey, IdentityCard}
 use predicates::prelude::*;
 use serde_json::Value;
 
+mod common;
+use common::policy::{Authority, Terms};
+
 const PASS: &str = "correct horse battery staple\n";
 
 struct Signer {
@@ -642,6 +645,25 @@ fn two_signers_answer_a_psbt_request_and_the_coordinator_finalizes_it() {
         &policy,
     )
     .expect("request");
+    // The admins' policy whitelists the destination; two approvers and the coordinator
+    // sign the decision; each signer pins the admins and installs the policy.
+    let authority = Authority::new();
+    let signed_policy = authority.sign(
+        authority.document(
+            1,
+            &Terms {
+                whitelist: vec![destination.to_string()],
+                limit_sat: 100_000_000,
+                approvals: 1,
+            },
+        ),
+        &[0, 1],
+    );
+    for s in [alice, carol] {
+        authority.install(&s.args(), dir.path(), &signed_policy);
+    }
+    let decision = authority.decision(&signed_policy, &psbt, &[0], 0);
+    Authority::attach(&mut psbt, &decision);
     let request = usb.join("withdraw.psbt");
     std::fs::write(
         &request,
@@ -670,6 +692,9 @@ fn two_signers_answer_a_psbt_request_and_the_coordinator_finalizes_it() {
                         "to {destination}  [EXTERNAL]"
                     )))
                     .and(predicate::str::contains("[ours: change/0 (proved)]"))
+                    .and(predicate::str::contains(
+                        "policy decision: withdrawal w-1 allowed under policy version 1",
+                    ))
                     .and(predicate::str::contains("signed 2 inputs of")),
             )
             .stderr("");
@@ -761,4 +786,276 @@ fn a_request_whose_item_does_not_match_the_psbt_is_refused() {
                 .and(predicate::str::contains("sighash that differs")),
         );
     assert!(!usb.join("tampered-alice-part.psbt").exists());
+}
+
+/// After a DKG: alice and carol issue commitments and the coordinator writes a request
+/// paying 0.6 BTC to an external address as `usb/NAME.psbt` (base64).
+fn a_request(dir: &Path, name: &str) -> (Vec<Signer>, PathBuf, PathBuf) {
+    let (signers, _) = after_dkg(dir);
+    let usb = dir.join("sign");
+    std::fs::create_dir(&usb).expect("usb");
+    let usb_s = usb.display().to_string();
+    let group = group_of(&signers[0]);
+    let mut pool = CommitmentPool::new(&group);
+    for s in [&signers[0], &signers[2]] {
+        s.cmd(&["commitments", "issue", "--count", "4", "--usb", &usb_s])
+            .assert()
+            .success();
+        for batch in read_batches(&usb, &card_of(s), &group) {
+            pool.add_batch(&batch).expect("same group");
+        }
+    }
+    let wallet = WalletDescriptor::for_group(&group, None).expect("descriptor");
+    let payment = Payment {
+        address: external_address(),
+        amount: Amount::from_sat(60_000_000),
+    };
+    let options = BuildOptions::new(FeeRate::from_sat_per_vb_u32(10), 0);
+    let mut psbt = build_psbt(&wallet, &fund(&wallet), &[payment], &options).expect("build");
+    request_signatures(
+        &wallet,
+        &group,
+        &mut psbt,
+        &[1, 3],
+        &mut pool,
+        [8; 16],
+        &InspectPolicy::default(),
+    )
+    .expect("request");
+    let authority = Authority::new();
+    let signed_policy = authority.sign(
+        authority.document(
+            1,
+            &Terms {
+                whitelist: vec![external_address().to_string()],
+                limit_sat: 100_000_000,
+                approvals: 1,
+            },
+        ),
+        &[0, 1],
+    );
+    let policy_dir = dir.join("policy");
+    std::fs::create_dir(&policy_dir).expect("policy dir");
+    for s in &signers {
+        authority.install(&s.args(), &policy_dir, &signed_policy);
+    }
+    let decision = authority.decision(&signed_policy, &psbt, &[1], 0);
+    Authority::attach(&mut psbt, &decision);
+    let request = usb.join(format!("{name}.psbt"));
+    std::fs::write(
+        &request,
+        encode_psbt(&psbt.serialize(), PsbtEncoding::Base64),
+    )
+    .expect("write request");
+    (signers, usb, request)
+}
+
+#[test]
+fn inspect_shows_the_summary_and_signs_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (signers, usb, request) = a_request(dir.path(), "withdraw");
+    let request_s = request.display().to_string();
+    let before = std::fs::read_dir(&usb).expect("dir").count();
+    signers[0]
+        .cmd(&["inspect", "--request", &request_s])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("Sending 0.60000000 BTC out of the wallet")
+                .and(predicate::str::contains(format!(
+                    "to {}  [EXTERNAL]",
+                    external_address()
+                )))
+                .and(predicate::str::contains("[ours: change/0 (proved)]"))
+                .and(predicate::str::contains("nothing was signed")),
+        )
+        .stderr("");
+    let records = signers[0].json(&["inspect", "--request", &request_s]);
+    let inspection = record(&records, "inspection");
+    assert_eq!(inspection["sent_sat"], 60_000_000);
+    assert_eq!(record(&records, "request")["inputs_to_sign"], 2);
+    assert_eq!(
+        record(&records, "request")["signers"],
+        serde_json::json!([1, 3])
+    );
+    assert_eq!(
+        std::fs::read_dir(&usb).expect("dir").count(),
+        before,
+        "no answer file"
+    );
+    // inspect needs no passphrase: it works without one, even in a pipe.
+    Command::cargo_bin("custody-signer")
+        .expect("binary")
+        .args(["--home", &signers[0].home.display().to_string()])
+        .args(["inspect", "--request", &request_s])
+        .assert()
+        .success();
+}
+
+/// Runs `sign` without `--yes` under a pseudo-terminal (util-linux `script`), typing
+/// `answer`; returns the exit code and everything the terminal showed.
+fn sign_on_a_terminal(signer: &Signer, request: &Path, answer: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let bin = assert_cmd::cargo::cargo_bin("custody-signer");
+    let mut words: Vec<String> = vec![bin.display().to_string()];
+    words.extend(signer.args());
+    words.extend([
+        "sign".into(),
+        "--request".into(),
+        request.display().to_string(),
+    ]);
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let mut child = Process::new("script")
+        .args(["-q", "-e", "-c", &quoted.join(" "), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{answer}\n").as_bytes())
+        .expect("type the answer");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn sign_on_a_terminal_signs_only_after_yes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (signers, usb, request) = a_request(dir.path(), "tty");
+    let alice = &signers[0];
+    let (code, screen) = sign_on_a_terminal(alice, &request, "no");
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(
+        screen.contains("Sign this transaction? Type yes to sign"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("you declined; nothing was signed"),
+        "{screen}"
+    );
+    assert!(!usb.join("tty-alice-part.psbt").exists());
+
+    let (code, screen) = sign_on_a_terminal(alice, &request, "yes");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("signed 2 inputs of"), "{screen}");
+    assert!(usb.join("tty-alice-part.psbt").is_file());
+}
+
+#[test]
+fn a_request_travels_by_qr_and_the_answer_comes_back_as_qr_frames() {
+    use custody_airgap::qr::{encode_ur, render_png, Collector, Decoded, Profile, UrKind};
+    let dir = tempfile::tempdir().expect("dir");
+    let (signers, usb, request) = a_request(dir.path(), "paper");
+    let bytes = std::fs::read(&request).expect("request");
+    let (raw, _) = detect_psbt(&bytes).expect("psbt");
+
+    // The coordinator shows the request as UR frames; the scanner types them as lines.
+    let mut encoder = encode_ur(UrKind::CryptoPsbt, &raw, Profile::Low).expect("encode");
+    let n = encoder.fragment_count();
+    assert!(n > 1, "a multi-part request");
+    let mut lines_in: Vec<String> = encoder.next_parts(n + 2);
+    lines_in.reverse(); // any order
+    let inspected = signers[0]
+        .cmd(&["--json", "inspect", "--qr-lines", "-"])
+        .write_stdin(lines_in.join("\n"))
+        .assert()
+        .success();
+    let records = lines(&inspected.get_output().stdout);
+    assert_eq!(record(&records, "inspection")["sent_sat"], 60_000_000);
+
+    // A camera caught only the first frame: incomplete, nothing signed.
+    signers[0]
+        .cmd(&["inspect", "--qr-lines", "-"])
+        .write_stdin(lines_in[0].clone())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("the QR frames are incomplete"));
+
+    // As PNG images, signed with the answer written as PNG frames and a GIF.
+    let frames_dir = dir.path().join("frames");
+    std::fs::create_dir(&frames_dir).expect("frames");
+    let mut images = Vec::new();
+    let mut fresh = encode_ur(UrKind::CryptoPsbt, &raw, Profile::Low).expect("encode");
+    for (i, frame) in fresh.next_parts(n).iter().enumerate() {
+        let path = frames_dir.join(format!("in-{i:03}.png"));
+        std::fs::write(&path, render_png(frame, 4).expect("png")).expect("write");
+        images.push(path.display().to_string());
+    }
+    let answers = dir.path().join("answers");
+    std::fs::create_dir(&answers).expect("answers");
+    let mut args: Vec<&str> = vec!["--json", "sign", "--yes", "--usb"];
+    let usb_s = usb.display().to_string();
+    let answers_s = answers.display().to_string();
+    args.push(&usb_s);
+    args.extend(["--qr-out", &answers_s, "--gif", "--qr-in"]);
+    args.extend(images.iter().map(String::as_str));
+    let signed = signers[0].cmd(&args).assert().success();
+    let data = record(&lines(&signed.get_output().stdout), "signed").clone();
+    let part = std::path::PathBuf::from(data["file"].as_str().expect("file"));
+    assert!(part.is_file());
+    let part_psbt = Psbt::deserialize(
+        &detect_psbt(&std::fs::read(&part).expect("part"))
+            .expect("psbt")
+            .0,
+    )
+    .expect("parses");
+    let qr_files: Vec<String> = data["qr_files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f.as_str().expect("path").to_owned())
+        .collect();
+    assert!(qr_files.iter().any(|f| f.ends_with("-qr.gif")));
+    let mut collector = Collector::new();
+    for f in qr_files.iter().filter(|f| f.ends_with(".png")) {
+        collector
+            .push_image(&std::fs::read(f).expect("png"))
+            .expect("a frame of the answer");
+    }
+    let Decoded::Psbt(answer) = collector.finish().expect("complete") else {
+        panic!("a crypto-psbt");
+    };
+    assert_eq!(Psbt::deserialize(&answer).expect("parses"), part_psbt);
+}
+
+#[test]
+fn commitments_can_be_shown_as_qr_frames() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (signers, usb) = after_dkg(dir.path());
+    let usb_s = usb.display().to_string();
+    let out = signers[1]
+        .cmd(&[
+            "commitments",
+            "issue",
+            "--count",
+            "2",
+            "--usb",
+            &usb_s,
+            "--qr-show",
+        ])
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.contains("QR frame 1 of"), "{stdout}");
+    assert!(stdout.contains('█'), "terminal QR blocks");
+    signers[1]
+        .cmd(&[
+            "commitments",
+            "issue",
+            "--count",
+            "1",
+            "--usb",
+            &usb_s,
+            "--gif",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--qr-out"));
 }

@@ -6,9 +6,11 @@
 //! |---|---|---|
 //! | `0x00` | empty | `custody_threshold::SigningRequest` encoding |
 //! | `0x01` | signer index, `u16` big-endian | `custody_threshold::SignatureShares` encoding |
+//! | `0x02` | empty | the coordinator's signed decision, `custody_policy::Decision::encode` |
 //!
-//! Other subtypes under our prefix are reserved and ignored by this version (`0x02` is
-//! planned for the coordinator's signed policy decision). Layouts and a worked hex example:
+//! Other subtypes under our prefix are reserved and ignored by this version. The decision
+//! value is carried as opaque bytes here (this crate does not depend on the policy crate);
+//! signers decode and verify it themselves. Layouts and a worked hex example:
 //! `docs/formats/psbt-fields.md`.
 
 use bitcoin::psbt::raw::ProprietaryKey;
@@ -22,6 +24,8 @@ pub const PREFIX: &[u8] = b"custody";
 pub const SUBTYPE_SIGNING_REQUEST: u8 = 0x00;
 /// Subtype of the global fields holding signature shares, one per signer.
 pub const SUBTYPE_SIGNATURE_SHARES: u8 = 0x01;
+/// Subtype of the global field holding the coordinator's signed policy decision.
+pub const SUBTYPE_DECISION: u8 = 0x02;
 
 /// Why the CoinPort fields of a PSBT could not be read.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -81,6 +85,43 @@ pub fn shares_key(index: ParticipantIndex) -> ProprietaryKey {
         subtype: SUBTYPE_SIGNATURE_SHARES,
         key: index.to_be_bytes().to_vec(),
     }
+}
+
+/// The key of the policy-decision field.
+pub fn decision_key() -> ProprietaryKey {
+    ProprietaryKey {
+        prefix: PREFIX.to_vec(),
+        subtype: SUBTYPE_DECISION,
+        key: Vec::new(),
+    }
+}
+
+/// Puts the coordinator's encoded signed decision (`custody_policy::Decision::encode`) in
+/// `psbt`'s global decision field, replacing any earlier one.
+pub fn set_decision(psbt: &mut Psbt, encoded_decision: &[u8]) {
+    psbt.proprietary
+        .insert(decision_key(), encoded_decision.to_vec());
+}
+
+/// Reads the encoded decision from `psbt`, if it carries one. The bytes are not decoded
+/// or verified here.
+///
+/// # Errors
+/// [`FieldError::BadKey`] for a decision field with key data.
+pub fn decision(psbt: &Psbt) -> Result<Option<&[u8]>, FieldError> {
+    let mut found = None;
+    for (key, value) in &psbt.proprietary {
+        if key.prefix == PREFIX && key.subtype == SUBTYPE_DECISION {
+            if !key.key.is_empty() {
+                return Err(FieldError::BadKey {
+                    subtype: key.subtype,
+                    len: key.key.len(),
+                });
+            }
+            found = Some(value.as_slice());
+        }
+    }
+    Ok(found)
 }
 
 /// Puts `request` in `psbt`'s global signing-request field, replacing any earlier one.
@@ -170,4 +211,56 @@ pub fn absorb_response(psbt: &mut Psbt, response: &Psbt) -> Result<usize, FieldE
         set_signature_shares(psbt, s);
     }
     Ok(shares.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::absolute::LockTime;
+    use bitcoin::transaction::Version;
+    use bitcoin::Transaction;
+
+    fn empty_psbt() -> Psbt {
+        Psbt::from_unsigned_tx(Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: Vec::new(),
+            output: Vec::new(),
+        })
+        .expect("an unsigned transaction")
+    }
+
+    #[test]
+    fn a_decision_round_trips_through_the_serialized_psbt() {
+        let mut psbt = empty_psbt();
+        assert_eq!(decision(&psbt), Ok(None));
+        set_decision(&mut psbt, b"first");
+        set_decision(&mut psbt, b"CPPO decision bytes");
+        let back = Psbt::deserialize(&psbt.serialize()).expect("parses");
+        assert_eq!(decision(&back), Ok(Some(&b"CPPO decision bytes"[..])));
+        // The wire key (10 bytes): 0xFC, prefix length 7, "custody", subtype 0x02, no key data.
+        let wire = back.serialize();
+        let key = [&[0x0au8, 0xfc, 0x07][..], b"custody", &[0x02]].concat();
+        assert!(wire.windows(key.len()).any(|w| w == key.as_slice()));
+    }
+
+    #[test]
+    fn a_decision_field_with_key_data_is_an_error() {
+        let mut psbt = empty_psbt();
+        psbt.proprietary.insert(
+            ProprietaryKey {
+                prefix: PREFIX.to_vec(),
+                subtype: SUBTYPE_DECISION,
+                key: vec![1],
+            },
+            b"x".to_vec(),
+        );
+        assert_eq!(
+            decision(&psbt),
+            Err(FieldError::BadKey {
+                subtype: SUBTYPE_DECISION,
+                len: 1
+            })
+        );
+    }
 }

@@ -11,7 +11,7 @@ use thiserror::Error;
 pub const MAGIC: [u8; 4] = *b"CPPL";
 
 /// The only format version this build reads and writes.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Type bytes, one per encoded type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,7 +121,15 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
 
+    pub(crate) fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+
     pub(crate) fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+
+    pub(crate) fn u128(&mut self, v: u128) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
 
@@ -200,8 +208,16 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes(self.array(what)?))
     }
 
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+
     pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.array(what)?))
+    }
+
+    pub(crate) fn u128(&mut self, what: &'static str) -> Result<u128, DecodeError> {
+        Ok(u128::from_be_bytes(self.array(what)?))
     }
 
     pub(crate) fn var(&mut self, what: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {

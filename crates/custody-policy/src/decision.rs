@@ -1,6 +1,6 @@
 //! The coordinator's signed decision for one withdrawal, and its check by a signer.
 
-use custody_threshold::{Identity, IdentityCard, SigningDomain};
+use custody_threshold::{Identity, SigningDomain};
 use rand_core::{CryptoRng, RngCore};
 use thiserror::Error;
 
@@ -102,7 +102,7 @@ pub enum DecisionError {
     /// The coordinator's signature does not verify.
     #[error("decision is not signed by coordinator {fingerprint}")]
     BadCoordinatorSignature {
-        /// The pinned coordinator card's fingerprint.
+        /// The fingerprint of the coordinator card the policy names.
         fingerprint: String,
     },
     /// The decision names another policy.
@@ -145,7 +145,7 @@ pub enum DecisionError {
         found: usize,
         /// Repeated approvals by an approver already counted.
         duplicates: usize,
-        /// Approvals by keys that are not known approvers.
+        /// Approvals by keys that are not approvers of the policy.
         unknown: usize,
         /// Approvals whose signature does not verify.
         invalid: usize,
@@ -249,14 +249,20 @@ impl Decision {
 
 /// What a signer checks before it signs a withdrawal, all offline:
 ///
-/// 1. the decision is signed by the pinned `coordinator`;
+/// 1. the decision is signed by the coordinator that `policy` names
+///    ([`PolicyDocument::coordinator`](crate::PolicyDocument::coordinator));
 /// 2. it names `policy` by hash and the transaction the signer is about to sign
 ///    (`transaction_digest`, computed by the signer itself);
 /// 3. the outcome is [`Outcome::Approved`];
-/// 4. the signer's own evaluation of `withdrawal` (built from its PSBT inspection) under
-///    `policy` allows it, and requires `n` approvals;
-/// 5. at least `n` distinct `approvers` signed the withdrawal digest (repeats count once);
+/// 4. the signer's own evaluation of `withdrawal` (built from its transaction inspection)
+///    under `policy` allows it ([`VerifiedPolicy::evaluate`]), and requires `n` approvals;
+/// 5. at least `n` distinct approvers that `policy` lists
+///    ([`PolicyDocument::approvers`](crate::PolicyDocument::approvers)) signed the
+///    withdrawal digest (repeats count once; other keys do not count);
 /// 6. `now` is at or after the hold.
+///
+/// Velocity limits need the wallet's history and are the coordinator's check
+/// ([`VerifiedPolicy::evaluate_with_history`]).
 ///
 /// Returns the number of distinct valid approvals.
 ///
@@ -265,16 +271,18 @@ impl Decision {
 ///
 /// # Security
 /// The coordinator's word is only one of these checks: a compromised coordinator that
-/// signs anything still cannot pass the whitelist, limit, approval and hold checks.
+/// signs anything still cannot pass the whitelist, limit, approval and hold checks. Since
+/// the coordinator and approvers come from the admin-signed policy, the signer only pins
+/// the admin quorum.
 pub fn verify_decision(
     decision: &Decision,
     policy: &VerifiedPolicy,
     withdrawal: &Withdrawal,
     transaction_digest: &[u8],
-    coordinator: &IdentityCard,
-    approvers: &[IdentityCard],
     now: u64,
 ) -> Result<usize, DecisionError> {
+    let doc = policy.document();
+    let coordinator = &doc.coordinator;
     if !coordinator.verify_in_domain(
         SigningDomain::Policy,
         &decision.signing_digest(),
@@ -311,10 +319,7 @@ pub fn verify_decision(
     let mut counted: Vec<&[u8; 32]> = Vec::new();
     let (mut duplicates, mut unknown, mut invalid) = (0, 0, 0);
     for a in &decision.approvals {
-        let Some(card) = approvers
-            .iter()
-            .find(|c| c.signing_key() == &a.approver_key)
-        else {
+        let Some(card) = doc.approver(&a.approver_key) else {
             unknown += 1;
             continue;
         };

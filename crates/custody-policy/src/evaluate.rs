@@ -1,23 +1,25 @@
-//! Offline evaluation of a withdrawal against a verified policy.
+//! Evaluation of a withdrawal against a verified policy: offline (what a signer can check)
+//! and with history (what the coordinator checks in addition).
 
 use std::fmt;
 
-use crate::document::Action;
+use crate::document::{Action, TimeWindow};
 use crate::signed::VerifiedPolicy;
 
 /// One payment of a withdrawal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payment {
-    /// The destination address as the signer's PSBT inspection renders it.
+    /// The destination address as the signer's transaction inspection renders it.
     pub address: String,
-    /// The amount, in satoshis.
-    pub amount_sat: u64,
+    /// The amount, in the asset's smallest unit (satoshis for `BTC`).
+    pub amount: u128,
 }
 
 /// What a signer knows about a withdrawal from inspecting the transaction itself.
 ///
-/// Build it from `custody_bitcoin::inspect::Inspection`: the outputs that are not ours
-/// (change back to the wallet is not a payment), never from the coordinator's request.
+/// Build it from the signer's own inspection (for Bitcoin,
+/// `custody_bitcoin::inspect::Inspection`: the outputs that are not ours, since change back
+/// to the wallet is not a payment), never from the coordinator's request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Withdrawal {
     /// The asset identifier, e.g. `"BTC"`.
@@ -27,12 +29,24 @@ pub struct Withdrawal {
 }
 
 impl Withdrawal {
-    /// The sum of all payments, or `None` on overflow.
-    pub fn total_sat(&self) -> Option<u64> {
+    /// The sum of all payments in the asset's smallest unit, or `None` on overflow.
+    pub fn total(&self) -> Option<u128> {
         self.payments
             .iter()
-            .try_fold(0u64, |acc, p| acc.checked_add(p.amount_sat))
+            .try_fold(0u128, |acc, p| acc.checked_add(p.amount))
     }
+}
+
+/// A withdrawal of the same wallet that the coordinator already approved or broadcast,
+/// as input to the velocity limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PastWithdrawal {
+    /// Unix time (seconds) the coordinator records for it (its approval).
+    pub time: u64,
+    /// The asset identifier.
+    pub asset: String,
+    /// Its total, in the asset's smallest unit.
+    pub amount: u128,
 }
 
 /// The policy's answer for a withdrawal.
@@ -52,7 +66,8 @@ pub enum Verdict {
     },
 }
 
-/// Why a policy denies a withdrawal. `Display` names the address or amount concerned.
+/// Why a policy denies a withdrawal. `Display` names the address, amount, window or limit
+/// concerned. Amounts are in the asset's smallest unit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DenyReason {
@@ -72,7 +87,7 @@ pub enum DenyReason {
         /// The address.
         address: String,
         /// What would have been sent to it.
-        amount_sat: u64,
+        amount: u128,
     },
     /// A destination is whitelisted but its activation time has not come.
     DestinationNotYetActive {
@@ -83,12 +98,19 @@ pub enum DenyReason {
         /// The time of evaluation.
         now: u64,
     },
-    /// The total exceeds the per-transaction limit.
+    /// The policy sets no per-transaction limit for the asset, so it may not be withdrawn.
+    NoLimitForAsset {
+        /// The asset.
+        asset: String,
+    },
+    /// The total exceeds the asset's per-transaction limit.
     OverTransactionLimit {
+        /// The asset.
+        asset: String,
         /// The withdrawal's total.
-        total_sat: u64,
+        total: u128,
         /// The limit.
-        limit_sat: u64,
+        limit: u128,
     },
     /// The first matching rule is a deny rule.
     DeniedByRule {
@@ -97,14 +119,49 @@ pub enum DenyReason {
         /// The asset.
         asset: String,
         /// The withdrawal's total.
-        total_sat: u64,
+        total: u128,
+    },
+    /// No rule matched now, but an allow rule covers the asset and amount inside its time
+    /// window (the first such rule is named).
+    OutsideTimeWindow {
+        /// The rule's position (0-based).
+        rule_index: usize,
+        /// Its window.
+        window: TimeWindow,
+        /// The time of evaluation.
+        now: u64,
     },
     /// No rule matched (default deny).
     NoMatchingRule {
         /// The asset.
         asset: String,
         /// The withdrawal's total.
-        total_sat: u64,
+        total: u128,
+    },
+    /// The withdrawal would take the total sent within a velocity window over its limit.
+    VelocityTotalExceeded {
+        /// The asset.
+        asset: String,
+        /// The window, in seconds.
+        window_secs: u64,
+        /// The most that may leave within the window.
+        max_total: u128,
+        /// What already left within the window.
+        used: u128,
+        /// The withdrawal's total.
+        requested: u128,
+    },
+    /// The withdrawal would exceed the number of withdrawals allowed within a velocity
+    /// window.
+    VelocityCountExceeded {
+        /// The asset.
+        asset: String,
+        /// The window, in seconds.
+        window_secs: u64,
+        /// The most withdrawals within the window.
+        max_count: u32,
+        /// Withdrawals already within the window.
+        used: u64,
     },
 }
 
@@ -117,12 +174,9 @@ impl fmt::Display for DenyReason {
             ),
             DenyReason::NoPayments => write!(f, "withdrawal pays no destination"),
             DenyReason::AmountOverflow => write!(f, "withdrawal total overflows"),
-            DenyReason::UnknownDestination {
-                address,
-                amount_sat,
-            } => write!(
+            DenyReason::UnknownDestination { address, amount } => write!(
                 f,
-                "destination {address} ({amount_sat} sat) is not on the whitelist"
+                "destination {address} (amount {amount}) is not on the whitelist"
             ),
             DenyReason::DestinationNotYetActive {
                 address,
@@ -132,31 +186,67 @@ impl fmt::Display for DenyReason {
                 f,
                 "destination {address} is whitelisted only from {active_from}, it is now {now}"
             ),
+            DenyReason::NoLimitForAsset { asset } => write!(
+                f,
+                "policy sets no per-transaction limit for {asset}, so it cannot be withdrawn"
+            ),
             DenyReason::OverTransactionLimit {
-                total_sat,
-                limit_sat,
+                asset,
+                total,
+                limit,
             } => write!(
                 f,
-                "withdrawal total {total_sat} sat exceeds the per-transaction limit of {limit_sat} sat"
+                "withdrawal total {total} {asset} exceeds the per-transaction limit of {limit} {asset}"
             ),
             DenyReason::DeniedByRule {
                 rule_index,
                 asset,
-                total_sat,
-            } => write!(f, "rule {rule_index} denies {total_sat} sat of {asset}"),
-            DenyReason::NoMatchingRule { asset, total_sat } => write!(
+                total,
+            } => write!(f, "rule {rule_index} denies {total} {asset}"),
+            DenyReason::OutsideTimeWindow {
+                rule_index,
+                window,
+                now,
+            } => write!(
                 f,
-                "no rule allows {total_sat} sat of {asset} (default deny)"
+                "rule {rule_index} applies only {window}, it is now {now} (outside the window)"
+            ),
+            DenyReason::NoMatchingRule { asset, total } => write!(
+                f,
+                "no rule allows {total} {asset} (default deny)"
+            ),
+            DenyReason::VelocityTotalExceeded {
+                asset,
+                window_secs,
+                max_total,
+                used,
+                requested,
+            } => write!(
+                f,
+                "velocity limit of {max_total} {asset} per {window_secs} s exceeded: \
+                 {used} {asset} already sent in the window, {requested} {asset} requested"
+            ),
+            DenyReason::VelocityCountExceeded {
+                asset,
+                window_secs,
+                max_count,
+                used,
+            } => write!(
+                f,
+                "velocity limit of {max_count} {asset} withdrawals per {window_secs} s exceeded: \
+                 {used} already in the window"
             ),
         }
     }
 }
 
 impl VerifiedPolicy {
-    /// Evaluates `withdrawal` at unix time `now` (seconds): the policy must be in force,
-    /// every destination whitelisted and active, the total within the per-transaction
-    /// limit, and the first rule matching the asset and total must allow it. No rule
-    /// matching means deny.
+    /// Evaluates `withdrawal` at unix time `now` (seconds) with what a signer can check
+    /// offline: the policy must be in force, every destination whitelisted and active, the
+    /// total within the asset's per-transaction limit (no limit means deny), and the first
+    /// rule matching the asset, total and time must allow it. No rule matching means deny.
+    ///
+    /// Velocity limits are not checked here; see [`VerifiedPolicy::evaluate_with_history`].
     pub fn evaluate(&self, withdrawal: &Withdrawal, now: u64) -> Verdict {
         let doc = self.document();
         let deny = |reason| Verdict::Deny { reason };
@@ -174,7 +264,7 @@ impl VerifiedPolicy {
                 None => {
                     return deny(DenyReason::UnknownDestination {
                         address: p.address.clone(),
-                        amount_sat: p.amount_sat,
+                        amount: p.amount,
                     })
                 }
                 Some(e) if e.active_from > now => {
@@ -187,22 +277,22 @@ impl VerifiedPolicy {
                 Some(_) => {}
             }
         }
-        let Some(total_sat) = withdrawal.total_sat() else {
+        let Some(total) = withdrawal.total() else {
             return deny(DenyReason::AmountOverflow);
         };
-        if total_sat > doc.per_transaction_limit_sat {
+        let asset = withdrawal.asset.clone();
+        let Some(limit) = doc.limit(&asset) else {
+            return deny(DenyReason::NoLimitForAsset { asset });
+        };
+        if total > limit {
             return deny(DenyReason::OverTransactionLimit {
-                total_sat,
-                limit_sat: doc.per_transaction_limit_sat,
+                asset,
+                total,
+                limit,
             });
         }
-        let asset = withdrawal.asset.clone();
-        match doc
-            .rules
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.matches(&withdrawal.asset, total_sat))
-        {
+        let mut rules = doc.rules.iter().enumerate();
+        match rules.find(|(_, r)| r.matches(&asset, total, now)) {
             Some((rule_index, r)) => match r.action {
                 Action::Allow { approvals } => Verdict::Allow {
                     required_approvals: approvals,
@@ -211,10 +301,92 @@ impl VerifiedPolicy {
                 Action::Deny => deny(DenyReason::DeniedByRule {
                     rule_index,
                     asset,
-                    total_sat,
+                    total,
                 }),
             },
-            None => deny(DenyReason::NoMatchingRule { asset, total_sat }),
+            None => {
+                // Name the window that kept the first covering rule from matching, so the
+                // operator knows the withdrawal would pass at another time.
+                let closed = doc.rules.iter().enumerate().find_map(|(i, r)| {
+                    let allows = matches!(r.action, Action::Allow { .. });
+                    r.window
+                        .filter(|_| allows && r.covers(&asset, total))
+                        .map(|window| (i, window))
+                });
+                match closed {
+                    Some((rule_index, window)) => deny(DenyReason::OutsideTimeWindow {
+                        rule_index,
+                        window,
+                        now,
+                    }),
+                    None => deny(DenyReason::NoMatchingRule { asset, total }),
+                }
+            }
         }
+    }
+
+    /// The coordinator's full check: [`VerifiedPolicy::evaluate`], then every velocity
+    /// limit of the withdrawal's asset against `history`.
+    ///
+    /// `history` holds the withdrawals of the same wallet that were approved or broadcast
+    /// (any asset; other assets are ignored). A limit counts those with `time` in
+    /// `(now - window_secs, now]`; the new withdrawal must keep both the count and the
+    /// total of that window, itself included, within the limit.
+    pub fn evaluate_with_history(
+        &self,
+        withdrawal: &Withdrawal,
+        now: u64,
+        history: &[PastWithdrawal],
+    ) -> Verdict {
+        let verdict = self.evaluate(withdrawal, now);
+        let Verdict::Allow { .. } = verdict else {
+            return verdict;
+        };
+        // evaluate() allowed it, so the total does not overflow.
+        let requested = withdrawal.total().unwrap_or(u128::MAX);
+        let asset = &withdrawal.asset;
+        for v in self
+            .document()
+            .velocity
+            .iter()
+            .filter(|v| &v.asset == asset)
+        {
+            let in_window = history.iter().filter(|h| {
+                &h.asset == asset
+                    && now
+                        .checked_sub(h.time)
+                        .is_some_and(|age| age < v.window_secs)
+            });
+            let (mut used_total, mut used_count) = (0u128, 0u64);
+            for h in in_window {
+                used_total = used_total.saturating_add(h.amount);
+                used_count += 1;
+            }
+            if used_count >= u64::from(v.max_count) {
+                return Verdict::Deny {
+                    reason: DenyReason::VelocityCountExceeded {
+                        asset: asset.clone(),
+                        window_secs: v.window_secs,
+                        max_count: v.max_count,
+                        used: used_count,
+                    },
+                };
+            }
+            if used_total
+                .checked_add(requested)
+                .is_none_or(|sum| sum > v.max_total)
+            {
+                return Verdict::Deny {
+                    reason: DenyReason::VelocityTotalExceeded {
+                        asset: asset.clone(),
+                        window_secs: v.window_secs,
+                        max_total: v.max_total,
+                        used: used_total,
+                        requested,
+                    },
+                };
+            }
+        }
+        verdict
     }
 }

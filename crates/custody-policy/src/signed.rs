@@ -78,6 +78,30 @@ pub enum SuccessorError {
         /// The successor's network.
         found: Network,
     },
+    /// The successor was announced before the current policy was.
+    #[error("successor was announced at {found}, before the current policy ({current})")]
+    AnnouncedBeforeCurrent {
+        /// The current policy's announcement time.
+        current: u64,
+        /// The successor's announcement time.
+        found: u64,
+    },
+    /// The successor takes effect sooner after its announcement than the current policy's
+    /// change delay allows.
+    #[error(
+        "successor announced at {announced_at} takes effect at {effective_from}, but the \
+         current policy requires a change delay of {change_delay_secs} s (not before {earliest})"
+    )]
+    ChangeDelayTooShort {
+        /// The successor's announcement time.
+        announced_at: u64,
+        /// The successor's effective-from time.
+        effective_from: u64,
+        /// The current policy's change delay.
+        change_delay_secs: u64,
+        /// The earliest allowed effective-from time (saturated at `u64::MAX`).
+        earliest: u64,
+    },
     /// The successor would take effect before the current policy did.
     #[error("successor takes effect at {found}, before the current policy ({current})")]
     EffectiveTimeGoesBack {
@@ -222,12 +246,39 @@ impl VerifiedPolicy {
     pub fn hash(&self) -> &[u8; 32] {
         &self.hash
     }
+
+    /// Whether the policy is in force at unix time `now`: `now >= effective_from`.
+    ///
+    /// A holder keeps enforcing the current policy until its verified successor is
+    /// effective, then switches.
+    pub fn is_effective(&self, now: u64) -> bool {
+        now >= self.document.effective_from
+    }
 }
 
-/// Verifies `next` as the successor of the policy the signer currently trusts: it must be
-/// signed by the *current* policy's admin quorum (so a change of admins needs the old
-/// admins' consent), carry a larger version, stay on the same network and not take effect
-/// before the current policy did.
+/// Verifies `next` as the successor of the policy the holder currently trusts. It must
+///
+/// 1. be signed by the *current* policy's admin quorum (so a change of admins needs the old
+///    admins' consent);
+/// 2. carry a larger version and stay on the same network;
+/// 3. not be announced before the current policy was (`next.announced_at >=
+///    current.announced_at`) and not take effect before it did;
+/// 4. respect the current policy's change delay: `next.effective_from >=
+///    next.announced_at + current.change_delay_secs`, so everyone watching has that long to
+///    notice and object before the change applies.
+///
+/// The successor is only in force from its `effective_from` ([`VerifiedPolicy::is_effective`]);
+/// until then the current policy stays in force.
+///
+/// # Security
+/// `announced_at` is the admins' word for when they signed. The coordinator, which has a
+/// clock it trusts, must refuse to install a successor whose `announced_at` is after its
+/// own current time: the claim is false, and once installed it would become the floor for
+/// every later successor's `announced_at`, blocking changes until then. A back-dated
+/// `announced_at` shortens the real notice, so the coordinator should publish a successor
+/// as soon as it receives it (and may require the change delay from its own receipt time).
+/// An offline signer cannot check either and relies on the coordinator and on people
+/// watching announcements.
 ///
 /// # Errors
 /// A [`SuccessorError`] saying which condition failed.
@@ -250,10 +301,30 @@ pub fn verify_successor(
             found: new.network,
         });
     }
+    if new.announced_at < cur.announced_at {
+        return Err(SuccessorError::AnnouncedBeforeCurrent {
+            current: cur.announced_at,
+            found: new.announced_at,
+        });
+    }
     if new.effective_from < cur.effective_from {
         return Err(SuccessorError::EffectiveTimeGoesBack {
             current: cur.effective_from,
             found: new.effective_from,
+        });
+    }
+    let earliest = new.announced_at.saturating_add(cur.change_delay_secs);
+    if new.effective_from < earliest
+        || new
+            .announced_at
+            .checked_add(cur.change_delay_secs)
+            .is_none()
+    {
+        return Err(SuccessorError::ChangeDelayTooShort {
+            announced_at: new.announced_at,
+            effective_from: new.effective_from,
+            change_delay_secs: cur.change_delay_secs,
+            earliest,
         });
     }
     Ok(verified)

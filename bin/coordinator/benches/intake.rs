@@ -1,0 +1,230 @@
+//! Withdrawal intake: an authenticated `POST /v1/withdrawals` (session lookup, step-up
+//! TOTP, security event, whitelist, policy with velocity history, risk score, coin
+//! selection and PSBT, withdrawal row, hold, audit entries, outbox) committed durably,
+//! 100 clients at a time — beside the raw durable insert rate of the same database,
+//! through the same pool and settings, in the same run.
+//!
+//! `cargo bench -p custody-coordinator --bench intake` (PostgreSQL too when
+//! `CUSTODY_TEST_POSTGRES_URL` is set, e.g. after `eval "$(.ci/postgres.sh)"`). Requests
+//! go through the axum router in-process: HTTP parsing and TCP are not measured.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::{Engine, Harness, Session};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::json;
+
+const CLIENTS: usize = 100;
+const COINS: usize = 30_000;
+
+struct Setup {
+    h: Harness,
+    users: Vec<Session>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+}
+
+async fn setup(engine: Engine) -> Option<Setup> {
+    let h = Harness::new(engine).await?;
+    // A successor policy without a tight velocity limit: the bench measures intake, not
+    // refusals.
+    let velocity = vec![custody_policy::VelocityLimit {
+        asset: "BTC".into(),
+        window_secs: 86_400,
+        max_total: u128::MAX / 2,
+        max_count: u32::MAX,
+    }];
+    let now = custody_coordinator::Clock::now(&h.clock);
+    let p = common::policy_with_velocity(
+        2,
+        &h.admins,
+        &h.app,
+        &h.approver_ids[..2],
+        &h.destination,
+        now,
+        now,
+        velocity,
+    );
+    custody_coordinator::policy::install(&h.app, "bench", &p.encode(), false)
+        .await
+        .expect("successor");
+    let mut users = Vec::with_capacity(CLIENTS);
+    for i in 0..CLIENTS {
+        users.push(h.customer(&format!("bench{i}@example.com")).await);
+    }
+    h.clock.advance(25 * 3600);
+    for u in &mut users {
+        h.relogin(u).await;
+    }
+    // Coins straight into the table: setup, not measured.
+    let script = h
+        .wallet
+        .derive(custody_bitcoin::Branch::Receive, 0)
+        .unwrap()
+        .script_pubkey()
+        .to_hex_string();
+    let mut tx = h.app.db.pool().begin().await.unwrap();
+    for i in 0..COINS {
+        sqlx::query("INSERT INTO utxos (outpoint, amount, script, branch, address_index) VALUES ($1, $2, $3, 0, 0)")
+            .bind(format!("{:064x}:0", i + 1))
+            .bind(1_000_000_i64)
+            .bind(&script)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    sqlx::query("CREATE TABLE bench_raw (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    Some(Setup {
+        h,
+        users,
+        latencies: Arc::new(Mutex::new(Vec::new())),
+    })
+}
+
+async fn intake_round(s: &Setup) -> Duration {
+    s.h.clock.advance(30);
+    let now = custody_coordinator::Clock::now(&s.h.clock);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(CLIENTS);
+    for u in &s.users {
+        let code = totp_rs::TOTP::from_url(u.totp_uri.as_deref().unwrap())
+            .unwrap()
+            .generate(u64::try_from(now).unwrap());
+        let app = s.h.app.clone();
+        let token = u.token.clone();
+        let body =
+            json!({ "asset": "BTC", "address": s.h.destination, "amount": 100_000, "totp": code });
+        let lat = s.latencies.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let (st, v) = common::call(
+                &app,
+                "POST",
+                "/v1/withdrawals",
+                Some(&token),
+                Some(&common::new_key()),
+                Some(body),
+                "10.0.0.1",
+            )
+            .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            lat.lock().unwrap().push(t.elapsed());
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
+async fn raw_round(s: &Setup, counter: &std::sync::atomic::AtomicU64) -> Duration {
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let pool = s.h.app.db.pool().clone();
+        let id = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tasks.push(tokio::spawn(async move {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("INSERT INTO bench_raw (id, payload) VALUES ($1, $2)")
+                .bind(id.to_string())
+                .bind("x".repeat(200))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn bench_engine(c: &mut Criterion, engine: Engine, name: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(s) = rt.block_on(setup(engine)) else {
+        eprintln!("{name}: skipped (set CUSTODY_TEST_POSTGRES_URL)");
+        return;
+    };
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    let mut g = c.benchmark_group(format!("intake/{name}"));
+    g.throughput(Throughput::Elements(CLIENTS as u64));
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(8));
+    g.bench_function("raw_durable_insert_x100_concurrent", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let s = &s;
+            let counter = &counter;
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += raw_round(s, counter).await;
+                }
+                total
+            }
+        });
+    });
+    s.latencies.lock().unwrap().clear();
+    g.bench_function("withdrawal_intake_x100_concurrent", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let s = &s;
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += intake_round(s).await;
+                }
+                total
+            }
+        });
+    });
+    g.finish();
+    let mut l = s.latencies.lock().unwrap().clone();
+    l.sort();
+    eprintln!(
+        "{name}: intake latency over {} requests at {CLIENTS} concurrent clients: p50 {:.1} ms, p99 {:.1} ms",
+        l.len(),
+        percentile(&l, 0.50).as_secs_f64() * 1e3,
+        percentile(&l, 0.99).as_secs_f64() * 1e3
+    );
+}
+
+fn intake(c: &mut Criterion) {
+    bench_engine(c, Engine::Sqlite, "sqlite");
+    bench_engine(c, Engine::Postgres, "postgres");
+}
+
+criterion_group!(benches, intake);
+criterion_main!(benches);

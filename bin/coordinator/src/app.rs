@@ -1,0 +1,101 @@
+//! The shared state every request handler and worker sees.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use custody_bitcoin::WalletDescriptor;
+use custody_threshold::{GroupKey, Identity};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::auth::PasswordPolicy;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::Db;
+
+/// The wallet the coordinator spends from: the FROST group key and its descriptor.
+#[derive(Debug)]
+pub struct Wallet {
+    /// The group key (public).
+    pub group: GroupKey,
+    /// `tr(xpub/<0;1>/*)` of the group key.
+    pub descriptor: WalletDescriptor,
+}
+
+impl Wallet {
+    /// Builds the wallet of `group`.
+    ///
+    /// # Errors
+    /// If the descriptor cannot be formed.
+    pub fn new(group: GroupKey) -> Result<Self> {
+        let descriptor =
+            WalletDescriptor::for_group(&group, None).context("building the wallet descriptor")?;
+        Ok(Wallet { group, descriptor })
+    }
+
+    /// Reads a group key file written by `custody-signer` after the DKG.
+    ///
+    /// # Errors
+    /// If the file is missing or not a group key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading group key file {}", path.display()))?;
+        let group = GroupKey::decode(&bytes)
+            .with_context(|| format!("{} is not a group key file", path.display()))?;
+        Wallet::new(group)
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct App {
+    /// Storage.
+    pub db: Db,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The coordinator's identity: signs decisions and audit checkpoints.
+    pub identity: Arc<Identity>,
+    /// Password hashing.
+    pub passwords: PasswordPolicy,
+    /// The wallet, if configured.
+    pub wallet: Option<Arc<Wallet>>,
+    /// The chain backend, if configured.
+    pub chain: Option<Arc<dyn custody_chain::ChainBackend>>,
+    /// Prometheus rendering, if a recorder is installed.
+    pub metrics: Option<PrometheusHandle>,
+    /// The hash of the ingestion token, if ingestion is enabled.
+    pub ingest_token_hash: Option<String>,
+    /// Verified policies by hash.
+    pub policies: Arc<crate::policy::PolicyCache>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("engine", &self.db.engine())
+            .field("coordinator", &self.identity.card().fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// The current time.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The wallet, or a clear error if none is configured.
+    ///
+    /// # Errors
+    /// A conflict error saying how to configure one.
+    pub fn wallet(&self) -> Result<&Arc<Wallet>, crate::error::ApiError> {
+        self.wallet.as_ref().ok_or_else(|| {
+            crate::error::ApiError::conflict(
+                "no_wallet",
+                "no wallet is configured; set wallet.group_key_file to the group key from the DKG",
+            )
+        })
+    }
+}

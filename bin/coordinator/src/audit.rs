@@ -1,0 +1,385 @@
+//! The hash-chained audit log.
+//!
+//! Every security event, decision and state transition appends one entry in the same
+//! database transaction as the change it records. Entry `n` stores
+//! `hash_n = SHA-256(tag ‖ tag ‖ hash_{n-1} ‖ u64(n) ‖ i64(at) ‖ lp(kind) ‖ lp(actor) ‖
+//! lp(subject) ‖ lp(data))` (BIP340-style tagged hash, tag `CoinPort/coordinator/audit`,
+//! `lp` = u32 big-endian length prefix), so editing, removing or reordering any entry
+//! breaks every later hash. The `audit_head` row holds the last sequence number and hash:
+//! appenders update it first, which serialises them (a row lock on PostgreSQL, the write
+//! lock on SQLite), and it lets [`verify`] notice entries cut off the end.
+//!
+//! Checkpoints ([`Checkpoint`]) are the head signed by the coordinator's identity key, to be
+//! kept off the box; verifying the log against an old checkpoint shows that history up to
+//! it was not rewritten.
+
+use std::io::Write;
+
+use custody_threshold::{Identity, IdentityCard, SigningDomain};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use thiserror::Error;
+
+use crate::db::{int, text, Db, DbError, Tx};
+
+/// The hash tag of audit entries.
+pub const AUDIT_TAG: &str = "CoinPort/coordinator/audit";
+/// The hash tag of checkpoints.
+pub const CHECKPOINT_TAG: &str = "CoinPort/coordinator/audit-checkpoint";
+/// The hash before the first entry.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// One entry as stored and exported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Entry {
+    /// Position in the log, from 1, without gaps.
+    pub seq: i64,
+    /// Unix time of the change.
+    pub at: i64,
+    /// What happened, e.g. `withdrawal.requested`.
+    pub kind: String,
+    /// Who did it: a principal id, `system`, `ingest` or `cli`.
+    pub actor: String,
+    /// What it happened to: a withdrawal or principal id.
+    pub subject: String,
+    /// Details, as a JSON document (never secrets or personal data).
+    pub data: String,
+    /// Hex of the previous entry's hash.
+    pub prev_hash: String,
+    /// Hex of this entry's hash.
+    pub hash: String,
+}
+
+fn tagged(tag: &str) -> Sha256 {
+    let t = Sha256::digest(tag.as_bytes());
+    let mut h = Sha256::new();
+    h.update(t);
+    h.update(t);
+    h
+}
+
+fn lp(h: &mut Sha256, s: &str) {
+    h.update(u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
+    h.update(s.as_bytes());
+}
+
+/// Computes an entry's hash from its predecessor's and its content.
+pub fn entry_hash(
+    prev: &[u8; 32],
+    seq: i64,
+    at: i64,
+    kind: &str,
+    actor: &str,
+    subject: &str,
+    data: &str,
+) -> [u8; 32] {
+    let mut h = tagged(AUDIT_TAG);
+    h.update(prev);
+    h.update(seq.to_be_bytes());
+    h.update(at.to_be_bytes());
+    lp(&mut h, kind);
+    lp(&mut h, actor);
+    lp(&mut h, subject);
+    lp(&mut h, data);
+    h.finalize().into()
+}
+
+/// Appends an entry inside `tx` and returns its sequence number.
+///
+/// # Errors
+/// [`DbError`]; the caller's transaction then rolls back with the change it records.
+pub async fn append(
+    tx: &mut Tx<'_>,
+    at: i64,
+    kind: &str,
+    actor: &str,
+    subject: &str,
+    data: &serde_json::Value,
+) -> Result<i64, DbError> {
+    // Taking the head row first serialises appenders across processes.
+    sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await?;
+    let seq = int(&row, "seq")?;
+    let prev_hex = text(&row, "hash")?;
+    let prev = decode_hash(&prev_hex).unwrap_or(GENESIS_HASH);
+    let data = data.to_string();
+    let hash = hex::encode(entry_hash(&prev, seq, at, kind, actor, subject, &data));
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, kind, actor, subject, data, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(seq)
+    .bind(at)
+    .bind(kind)
+    .bind(actor)
+    .bind(subject)
+    .bind(&data)
+    .bind(&prev_hex)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(seq)
+}
+
+fn decode_hash(s: &str) -> Option<[u8; 32]> {
+    let v = hex::decode(s).ok()?;
+    v.try_into().ok()
+}
+
+/// Reads entries with `seq > after`, at most `limit`, in order.
+///
+/// # Errors
+/// [`DbError`].
+pub async fn entries(db: &Db, after: i64, limit: i64) -> Result<Vec<Entry>, DbError> {
+    let rows = sqlx::query(
+        "SELECT seq, at, kind, actor, subject, data, prev_hash, hash FROM audit_log \
+         WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Entry {
+                seq: int(r, "seq")?,
+                at: int(r, "at")?,
+                kind: text(r, "kind")?,
+                actor: text(r, "actor")?,
+                subject: text(r, "subject")?,
+                data: text(r, "data")?,
+                prev_hash: text(r, "prev_hash")?,
+                hash: text(r, "hash")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(DbError::from)
+}
+
+/// What is wrong with the log.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuditBreak {
+    /// An entry's content does not match its hash (edited).
+    #[error("audit entry {seq} was altered: its content does not match its hash")]
+    Altered {
+        /// The entry.
+        seq: i64,
+    },
+    /// An entry does not point at its predecessor (removed or reordered before it).
+    #[error("audit entry {seq} does not follow entry {expected_prev}: entries were removed or reordered")]
+    Broken {
+        /// The entry.
+        seq: i64,
+        /// The entry it should follow.
+        expected_prev: i64,
+    },
+    /// The log ends before the head says it does (entries cut off the end).
+    #[error("audit log ends at entry {last} but its head records {head}: entries were removed")]
+    Truncated {
+        /// The last entry present.
+        last: i64,
+        /// The head's sequence number.
+        head: i64,
+    },
+    /// The head's hash does not match the last entry.
+    #[error("audit head does not match entry {seq}")]
+    HeadMismatch {
+        /// The last entry.
+        seq: i64,
+    },
+    /// A checkpoint's entry is missing or differs.
+    #[error("checkpoint at entry {seq} does not match the log: history before it was rewritten")]
+    CheckpointMismatch {
+        /// The checkpoint's sequence number.
+        seq: i64,
+    },
+    /// A checkpoint's signature does not verify.
+    #[error("checkpoint at entry {seq} is not signed by coordinator {fingerprint}")]
+    CheckpointSignature {
+        /// The checkpoint's sequence number.
+        seq: i64,
+        /// The expected signer.
+        fingerprint: String,
+    },
+}
+
+/// A successful verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verified {
+    /// Entries checked.
+    pub entries: i64,
+    /// Hex of the last hash.
+    pub head_hash: String,
+}
+
+/// Why verification could not complete.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The log is damaged.
+    #[error(transparent)]
+    Break(#[from] AuditBreak),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Recomputes the whole chain and compares it with the head.
+///
+/// # Errors
+/// [`VerifyError::Break`] naming the first bad entry.
+pub async fn verify(db: &Db) -> Result<Verified, VerifyError> {
+    const PAGE: i64 = 5000;
+    let mut prev = GENESIS_HASH;
+    let mut expected_seq = 1;
+    loop {
+        let page = entries(db, expected_seq - 1, PAGE).await?;
+        // A gap makes `entries` skip ahead; the first entry's seq tells us.
+        for e in &page {
+            if e.seq != expected_seq || e.prev_hash != hex::encode(prev) {
+                return Err(AuditBreak::Broken {
+                    seq: e.seq,
+                    expected_prev: expected_seq - 1,
+                }
+                .into());
+            }
+            let h = entry_hash(&prev, e.seq, e.at, &e.kind, &e.actor, &e.subject, &e.data);
+            if hex::encode(h) != e.hash {
+                return Err(AuditBreak::Altered { seq: e.seq }.into());
+            }
+            prev = h;
+            expected_seq += 1;
+        }
+        if page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+            break;
+        }
+    }
+    let last = expected_seq - 1;
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(db.pool())
+        .await
+        .map_err(DbError::from)?;
+    let head_seq = int(&head, "seq").map_err(DbError::from)?;
+    if head_seq != last {
+        return Err(AuditBreak::Truncated {
+            last,
+            head: head_seq,
+        }
+        .into());
+    }
+    if text(&head, "hash").map_err(DbError::from)? != hex::encode(prev) {
+        return Err(AuditBreak::HeadMismatch { seq: last }.into());
+    }
+    Ok(Verified {
+        entries: last,
+        head_hash: hex::encode(prev),
+    })
+}
+
+/// Writes every entry as JSON Lines.
+///
+/// # Errors
+/// [`DbError`] or an I/O error (as `DbError::Sqlx(Io)`).
+pub async fn export<W: Write>(db: &Db, out: &mut W) -> Result<i64, DbError> {
+    let mut after = 0;
+    loop {
+        let page = entries(db, after, 5000).await?;
+        if page.is_empty() {
+            return Ok(after);
+        }
+        for e in &page {
+            let line = serde_json::to_string(e).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            writeln!(out, "{line}").map_err(sqlx::Error::Io)?;
+            after = e.seq;
+        }
+    }
+}
+
+/// A signed statement of the log's head, kept off the box.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The last entry covered.
+    pub seq: i64,
+    /// Hex of its hash.
+    pub hash: String,
+    /// When the checkpoint was made.
+    pub at: i64,
+    /// The coordinator's identity card (hex of its encoding).
+    pub coordinator_card: String,
+    /// Hex of the BIP340 signature over the checkpoint digest.
+    pub signature: String,
+}
+
+fn checkpoint_digest(seq: i64, hash: &str, at: i64) -> [u8; 32] {
+    let mut h = tagged(CHECKPOINT_TAG);
+    h.update(seq.to_be_bytes());
+    lp(&mut h, hash);
+    h.update(at.to_be_bytes());
+    h.finalize().into()
+}
+
+/// Verifies the chain and signs its head.
+///
+/// # Errors
+/// [`VerifyError`] if the log is damaged; nothing is signed then.
+pub async fn checkpoint(db: &Db, identity: &Identity, at: i64) -> Result<Checkpoint, VerifyError> {
+    let v = verify(db).await?;
+    let digest = checkpoint_digest(v.entries, &v.head_hash, at);
+    let signature = identity.sign_in_domain(SigningDomain::Policy, &digest, &mut rand_core::OsRng);
+    Ok(Checkpoint {
+        seq: v.entries,
+        hash: v.head_hash,
+        at,
+        coordinator_card: hex::encode(identity.card().encode()),
+        signature: hex::encode(signature),
+    })
+}
+
+/// Checks a checkpoint's signature against `coordinator` and that the log still holds its
+/// entry unchanged (after verifying the chain).
+///
+/// # Errors
+/// [`AuditBreak::CheckpointSignature`] or [`AuditBreak::CheckpointMismatch`].
+pub async fn verify_checkpoint(
+    db: &Db,
+    cp: &Checkpoint,
+    coordinator: &IdentityCard,
+) -> Result<(), VerifyError> {
+    let sig: Option<[u8; 64]> = hex::decode(&cp.signature)
+        .ok()
+        .and_then(|v| v.try_into().ok());
+    let ok = sig.is_some_and(|s| {
+        coordinator.verify_in_domain(
+            SigningDomain::Policy,
+            &checkpoint_digest(cp.seq, &cp.hash, cp.at),
+            &s,
+        )
+    });
+    if !ok {
+        return Err(AuditBreak::CheckpointSignature {
+            seq: cp.seq,
+            fingerprint: coordinator.fingerprint(),
+        }
+        .into());
+    }
+    verify(db).await?;
+    let row = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
+        .bind(cp.seq)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(DbError::from)?;
+    match row {
+        Some(r) if r.try_get::<String, _>("hash").map_err(DbError::from)? == cp.hash => Ok(()),
+        _ => Err(AuditBreak::CheckpointMismatch { seq: cp.seq }.into()),
+    }
+}

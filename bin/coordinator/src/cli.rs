@@ -1,0 +1,126 @@
+//! The command line: `serve`, `migrate`, `init` and the admin commands that run on the
+//! coordinator host itself.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The online coordinator of CoinPort Custody.
+///
+/// Exit codes: 0 success, 1 refused (a check said no, e.g. `audit verify` found a break),
+/// 2 error.
+#[derive(Debug, Parser)]
+#[command(name = "custody-coordinator", version)]
+pub struct Cli {
+    /// The TOML configuration file [default: built-in defaults, SQLite in ./coordinator-data].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the daemon until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+    /// Applies database migrations and exits.
+    Migrate,
+    /// Creates the data directory and the coordinator identity; prints its fingerprint.
+    Init,
+    /// Accounts created on the host (the first admin).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Emergency freeze of all signing and broadcasting, or of one account.
+    Freeze(FreezeArgs),
+    /// Lifts a freeze.
+    Unfreeze(FreezeArgs),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Withdrawal policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// DEVELOPMENT ONLY: shift the clock by this many seconds (refused on mainnet). Used by
+    /// drills to let a hold pass without waiting a day.
+    #[arg(long, value_name = "SECS")]
+    pub dev_clock_offset_secs: Option<i64>,
+}
+
+/// `admin …`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Creates an account. The password is read from `--password-file` or the terminal.
+    Create {
+        /// Email.
+        #[arg(long)]
+        email: String,
+        /// admin, approver, operator, service or user.
+        #[arg(long)]
+        role: String,
+        /// A file whose first line is the password.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// For approvers: their identity card file.
+        #[arg(long, value_name = "FILE")]
+        approver_card: Option<PathBuf>,
+    },
+}
+
+/// `freeze` / `unfreeze`.
+#[derive(Debug, Args)]
+pub struct FreezeArgs {
+    /// One account id; without it, everything.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Why, for the audit log.
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recomputes the hash chain; exit 1 naming the first altered, removed or reordered
+    /// entry.
+    Verify {
+        /// Also check a signed checkpoint kept off the box.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Writes every entry as JSON Lines.
+    Export {
+        /// Output file [default: stdout].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Verifies the chain and writes a signed checkpoint of its head.
+    Checkpoint {
+        /// Output file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// `policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Installs a signed policy file.
+    Install {
+        /// The signed policy (binary `SignedPolicy` encoding).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// Bootstrap: accept the first policy on its own admins' signatures. Only on the
+        /// coordinator host, once.
+        #[arg(long)]
+        trust_first: bool,
+    },
+    /// Lists installed policies.
+    List,
+}

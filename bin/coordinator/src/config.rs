@@ -1,0 +1,479 @@
+//! The coordinator's configuration: a TOML file whose every key has a documented default,
+//! so `custody-coordinator serve` with no file starts on a local SQLite database.
+//!
+//! Values that protect users have floors ([`RiskConfig::validate`]): a configuration that
+//! sets a hold shorter than the floor is refused at start-up, never silently raised.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Hours in seconds.
+const HOUR: i64 = 3600;
+
+/// Why a configuration is refused.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("configuration {path} is not valid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said (line and key).
+        message: String,
+    },
+    /// A value is below its safety floor.
+    #[error(
+        "{key} = {value} h is below the floor of {floor} h; holds may be longer, never shorter"
+    )]
+    BelowFloor {
+        /// The configuration key.
+        key: &'static str,
+        /// The configured value in hours.
+        value: i64,
+        /// The floor in hours.
+        floor: i64,
+    },
+    /// A value is out of its range.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The configuration key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The Bitcoin network the coordinator serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkName {
+    /// Mainnet: development flags are refused.
+    Bitcoin,
+    /// testnet3.
+    Testnet,
+    /// testnet4.
+    Testnet4,
+    /// Signet.
+    Signet,
+    /// Regtest (the default, for development).
+    Regtest,
+}
+
+impl NetworkName {
+    /// The policy crate's network.
+    pub fn to_policy(self) -> custody_policy::Network {
+        match self {
+            NetworkName::Bitcoin => custody_policy::Network::Bitcoin,
+            NetworkName::Testnet => custody_policy::Network::Testnet,
+            NetworkName::Testnet4 => custody_policy::Network::Testnet4,
+            NetworkName::Signet => custody_policy::Network::Signet,
+            NetworkName::Regtest => custody_policy::Network::Regtest,
+        }
+    }
+
+    /// The `bitcoin` crate's network.
+    pub fn to_bitcoin(self) -> bitcoin::Network {
+        match self {
+            NetworkName::Bitcoin => bitcoin::Network::Bitcoin,
+            NetworkName::Testnet => bitcoin::Network::Testnet,
+            NetworkName::Testnet4 => bitcoin::Network::Testnet4,
+            NetworkName::Signet => bitcoin::Network::Signet,
+            NetworkName::Regtest => bitcoin::Network::Regtest,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8750` (loopback only).
+    pub bind: SocketAddr,
+    /// Directory for the SQLite database, the coordinator identity and development sinks.
+    /// Default `./coordinator-data`.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`. Default: `sqlite://<data_dir>/coordinator.db`.
+    /// A password in the URL is accepted but better kept in `database_password_file`.
+    pub database_url: Option<String>,
+    /// A file whose first line is the database password, appended to `database_url`.
+    pub database_password_file: Option<PathBuf>,
+    /// Most database connections (PostgreSQL; SQLite uses one writer). Default 16.
+    pub database_max_connections: u32,
+    /// The network. Default `regtest`.
+    pub network: NetworkName,
+    /// `text` or `json`. Default `text`.
+    pub log_format: LogFormat,
+    /// Risk rules and hold durations.
+    pub risk: RiskConfig,
+    /// Sessions and passwords.
+    pub auth: AuthConfig,
+    /// Notifications.
+    pub notifications: NotificationConfig,
+    /// The wallet the coordinator spends from.
+    pub wallet: WalletConfig,
+    /// The chain backend (`kind = "file" | "esplora" | "bitcoind"`); none disables UTXO
+    /// sync and broadcast.
+    pub chain: Option<custody_chain::ChainConfig>,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted reverse proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8750)),
+            data_dir: PathBuf::from("coordinator-data"),
+            database_url: None,
+            database_password_file: None,
+            database_max_connections: 16,
+            network: NetworkName::Regtest,
+            log_format: LogFormat::Text,
+            risk: RiskConfig::default(),
+            auth: AuthConfig::default(),
+            notifications: NotificationConfig::default(),
+            wallet: WalletConfig::default(),
+            chain: None,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// Hold durations (floors apply) and the weights of the unusual-withdrawal rules.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskConfig {
+    /// Hold after a password change or reset. Default and floor 24 h.
+    pub password_change_hold_hours: i64,
+    /// Hold after a new device signs in. Default and floor 24 h.
+    pub new_device_hold_hours: i64,
+    /// Hold after a 2FA reset. Default and floor 48 h.
+    pub two_factor_reset_hold_hours: i64,
+    /// Hold after an email change. Default and floor 48 h.
+    pub email_change_hold_hours: i64,
+    /// Hold placed on a withdrawal whose risk score reaches `hold_score`. Default and
+    /// floor 24 h.
+    pub unusual_withdrawal_hold_hours: i64,
+    /// The score at which a withdrawal is held. Default 50.
+    pub hold_score: u32,
+    /// Score for paying a destination this account never paid before. Default 30.
+    pub new_destination_weight: u32,
+    /// Score for an amount at or above `large_amount_sat`. Default 30.
+    pub large_amount_weight: u32,
+    /// What counts as a large amount, in satoshis. Default 10 000 000 (0.1 BTC).
+    pub large_amount_sat: u64,
+    /// Score for a 24-hour total above `velocity_multiplier` × the account's average daily
+    /// total over the previous 30 days (or any amount above `large_amount_sat` with no
+    /// history). Default 40.
+    pub velocity_weight: u32,
+    /// See `velocity_weight`. Default 3.0.
+    pub velocity_multiplier: f64,
+    /// Score for a request from an IP address first seen in the last 24 h. Default 20.
+    pub new_ip_weight: u32,
+    /// Score for a request within 7 days after a password, email or 2FA change. Default 30.
+    pub recent_sensitive_change_weight: u32,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            password_change_hold_hours: 24,
+            new_device_hold_hours: 24,
+            two_factor_reset_hold_hours: 48,
+            email_change_hold_hours: 48,
+            unusual_withdrawal_hold_hours: 24,
+            hold_score: 50,
+            new_destination_weight: 30,
+            large_amount_weight: 30,
+            large_amount_sat: 10_000_000,
+            velocity_weight: 40,
+            velocity_multiplier: 3.0,
+            new_ip_weight: 20,
+            recent_sensitive_change_weight: 30,
+        }
+    }
+}
+
+impl RiskConfig {
+    /// The public floors, in hours: Binance, Coinbase and OKX practice (DESIGN.md).
+    pub const FLOORS: [(&'static str, i64); 5] = [
+        ("risk.password_change_hold_hours", 24),
+        ("risk.new_device_hold_hours", 24),
+        ("risk.two_factor_reset_hold_hours", 48),
+        ("risk.email_change_hold_hours", 48),
+        ("risk.unusual_withdrawal_hold_hours", 24),
+    ];
+
+    fn values(&self) -> [i64; 5] {
+        [
+            self.password_change_hold_hours,
+            self.new_device_hold_hours,
+            self.two_factor_reset_hold_hours,
+            self.email_change_hold_hours,
+            self.unusual_withdrawal_hold_hours,
+        ]
+    }
+
+    /// Refuses hold durations below the floors and nonsensical weights.
+    ///
+    /// # Errors
+    /// [`ConfigError::BelowFloor`] naming the key, or [`ConfigError::Invalid`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for ((key, floor), value) in Self::FLOORS.iter().zip(self.values()) {
+            if value < *floor {
+                return Err(ConfigError::BelowFloor {
+                    key,
+                    value,
+                    floor: *floor,
+                });
+            }
+        }
+        if self.hold_score == 0 {
+            return Err(ConfigError::Invalid {
+                key: "risk.hold_score",
+                message: "must be at least 1 (0 would hold every withdrawal)".into(),
+            });
+        }
+        if !(self.velocity_multiplier.is_finite() && self.velocity_multiplier >= 1.0) {
+            return Err(ConfigError::Invalid {
+                key: "risk.velocity_multiplier",
+                message: "must be a finite number >= 1.0".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Seconds of hold after a password change or reset.
+    pub fn password_change_hold(&self) -> i64 {
+        self.password_change_hold_hours * HOUR
+    }
+    /// Seconds of hold after a new device.
+    pub fn new_device_hold(&self) -> i64 {
+        self.new_device_hold_hours * HOUR
+    }
+    /// Seconds of hold after a 2FA reset.
+    pub fn two_factor_reset_hold(&self) -> i64 {
+        self.two_factor_reset_hold_hours * HOUR
+    }
+    /// Seconds of hold after an email change.
+    pub fn email_change_hold(&self) -> i64 {
+        self.email_change_hold_hours * HOUR
+    }
+    /// Seconds of hold on an unusual withdrawal.
+    pub fn unusual_withdrawal_hold(&self) -> i64 {
+        self.unusual_withdrawal_hold_hours * HOUR
+    }
+}
+
+/// Sessions, passwords and whitelist timing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Session lifetime in minutes. Default 60.
+    pub session_minutes: i64,
+    /// argon2id memory in KiB. Default and floor 19456 (OWASP).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes. Default and floor 2.
+    pub argon2_iterations: u32,
+    /// Delay before a new withdrawal address becomes usable, in hours. Default and floor 24.
+    pub whitelist_activation_hours: i64,
+    /// Path of a file holding the ingestion token the exchange's account system presents
+    /// (`Authorization: Bearer …`) to `POST /v1/events`. Unset disables ingestion.
+    pub ingest_token_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_minutes: 60,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            whitelist_activation_hours: 24,
+            ingest_token_file: None,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Refuses weak password hashing, silly session lengths and short activation delays.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] or [`ConfigError::BelowFloor`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.argon2_memory_kib < 19_456 || self.argon2_iterations < 2 {
+            return Err(ConfigError::Invalid {
+                key: "auth.argon2_memory_kib",
+                message: "argon2id needs at least 19456 KiB and 2 iterations".into(),
+            });
+        }
+        if !(1..=24 * 60).contains(&self.session_minutes) {
+            return Err(ConfigError::Invalid {
+                key: "auth.session_minutes",
+                message: "must be between 1 and 1440".into(),
+            });
+        }
+        if self.whitelist_activation_hours < 24 {
+            return Err(ConfigError::BelowFloor {
+                key: "auth.whitelist_activation_hours",
+                value: self.whitelist_activation_hours,
+                floor: 24,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where notifications go.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationConfig {
+    /// Development sink: every notification is appended to this JSON Lines file
+    /// (relative paths are under `data_dir`). Default `notifications.jsonl`.
+    pub file_sink: Option<PathBuf>,
+}
+
+/// The wallet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalletConfig {
+    /// The group key file a signer wrote after the DKG (`group.key` in its home).
+    pub group_key_file: Option<PathBuf>,
+    /// The DKG ceremony plan: its identity cards authenticate the signers' commitment
+    /// envelopes.
+    pub plan_file: Option<PathBuf>,
+    /// Fee rate for withdrawals, in sat/vB. Default 2.
+    pub fee_rate_sat_vb: u64,
+}
+
+impl Default for WalletConfig {
+    fn default() -> Self {
+        WalletConfig {
+            group_key_file: None,
+            plan_file: None,
+            fee_rate_sat_vb: 2,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`; `None` gives the defaults.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, key or floor.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.risk.validate()?;
+        self.auth.validate()?;
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "database_max_connections",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to SQLite in `data_dir`.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("coordinator.db").display()
+            ),
+        }
+    }
+
+    /// The notification file sink path, resolved under `data_dir`.
+    pub fn notification_file(&self) -> PathBuf {
+        let p = self
+            .notifications
+            .file_sink
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("notifications.jsonl"));
+        if p.is_absolute() {
+            p
+        } else {
+            self.data_dir.join(p)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let c = Config::default();
+        c.validate().expect("defaults pass");
+        assert!(c.bind.ip().is_loopback());
+        assert!(c.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn a_hold_below_its_floor_is_refused_with_the_key_named() {
+        let text = "[risk]\ntwo_factor_reset_hold_hours = 24\n";
+        let c: Config = toml::from_str(text).expect("parses");
+        let e = c.validate().expect_err("below floor");
+        assert!(e.to_string().contains("risk.two_factor_reset_hold_hours"));
+        assert!(e.to_string().contains("48"));
+    }
+
+    #[test]
+    fn longer_holds_are_accepted() {
+        let text = "[risk]\nemail_change_hold_hours = 120\n";
+        let c: Config = toml::from_str(text).expect("parses");
+        c.validate().expect("longer is fine");
+        assert_eq!(c.risk.email_change_hold(), 120 * 3600);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_not_ignored() {
+        let text = "[risk]\npassword_hold_hours = 1\n";
+        assert!(toml::from_str::<Config>(text).is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! The online coordinator of CoinPort Custody: accounts and sessions, security events,
+//! risk holds, the withdrawal policy, approvals, air-gapped signing rounds and a broadcast
+//! that happens only when every gate passes at that moment.
+//!
+//! The daemon is `custody-coordinator serve`; this library exposes [`router`] and [`run`]
+//! so tests drive it in-process with a fake clock. Storage is SQLite (embedded default)
+//! or PostgreSQL through the same migrations ([`db`]).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod accounts;
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod notify;
+pub mod policy;
+pub mod risk;
+pub mod signing;
+pub mod withdrawals;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use custody_threshold::Identity;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use zeroize::Zeroizing;
+
+pub use api::router;
+pub use app::{App, Wallet};
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use config::Config;
+pub use db::Db;
+
+/// The file name of the coordinator's identity (secret, 0600) in `data_dir`.
+pub const IDENTITY_FILE: &str = "coordinator.identity";
+/// The file name of its public identity card in `data_dir`.
+pub const CARD_FILE: &str = "coordinator.card";
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+/// Loads the coordinator identity from `data_dir`, creating it (mode 0600) on first use.
+///
+/// # Errors
+/// If the directory or file cannot be written or the file is damaged.
+pub fn load_or_create_identity(data_dir: &Path) -> Result<Identity> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let path = data_dir.join(IDENTITY_FILE);
+    if path.exists() {
+        let bytes = Zeroizing::new(
+            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        );
+        return Identity::from_secret_bytes(&bytes)
+            .with_context(|| format!("{} is not a coordinator identity", path.display()));
+    }
+    let identity = Identity::generate("coordinator", &mut rand_core::OsRng)
+        .context("generating the coordinator identity")?;
+    let secret = identity.to_secret_bytes();
+    write_private(&path, &secret)?;
+    std::fs::write(data_dir.join(CARD_FILE), identity.card().encode())
+        .context("writing the coordinator card")?;
+    Ok(identity)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Builds the application state: connects and migrates the database, loads the identity,
+/// the wallet and the chain backend.
+///
+/// # Errors
+/// Anything that stops the daemon from starting, as a sentence.
+pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let mut url = config.database_url();
+    if let Some(pw) = &config.database_password_file {
+        let text =
+            Zeroizing::new(std::fs::read_to_string(pw).context("reading database_password_file")?);
+        let mut parsed = url::Url::parse(&url).context("database_url is not a URL")?;
+        parsed
+            .set_password(Some(text.lines().next().unwrap_or_default()))
+            .map_err(|()| {
+                anyhow::anyhow!(
+                    "database_url cannot carry a password (is it postgres://user@host/db?)"
+                )
+            })?;
+        url = parsed.to_string();
+    }
+    let db = Db::connect(&url, config.database_max_connections)
+        .await
+        .context("connecting to the database")?;
+    db.migrate().await.context("migrating the database")?;
+    let identity = load_or_create_identity(&config.data_dir)?;
+    let wallet = match &config.wallet.group_key_file {
+        Some(p) => Some(Arc::new(Wallet::load(p)?)),
+        None => None,
+    };
+    let chain = match &config.chain {
+        Some(c) => Some(custody_chain::connect(c).context("connecting the chain backend")?),
+        None => None,
+    };
+    let ingest_token_hash = match &config.auth.ingest_token_file {
+        Some(p) => {
+            let t = Zeroizing::new(
+                std::fs::read_to_string(p).context("reading auth.ingest_token_file")?,
+            );
+            Some(auth::token_hash(
+                t.lines().next().unwrap_or_default().trim(),
+            ))
+        }
+        None => None,
+    };
+    let passwords =
+        auth::PasswordPolicy::new(config.auth.argon2_memory_kib, config.auth.argon2_iterations);
+    Ok(App {
+        db,
+        clock,
+        config: Arc::new(config),
+        identity: Arc::new(identity),
+        passwords,
+        wallet,
+        chain,
+        metrics: metrics_handle(),
+        ingest_token_hash,
+        policies: Arc::new(policy::PolicyCache::default()),
+    })
+}
+
+/// One pass of the background work: deliver notifications, resume interrupted
+/// broadcasts, notice confirmations.
+///
+/// # Errors
+/// Storage failure.
+pub async fn tick(app: &App) -> Result<(), error::ApiError> {
+    notify::deliver_pending(app, 100).await?;
+    withdrawals::resume(app).await?;
+    Ok(())
+}
+
+/// Serves the API on `config.bind` until SIGINT/SIGTERM, with the background worker.
+///
+/// # Errors
+/// If the address cannot be bound or the server fails.
+pub async fn run(app: App) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(app.config.bind)
+        .await
+        .with_context(|| format!("binding {}", app.config.bind))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, engine = ?app.db.engine(), coordinator = %app.identity.card().fingerprint(), "coordinator listening");
+    let worker_app = app.clone();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(async move {
+        loop {
+            if let Err(e) = tick(&worker_app).await {
+                tracing::warn!(error = %e, "background work failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop_rx.changed() => break,
+            }
+        }
+    });
+    let router = api::router(app.clone());
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving")?;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    app.db.close().await;
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,230 @@
+//! `custody-coordinator`: parses the command line and calls the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use custody_coordinator::cli::{AdminCommand, AuditCommand, Cli, Command, PolicyCommand};
+use custody_coordinator::{accounts, audit, build_app, config, SystemClock};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {e:#}");
+    ExitCode::from(2)
+}
+
+fn out(line: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+}
+
+fn init_logs(format: config::LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn read_secret_line(
+    path: Option<&std::path::Path>,
+    prompt: &str,
+) -> Result<zeroize::Zeroizing<String>> {
+    let text = match path {
+        Some(p) => zeroize::Zeroizing::new(
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => zeroize::Zeroizing::new(
+            rpassword::prompt_password(prompt).context("reading the password from the terminal")?,
+        ),
+    };
+    Ok(zeroize::Zeroizing::new(
+        text.lines().next().unwrap_or_default().to_owned(),
+    ))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let config = config::Config::load(cli.config.as_deref())?;
+    init_logs(config.log_format);
+    let clock = Arc::new(match &cli.command {
+        Command::Serve(a) => match a.dev_clock_offset_secs {
+            Some(_) if config.network == config::NetworkName::Bitcoin => {
+                anyhow::bail!("--dev-clock-offset-secs is refused on mainnet")
+            }
+            Some(off) => {
+                tracing::warn!(offset_secs = off, "DEVELOPMENT clock offset in use");
+                SystemClock::with_offset(off)
+            }
+            None => SystemClock::new(),
+        },
+        _ => SystemClock::new(),
+    });
+    let app = build_app(config, clock).await?;
+    match cli.command {
+        Command::Serve(_) => {
+            custody_coordinator::run(app.clone()).await?;
+        }
+        Command::Migrate => out("database is up to date"),
+        Command::Init => {
+            let card = app.identity.card();
+            out(&format!("coordinator identity: {}", card.fingerprint()));
+            out(&format!(
+                "identity card: {}",
+                app.config
+                    .data_dir
+                    .join(custody_coordinator::CARD_FILE)
+                    .display()
+            ));
+        }
+        Command::Admin(AdminCommand::Create {
+            email,
+            role,
+            password_file,
+            approver_card,
+        }) => {
+            let role = accounts::Role::parse(&role).with_context(|| {
+                format!("unknown role {role}; use admin, approver, operator, service or user")
+            })?;
+            let password = read_secret_line(password_file.as_deref(), "password: ")?;
+            let card = match approver_card {
+                Some(p) => Some(hex::encode(
+                    std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+                )),
+                None => None,
+            };
+            let id = accounts::create(&app, &email, &password, role, card.as_deref(), "cli")
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            out(&format!("created {} account {id}", role.as_str()));
+        }
+        Command::Freeze(a) => {
+            custody_coordinator::risk::set_freeze(
+                &app,
+                "cli",
+                a.account.as_deref(),
+                true,
+                &a.reason,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            out("frozen");
+        }
+        Command::Unfreeze(a) => {
+            custody_coordinator::risk::set_freeze(
+                &app,
+                "cli",
+                a.account.as_deref(),
+                false,
+                &a.reason,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            out("unfrozen");
+        }
+        Command::Audit(AuditCommand::Verify { checkpoint }) => {
+            let result = match checkpoint {
+                Some(p) => {
+                    let cp: audit::Checkpoint = serde_json::from_slice(&std::fs::read(&p)?)
+                        .with_context(|| format!("{} is not a checkpoint", p.display()))?;
+                    let card = custody_threshold::IdentityCard::decode(&hex::decode(
+                        &cp.coordinator_card,
+                    )?)?;
+                    if card.signing_key() != app.identity.card().signing_key() {
+                        anyhow::bail!(
+                            "the checkpoint was signed by another coordinator ({})",
+                            card.fingerprint()
+                        );
+                    }
+                    audit::verify_checkpoint(&app.db, &cp, &card)
+                        .await
+                        .and(audit::verify(&app.db).await)
+                }
+                None => audit::verify(&app.db).await,
+            };
+            match result {
+                Ok(v) => out(&format!(
+                    "audit log intact: {} entries, head {}",
+                    v.entries, v.head_hash
+                )),
+                Err(audit::VerifyError::Break(b)) => {
+                    out(&format!("audit log BROKEN: {b}"));
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Audit(AuditCommand::Export { out: path }) => {
+            let n = match path {
+                Some(p) => {
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(&p)?);
+                    let n = audit::export(&app.db, &mut f).await?;
+                    f.flush()?;
+                    n
+                }
+                None => {
+                    let mut o = std::io::stdout().lock();
+                    audit::export(&app.db, &mut o).await?
+                }
+            };
+            tracing::info!(entries = n, "audit log exported");
+        }
+        Command::Audit(AuditCommand::Checkpoint { out: path }) => {
+            let cp = audit::checkpoint(&app.db, &app.identity, app.now()).await?;
+            std::fs::write(&path, serde_json::to_vec_pretty(&cp)?)?;
+            out(&format!(
+                "checkpoint at entry {} written to {}",
+                cp.seq,
+                path.display()
+            ));
+        }
+        Command::Policy(PolicyCommand::Install { file, trust_first }) => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            match custody_coordinator::policy::install(&app, "cli", &bytes, trust_first).await {
+                Ok(i) => out(&format!(
+                    "installed policy version {} ({}), effective from {}",
+                    i.version, i.hash, i.effective_from
+                )),
+                Err(e) if e.status.is_client_error() => {
+                    out(&format!("refused: {}", e.message));
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => anyhow::bail!("{}", e.message),
+            }
+        }
+        Command::Policy(PolicyCommand::List) => {
+            for p in custody_coordinator::policy::list(&app)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?
+            {
+                out(&format!(
+                    "version {} {} effective from {}",
+                    p.version, p.hash, p.effective_from
+                ));
+            }
+        }
+    }
+    app.db.close().await;
+    Ok(ExitCode::SUCCESS)
+}

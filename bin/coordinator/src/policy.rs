@@ -1,0 +1,230 @@
+//! The installed policy: bootstrapped once on the box (`custody-coordinator policy
+//! install --trust-first`), replaced only by a successor the current admin quorum signed
+//! (`POST /v1/admin/policies`), and in force from its `effective_from`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use custody_policy::{verify_successor, SignedPolicy, VerifiedPolicy};
+
+use crate::app::App;
+use crate::db::{int, text, Tx};
+use crate::error::ApiError;
+
+/// Verified policies by hash, so a request does not re-verify admin signatures.
+#[derive(Debug, Default)]
+pub struct PolicyCache {
+    by_hash: Mutex<HashMap<String, Arc<VerifiedPolicy>>>,
+}
+
+impl PolicyCache {
+    fn get(&self, hash: &str) -> Option<Arc<VerifiedPolicy>> {
+        self.by_hash.lock().ok()?.get(hash).cloned()
+    }
+    fn put(&self, hash: String, p: Arc<VerifiedPolicy>) {
+        if let Ok(mut m) = self.by_hash.lock() {
+            m.insert(hash, p);
+        }
+    }
+}
+
+fn decode_verified(hex_policy: &str) -> Result<VerifiedPolicy, ApiError> {
+    let bytes = hex::decode(hex_policy).map_err(ApiError::internal)?;
+    let signed = SignedPolicy::decode(&bytes).map_err(ApiError::internal)?;
+    let admins = signed.document().admins.clone();
+    signed.verify(&admins).map_err(ApiError::internal)
+}
+
+/// The policy in force at `now`: the highest version whose `effective_from` has come.
+///
+/// # Errors
+/// 409 `no_policy` when none is installed or in force yet.
+pub async fn current(
+    tx: &mut Tx<'_>,
+    app: &App,
+    now: i64,
+) -> Result<Arc<VerifiedPolicy>, ApiError> {
+    let row = sqlx::query(
+        "SELECT hash, signed_policy FROM policies WHERE effective_from <= $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| {
+        ApiError::conflict(
+            "no_policy",
+            "no withdrawal policy is in force; install one with `custody-coordinator policy install`",
+        )
+    })?;
+    let hash = text(&row, "hash")?;
+    if let Some(p) = app.policies.get(&hash) {
+        return Ok(p);
+    }
+    let p = Arc::new(decode_verified(&text(&row, "signed_policy")?)?);
+    app.policies.put(hash, p.clone());
+    Ok(p)
+}
+
+/// The policy with `hash`, if installed.
+///
+/// # Errors
+/// Storage failure.
+pub async fn by_hash(
+    tx: &mut Tx<'_>,
+    app: &App,
+    hash: &str,
+) -> Result<Option<Arc<VerifiedPolicy>>, ApiError> {
+    if let Some(p) = app.policies.get(hash) {
+        return Ok(Some(p));
+    }
+    let row = sqlx::query("SELECT signed_policy FROM policies WHERE hash = $1")
+        .bind(hash)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let p = Arc::new(decode_verified(&text(&row, "signed_policy")?)?);
+    app.policies.put(hash.to_owned(), p.clone());
+    Ok(Some(p))
+}
+
+/// What was installed.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Installed {
+    /// The version.
+    pub version: u64,
+    /// Hex of the policy hash.
+    pub hash: String,
+    /// When it takes effect.
+    pub effective_from: u64,
+}
+
+/// Installs `signed` (encoded `SignedPolicy` bytes). Without an installed policy, only
+/// `trust_first` (the on-box bootstrap) accepts it, verified against its own admin list;
+/// otherwise it must be a valid successor of the latest installed version, announced no
+/// later than now, and name this coordinator's key.
+///
+/// # Errors
+/// 422 with the verification failure.
+pub async fn install(
+    app: &App,
+    actor: &str,
+    signed: &[u8],
+    trust_first: bool,
+) -> Result<Installed, ApiError> {
+    let now = app.now();
+    let policy = SignedPolicy::decode(signed)
+        .map_err(|e| ApiError::bad_request(format!("not a signed policy: {e}")))?;
+    let mut tx = app.db.begin().await?;
+    let latest = sqlx::query("SELECT signed_policy FROM policies ORDER BY version DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let verified = match latest {
+        None if trust_first => {
+            let admins = policy.document().admins.clone();
+            policy
+                .verify(&admins)
+                .map_err(|e| ApiError::refused("policy_invalid", e.to_string()))?
+        }
+        None => return Err(ApiError::refused(
+            "no_trust_root",
+            "no policy is installed yet; the first one is installed on the coordinator host with \
+                 `custody-coordinator policy install --trust-first`",
+        )),
+        Some(row) => {
+            let current = decode_verified(&text(&row, "signed_policy")?)?;
+            verify_successor(&current, &policy)
+                .map_err(|e| ApiError::refused("policy_invalid", e.to_string()))?
+        }
+    };
+    let doc = verified.document();
+    if i64::try_from(doc.announced_at).unwrap_or(i64::MAX) > now {
+        return Err(ApiError::refused(
+            "policy_from_the_future",
+            format!(
+                "policy is announced at {}, after now; check the admins' clocks",
+                doc.announced_at
+            ),
+        ));
+    }
+    if doc.coordinator.signing_key() != app.identity.card().signing_key() {
+        return Err(ApiError::refused(
+            "wrong_coordinator",
+            format!(
+                "policy names coordinator {}, this coordinator is {}",
+                doc.coordinator.fingerprint(),
+                app.identity.card().fingerprint()
+            ),
+        ));
+    }
+    if doc.network != app.config.network.to_policy() {
+        return Err(ApiError::refused(
+            "wrong_network",
+            format!(
+                "policy is for {}, this coordinator runs on {:?}",
+                doc.network.as_str(),
+                app.config.network
+            ),
+        ));
+    }
+    let hash = hex::encode(verified.hash());
+    let version =
+        i64::try_from(doc.version).map_err(|_| ApiError::bad_request("version too large"))?;
+    let effective = i64::try_from(doc.effective_from)
+        .map_err(|_| ApiError::bad_request("effective_from too large"))?;
+    sqlx::query(
+        "INSERT INTO policies (version, hash, signed_policy, effective_from, installed_at, installed_by) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(version)
+    .bind(&hash)
+    .bind(hex::encode(signed))
+    .bind(effective)
+    .bind(now)
+    .bind(actor)
+    .execute(&mut *tx)
+    .await?;
+    crate::audit::append(
+        &mut tx,
+        now,
+        "policy.installed",
+        actor,
+        &hash,
+        &serde_json::json!({ "version": doc.version, "effective_from": doc.effective_from }),
+    )
+    .await?;
+    crate::notify::enqueue(
+        &mut tx,
+        now,
+        None,
+        "policy.installed",
+        serde_json::json!({ "version": doc.version, "hash": hash, "effective_from": doc.effective_from }),
+    )
+    .await?;
+    tx.commit().await?;
+    let out = Installed {
+        version: doc.version,
+        hash: hash.clone(),
+        effective_from: doc.effective_from,
+    };
+    app.policies.put(hash, Arc::new(verified));
+    Ok(out)
+}
+
+/// Rows for listing.
+///
+/// # Errors
+/// Storage failure.
+pub async fn list(app: &App) -> Result<Vec<Installed>, ApiError> {
+    let rows = sqlx::query("SELECT version, hash, effective_from FROM policies ORDER BY version")
+        .fetch_all(app.db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Installed {
+                version: u64::try_from(int(r, "version")?).unwrap_or(0),
+                hash: text(r, "hash")?,
+                effective_from: u64::try_from(int(r, "effective_from")?).unwrap_or(0),
+            })
+        })
+        .collect()
+}

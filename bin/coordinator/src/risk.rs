@@ -1,0 +1,490 @@
+//! Security events, the rules that turn them into withdrawal holds, the unusual-withdrawal
+//! score, and the emergency freeze.
+//!
+//! Account holds (DESIGN.md, floors in [`crate::config::RiskConfig`]):
+//!
+//! | event | hold |
+//! |---|---|
+//! | password change or reset | 24 h |
+//! | new device | 24 h |
+//! | 2FA reset | 48 h |
+//! | email change | 48 h |
+//!
+//! A hold starts when the coordinator learns of the event (an event reported late by the
+//! back office still gets its full hold from the moment it is reported), every event adds
+//! its own hold row, and the effective hold is the latest end among them: a later event
+//! extends it, nothing shortens it, and there is no API to delete a hold.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::clock::rfc3339;
+use crate::db::{int, opt_text, text, Tx};
+use crate::error::ApiError;
+
+/// Kinds of security events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A withdrawal was requested.
+    WithdrawalAttempt,
+    /// The password was changed by its owner.
+    PasswordChange,
+    /// The password was reset without the old one.
+    PasswordReset,
+    /// Two-factor authentication was reset.
+    TwoFactorReset,
+    /// Two-factor authentication was enabled.
+    TwoFactorEnabled,
+    /// The email address was changed.
+    EmailChange,
+    /// A device not seen before signed in.
+    NewDevice,
+    /// An IP address not seen before signed in.
+    NewIp,
+    /// The withdrawal-address whitelist changed.
+    WhitelistChange,
+    /// An API key was created.
+    ApiKeyCreated,
+    /// A successful sign-in.
+    Login,
+    /// A failed sign-in or 2FA code.
+    LoginFailed,
+}
+
+impl EventKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::WithdrawalAttempt => "withdrawal_attempt",
+            EventKind::PasswordChange => "password_change",
+            EventKind::PasswordReset => "password_reset",
+            EventKind::TwoFactorReset => "two_factor_reset",
+            EventKind::TwoFactorEnabled => "two_factor_enabled",
+            EventKind::EmailChange => "email_change",
+            EventKind::NewDevice => "new_device",
+            EventKind::NewIp => "new_ip",
+            EventKind::WhitelistChange => "whitelist_change",
+            EventKind::ApiKeyCreated => "api_key_created",
+            EventKind::Login => "login",
+            EventKind::LoginFailed => "login_failed",
+        }
+    }
+
+    /// Events that count as a sensitive account change for the risk score.
+    pub fn is_sensitive_change(self) -> bool {
+        matches!(
+            self,
+            EventKind::PasswordChange
+                | EventKind::PasswordReset
+                | EventKind::TwoFactorReset
+                | EventKind::EmailChange
+        )
+    }
+
+    fn hold(self, app: &App) -> Option<(i64, &'static str)> {
+        let r = &app.config.risk;
+        Some(match self {
+            EventKind::PasswordChange => (r.password_change_hold(), "password changed"),
+            EventKind::PasswordReset => (r.password_change_hold(), "password reset"),
+            EventKind::NewDevice => (r.new_device_hold(), "new device signed in"),
+            EventKind::TwoFactorReset => {
+                (r.two_factor_reset_hold(), "two-factor authentication reset")
+            }
+            EventKind::EmailChange => (r.email_change_hold(), "email address changed"),
+            _ => return None,
+        })
+    }
+}
+
+/// Who reported an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventSource {
+    /// The coordinator itself.
+    Coordinator,
+    /// The exchange's account system through `POST /v1/events`.
+    Ingest,
+}
+
+impl EventSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Coordinator => "coordinator",
+            EventSource::Ingest => "ingest",
+        }
+    }
+}
+
+/// Records a security event, places the hold its kind calls for, appends the audit entry
+/// and queues the user's notification, all in `tx`. Returns the event id.
+///
+/// # Errors
+/// Storage failure (the caller's transaction rolls back with it).
+#[allow(clippy::too_many_arguments)]
+pub async fn record_event(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal_id: &str,
+    kind: EventKind,
+    occurred_at: i64,
+    source: EventSource,
+    ip: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<String, ApiError> {
+    let now = app.now();
+    let id = Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO security_events (id, principal_id, kind, occurred_at, recorded_at, source, ip, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&id)
+    .bind(principal_id)
+    .bind(kind.as_str())
+    .bind(occurred_at.min(now))
+    .bind(now)
+    .bind(source.as_str())
+    .bind(ip)
+    .bind(detail.to_string())
+    .execute(&mut **tx)
+    .await?;
+    let mut audit = serde_json::json!({
+        "event": id, "kind": kind.as_str(), "source": source.as_str(), "occurred_at": occurred_at,
+    });
+    if let Some((secs, why)) = kind.hold(app) {
+        let until = now + secs;
+        let reason = format!(
+            "{why} at {}; withdrawals held until {}",
+            rfc3339(now),
+            rfc3339(until)
+        );
+        sqlx::query(
+            "INSERT INTO holds (id, principal_id, withdrawal_id, rule, reason, since, until, event_id) \
+             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(principal_id)
+        .bind(kind.as_str())
+        .bind(&reason)
+        .bind(now)
+        .bind(until)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        audit["hold_until"] = serde_json::json!(until);
+    }
+    crate::audit::append(
+        tx,
+        now,
+        &format!("event.{}", kind.as_str()),
+        principal_id,
+        principal_id,
+        &audit,
+    )
+    .await?;
+    crate::notify::enqueue(
+        tx,
+        now,
+        Some(principal_id),
+        &format!("security.{}", kind.as_str()),
+        serde_json::json!({ "kind": kind.as_str(), "at": now, "ip": ip }),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// One reason a withdrawal is held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Hold {
+    /// The rule that placed it (`password_change`, `unusual_withdrawal`, …).
+    pub rule: String,
+    /// A sentence for people.
+    pub reason: String,
+    /// When it started (unix seconds).
+    pub since: i64,
+    /// When it ends (unix seconds).
+    pub until: i64,
+}
+
+/// The holds on `principal_id`'s withdrawals (account holds, plus those of `withdrawal_id`)
+/// still active at `now`, latest end first.
+///
+/// # Errors
+/// Storage failure.
+pub async fn active_holds(
+    tx: &mut Tx<'_>,
+    principal_id: &str,
+    withdrawal_id: Option<&str>,
+    now: i64,
+) -> Result<Vec<Hold>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT rule, reason, since, until, withdrawal_id FROM holds \
+         WHERE principal_id = $1 AND until > $2 ORDER BY until DESC",
+    )
+    .bind(principal_id)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let w = opt_text(r, "withdrawal_id")?;
+        if w.is_some() && w.as_deref() != withdrawal_id {
+            continue;
+        }
+        out.push(Hold {
+            rule: text(r, "rule")?,
+            reason: text(r, "reason")?,
+            since: int(r, "since")?,
+            until: int(r, "until")?,
+        });
+    }
+    Ok(out)
+}
+
+/// Every hold ever placed on `principal_id` (for the API and `holds.json`).
+///
+/// # Errors
+/// Storage failure.
+pub async fn all_holds(tx: &mut Tx<'_>, principal_id: &str) -> Result<Vec<HoldRecord>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT rule, reason, since, until, withdrawal_id FROM holds WHERE principal_id = $1 ORDER BY since",
+    )
+    .bind(principal_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HoldRecord {
+                withdrawal_id: opt_text(r, "withdrawal_id")?,
+                hold: Hold {
+                    rule: text(r, "rule")?,
+                    reason: text(r, "reason")?,
+                    since: int(r, "since")?,
+                    until: int(r, "until")?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// A hold and what it applies to.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct HoldRecord {
+    /// The withdrawal it applies to; `None` for an account hold.
+    pub withdrawal_id: Option<String>,
+    /// The hold.
+    #[serde(flatten)]
+    pub hold: Hold,
+}
+
+/// The unusual-withdrawal score and the reasons behind it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct Assessment {
+    /// Sum of the weights of the rules that fired.
+    pub score: u32,
+    /// One sentence per rule that fired.
+    pub reasons: Vec<String>,
+}
+
+/// Scores a withdrawal request against the account's own history (configuration:
+/// [`crate::config::RiskConfig`]).
+///
+/// # Errors
+/// Storage failure.
+pub async fn assess_withdrawal(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal_id: &str,
+    address: &str,
+    amount: u64,
+    ip: &str,
+    now: i64,
+) -> Result<Assessment, ApiError> {
+    let r = &app.config.risk;
+    let mut a = Assessment::default();
+    let mut fire = |weight: u32, reason: String| {
+        if weight > 0 {
+            a.score = a.score.saturating_add(weight);
+            a.reasons.push(reason);
+        }
+    };
+    let paid_before = sqlx::query(
+        "SELECT COUNT(*) AS n FROM withdrawals WHERE principal_id = $1 AND address = $2 \
+         AND state IN ('broadcast', 'confirmed')",
+    )
+    .bind(principal_id)
+    .bind(address)
+    .fetch_one(&mut **tx)
+    .await?;
+    let new_destination = int(&paid_before, "n")? == 0;
+    let large = amount >= r.large_amount_sat;
+    if new_destination && large {
+        fire(
+            r.new_destination_weight,
+            format!("first withdrawal to {address} and a large amount ({amount} sat)"),
+        );
+    } else if large {
+        fire(
+            r.large_amount_weight,
+            format!("large amount ({amount} sat)"),
+        );
+    }
+    let day = 86_400;
+    let sum = |from: i64, to: i64| {
+        sqlx::query(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS s, COUNT(*) AS n FROM withdrawals WHERE principal_id = $1 \
+             AND created_at > $2 AND created_at <= $3 AND state NOT IN ('rejected', 'cancelled')",
+        )
+        .bind(principal_id.to_owned())
+        .bind(from)
+        .bind(to)
+    };
+    let last_day = sum(now - day, now).fetch_one(&mut **tx).await?;
+    let last_day_total = u64::try_from(int(&last_day, "s")?).unwrap_or(0) + amount;
+    let history = sum(now - 31 * day, now - day).fetch_one(&mut **tx).await?;
+    let history_total = u64::try_from(int(&history, "s")?).unwrap_or(0);
+    let history_count = int(&history, "n")?;
+    #[allow(clippy::cast_precision_loss)]
+    let daily_average = history_total as f64 / 30.0;
+    #[allow(clippy::cast_precision_loss)]
+    let spike = if history_count == 0 {
+        large
+    } else {
+        last_day_total as f64 > daily_average * r.velocity_multiplier
+    };
+    if spike {
+        fire(
+            r.velocity_weight,
+            format!(
+                "24-hour total {last_day_total} sat is above {}× the account's daily average of the last 30 days ({daily_average:.0} sat)",
+                r.velocity_multiplier
+            ),
+        );
+    }
+    let ip_row =
+        sqlx::query("SELECT first_seen FROM known_ips WHERE principal_id = $1 AND ip = $2")
+            .bind(principal_id)
+            .bind(ip)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let new_ip = match ip_row {
+        None => true,
+        Some(row) => int(&row, "first_seen")? > now - day,
+    };
+    let first_ip =
+        sqlx::query("SELECT MIN(first_seen) AS f FROM known_ips WHERE principal_id = $1")
+            .bind(principal_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    let account_ip_age = crate::db::opt_int(&first_ip, "f")?.map(|f| now - f);
+    // The address the account was opened from is not unusual on its first day.
+    if new_ip && account_ip_age.is_some_and(|age| age > day) {
+        fire(
+            r.new_ip_weight,
+            format!("request from an IP address first seen in the last 24 hours ({ip})"),
+        );
+    }
+    let sensitive = sqlx::query(
+        "SELECT kind, occurred_at FROM security_events WHERE principal_id = $1 AND recorded_at > $2 \
+         AND kind IN ('password_change', 'password_reset', 'two_factor_reset', 'email_change') \
+         ORDER BY recorded_at DESC",
+    )
+    .bind(principal_id)
+    .bind(now - 7 * day)
+    .fetch_all(&mut **tx)
+    .await?;
+    if let Some(row) = sensitive.first() {
+        fire(
+            r.recent_sensitive_change_weight,
+            format!(
+                "withdrawal within 7 days of a sensitive change ({} at {})",
+                text(row, "kind")?,
+                rfc3339(int(row, "occurred_at")?)
+            ),
+        );
+    }
+    Ok(a)
+}
+
+/// The scope of a freeze.
+pub fn freeze_scope(principal_id: Option<&str>) -> String {
+    principal_id.map_or_else(|| "global".to_owned(), |p| format!("account:{p}"))
+}
+
+/// Freezes or unfreezes (`frozen = false`) globally or one account, with an audit entry.
+///
+/// # Errors
+/// Storage failure.
+pub async fn set_freeze(
+    app: &App,
+    actor: &str,
+    principal_id: Option<&str>,
+    frozen: bool,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let now = app.now();
+    let scope = freeze_scope(principal_id);
+    let mut tx = app.db.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE freezes SET frozen = $1, reason = $2, changed_at = $3, changed_by = $4 WHERE scope = $5",
+    )
+    .bind(i64::from(frozen))
+    .bind(reason)
+    .bind(now)
+    .bind(actor)
+    .bind(&scope)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        sqlx::query(
+            "INSERT INTO freezes (scope, frozen, reason, changed_at, changed_by) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&scope)
+        .bind(i64::from(frozen))
+        .bind(reason)
+        .bind(now)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+    }
+    crate::audit::append(
+        &mut tx,
+        now,
+        if frozen { "freeze.on" } else { "freeze.off" },
+        actor,
+        &scope,
+        &serde_json::json!({ "reason": reason }),
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::gauge!("custody_frozen", "scope" => if principal_id.is_some() { "account" } else { "global" })
+        .set(if frozen { 1.0 } else { 0.0 });
+    Ok(())
+}
+
+/// Fails with 423 if signing or broadcasting is frozen globally or for `principal_id`.
+///
+/// # Errors
+/// [`ApiError::frozen`] naming the scope and reason.
+pub async fn ensure_not_frozen(tx: &mut Tx<'_>, principal_id: &str) -> Result<(), ApiError> {
+    let rows = sqlx::query(
+        "SELECT scope, reason FROM freezes WHERE frozen = 1 AND (scope = 'global' OR scope = $1)",
+    )
+    .bind(freeze_scope(Some(principal_id)))
+    .fetch_all(&mut **tx)
+    .await?;
+    if let Some(r) = rows.first() {
+        let scope = text(r, "scope")?;
+        let what = if scope == "global" {
+            "all withdrawals are"
+        } else {
+            "this account is"
+        };
+        return Err(ApiError::frozen(format!(
+            "{what} frozen ({}); nothing is signed or broadcast until an admin unfreezes",
+            text(r, "reason")?
+        )));
+    }
+    Ok(())
+}

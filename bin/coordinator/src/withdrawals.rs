@@ -1,0 +1,1492 @@
+//! The withdrawal lifecycle.
+//!
+//! ```text
+//! requested ─► pending_approval ─► approved ─► signing ─► signed ─► broadcasting ─► broadcast ─► confirmed
+//!     │              (holds run alongside; every gate re-checks them)
+//!     └─► rejected (policy or whitelist said no; kept for the record)
+//! ```
+//!
+//! The PSBT is built when the withdrawal is requested, so approvers sign the exact
+//! transaction (its txid is in the digest they sign): changing the destination or amount
+//! after approval would need a new transaction and therefore new approvals.
+//!
+//! Every transition is one database transaction with an audit entry, guarded by a
+//! compare-and-set on `(state, version)`: two requests or two coordinator processes racing
+//! the same transition cannot both win. Exporting the signing round and broadcasting
+//! re-check, at that moment, that no hold is active, nothing is frozen, the policy still
+//! allows the withdrawal and the approvals are still valid.
+
+use std::str::FromStr;
+
+use base64::Engine as _;
+use bitcoin::psbt::Psbt;
+use bitcoin::{Address, Amount, FeeRate, OutPoint, ScriptBuf, TxOut};
+use custody_bitcoin::{
+    aggregate_psbt, build_psbt, extract_verified, finalize_psbt, request_signatures, BuildOptions,
+    InspectPolicy, Payment, WalletUtxo,
+};
+use custody_policy::{
+    verify_decision, Approval, Decision, Outcome, PastWithdrawal, Verdict, VerifiedPolicy,
+    Withdrawal,
+};
+use custody_threshold::{CommitmentBatch, CommitmentPool, IdentityCard, SigningDomain};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::accounts::{self, ClientInfo, Principal, Role};
+use crate::app::App;
+use crate::db::{int, opt_int, opt_text, text, Tx};
+use crate::error::ApiError;
+use crate::risk::{self, EventKind, EventSource, Hold};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The asset this lifecycle moves.
+pub const ASSET_BTC: &str = "BTC";
+
+/// Parses and normalises an address for the configured network (bech32 in lower case).
+///
+/// # Errors
+/// 400 naming the problem.
+pub fn parse_address(app: &App, address: &str) -> Result<String, ApiError> {
+    let network = app.config.network.to_bitcoin();
+    let a = Address::from_str(address.trim())
+        .map_err(|e| ApiError::bad_request(format!("{address} is not a Bitcoin address: {e}")))?
+        .require_network(network)
+        .map_err(|_| ApiError::bad_request(format!("{address} is not a {network} address")))?;
+    Ok(a.to_string())
+}
+
+/// A withdrawal request.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct NewWithdrawal {
+    /// `BTC`.
+    pub asset: String,
+    /// The destination; must be on the account's whitelist and active.
+    pub address: String,
+    /// Amount in satoshis.
+    pub amount: u64,
+    /// A current TOTP code (step-up 2FA).
+    pub totp: Option<String>,
+}
+
+/// The hold on a withdrawal as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HoldView {
+    /// Whether a hold is active now.
+    pub active: bool,
+    /// When the latest hold ends (unix seconds); `None` when there never was one.
+    pub until: Option<i64>,
+    /// Every active hold, with its reason.
+    pub reasons: Vec<Hold>,
+}
+
+/// A withdrawal as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WithdrawalView {
+    /// Id.
+    pub id: String,
+    /// Lifecycle state.
+    pub state: String,
+    /// Asset.
+    pub asset: String,
+    /// Destination.
+    pub address: String,
+    /// Amount in satoshis.
+    pub amount: u64,
+    /// Unix time requested.
+    pub created_at: i64,
+    /// Hold status now.
+    pub hold: HoldView,
+    /// The risk score and the rules that fired.
+    pub risk: risk::Assessment,
+    /// Approvals the policy requires.
+    pub required_approvals: i64,
+    /// Distinct approvals so far.
+    pub approvals: i64,
+    /// Hex of the digest approvers sign (`custody_policy::withdrawal_digest`).
+    pub approval_digest: Option<String>,
+    /// The unsigned transaction id.
+    pub txid: Option<String>,
+    /// Hex of the policy hash the request was evaluated under.
+    pub policy_hash: String,
+    /// Why it was rejected or failed, if it was.
+    pub failure: Option<String>,
+}
+
+struct Row_ {
+    id: String,
+    principal_id: String,
+    state: String,
+    version: i64,
+    asset: String,
+    address: String,
+    amount: i64,
+    created_at: i64,
+    risk_score: i64,
+    risk_reasons: String,
+    policy_hash: String,
+    required_approvals: i64,
+    psbt: Option<String>,
+    txid: Option<String>,
+    signers: Option<String>,
+    final_tx: Option<String>,
+    failure: Option<String>,
+}
+
+async fn load(tx: &mut Tx<'_>, id: &str) -> Result<Row_, ApiError> {
+    let r = sqlx::query(
+        "SELECT id, principal_id, state, version, asset, address, amount, created_at, risk_score, \
+         risk_reasons, policy_hash, required_approvals, psbt, txid, signers, final_tx, failure \
+         FROM withdrawals WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("withdrawal"))?;
+    Ok(Row_ {
+        id: text(&r, "id")?,
+        principal_id: text(&r, "principal_id")?,
+        state: text(&r, "state")?,
+        version: int(&r, "version")?,
+        asset: text(&r, "asset")?,
+        address: text(&r, "address")?,
+        amount: int(&r, "amount")?,
+        created_at: int(&r, "created_at")?,
+        risk_score: int(&r, "risk_score")?,
+        risk_reasons: text(&r, "risk_reasons")?,
+        policy_hash: text(&r, "policy_hash")?,
+        required_approvals: int(&r, "required_approvals")?,
+        psbt: opt_text(&r, "psbt")?,
+        txid: opt_text(&r, "txid")?,
+        signers: opt_text(&r, "signers")?,
+        final_tx: opt_text(&r, "final_tx")?,
+        failure: opt_text(&r, "failure")?,
+    })
+}
+
+/// A value for a column a transition also sets.
+enum Val {
+    Text(Option<String>),
+    Int(i64),
+}
+
+/// Moves `w` from its loaded `(state, version)` to `to`, or fails with 409 if someone else
+/// moved it first.
+async fn transition(
+    tx: &mut Tx<'_>,
+    w: &Row_,
+    to: &str,
+    now: i64,
+    extra_sql: &str,
+    extra: &[Val],
+) -> Result<(), ApiError> {
+    let mut sql =
+        String::from("UPDATE withdrawals SET state = $1, version = version + 1, updated_at = $2");
+    let mut n = 2;
+    for col in extra_sql
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        n += 1;
+        sql.push_str(&format!(", {col} = ${n}"));
+    }
+    sql.push_str(&format!(
+        " WHERE id = ${} AND state = ${} AND version = ${}",
+        n + 1,
+        n + 2,
+        n + 3
+    ));
+    let mut q = sqlx::query(&sql).bind(to.to_owned()).bind(now);
+    for v in extra {
+        q = match v {
+            Val::Text(t) => q.bind(t.clone()),
+            Val::Int(i) => q.bind(*i),
+        };
+    }
+    let done = q
+        .bind(w.id.clone())
+        .bind(w.state.clone())
+        .bind(w.version)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::conflict(
+            "concurrent_change",
+            format!(
+                "withdrawal {} changed while this request ran; fetch it and retry",
+                w.id
+            ),
+        ));
+    }
+    metrics::counter!("custody_withdrawal_transitions_total", "to" => to.to_owned()).increment(1);
+    Ok(())
+}
+
+async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<WithdrawalView, ApiError> {
+    let now = app.now();
+    let holds = risk::active_holds(tx, &w.principal_id, Some(&w.id), now).await?;
+    let all = sqlx::query(
+        "SELECT MAX(until) AS u FROM holds WHERE principal_id = $1 AND (withdrawal_id IS NULL OR withdrawal_id = $2) \
+         AND since <= $3",
+    )
+    .bind(&w.principal_id)
+    .bind(&w.id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let approvals = distinct_approvals(tx, &w.id).await?;
+    let approval_digest = match &w.txid {
+        Some(txid) => Some(hex::encode(approval_digest(&w.policy_hash, &w.id, txid)?)),
+        None => None,
+    };
+    Ok(WithdrawalView {
+        id: w.id.clone(),
+        state: w.state.clone(),
+        asset: w.asset.clone(),
+        address: w.address.clone(),
+        amount: u64::try_from(w.amount).unwrap_or(0),
+        created_at: w.created_at,
+        hold: HoldView {
+            active: !holds.is_empty(),
+            until: opt_int(&all, "u")?,
+            reasons: holds,
+        },
+        risk: risk::Assessment {
+            score: u32::try_from(w.risk_score).unwrap_or(u32::MAX),
+            reasons: serde_json::from_str(&w.risk_reasons).unwrap_or_default(),
+        },
+        required_approvals: w.required_approvals,
+        approvals,
+        approval_digest,
+        txid: w.txid.clone(),
+        policy_hash: w.policy_hash.clone(),
+        failure: w.failure.clone(),
+    })
+}
+
+fn txid_bytes(txid: &str) -> Result<Vec<u8>, ApiError> {
+    let t = bitcoin::Txid::from_str(txid).map_err(ApiError::internal)?;
+    Ok(bitcoin::hashes::Hash::to_byte_array(t).to_vec())
+}
+
+/// The digest approvers sign for this withdrawal: the policy hash, the withdrawal id and
+/// the unsigned txid (internal byte order), as `custody_policy::withdrawal_digest`.
+fn approval_digest(policy_hash: &str, id: &str, txid: &str) -> Result<[u8; 32], ApiError> {
+    let policy: [u8; 32] = hex::decode(policy_hash)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| ApiError::internal("bad policy hash in database"))?;
+    Ok(custody_policy::withdrawal_digest(
+        &policy,
+        id,
+        &txid_bytes(txid)?,
+    ))
+}
+
+async fn distinct_approvals(tx: &mut Tx<'_>, id: &str) -> Result<i64, ApiError> {
+    let r = sqlx::query(
+        "SELECT COUNT(DISTINCT approver_key) AS n FROM approvals WHERE withdrawal_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(int(&r, "n")?)
+}
+
+/// The wallet's approved-or-later withdrawals, for velocity limits.
+async fn history(tx: &mut Tx<'_>, except: Option<&str>) -> Result<Vec<PastWithdrawal>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT id, asset, amount, created_at FROM withdrawals WHERE state IN \
+         ('approved', 'signing', 'signed', 'broadcasting', 'broadcast', 'confirmed')",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if Some(text(r, "id")?.as_str()) == except {
+            continue;
+        }
+        out.push(PastWithdrawal {
+            time: u64::try_from(int(r, "created_at")?).unwrap_or(0),
+            asset: text(r, "asset")?,
+            amount: u128::from(u64::try_from(int(r, "amount")?).unwrap_or(0)),
+        });
+    }
+    Ok(out)
+}
+
+fn policy_withdrawal(asset: &str, address: &str, amount: u64) -> Withdrawal {
+    Withdrawal {
+        asset: asset.to_owned(),
+        payments: vec![custody_policy::Payment {
+            address: address.to_owned(),
+            amount: u128::from(amount),
+        }],
+    }
+}
+
+fn now_u64(now: i64) -> u64 {
+    u64::try_from(now).unwrap_or(0)
+}
+
+/// Requests a withdrawal (the body of `POST /v1/withdrawals`, inside the idempotency
+/// transaction). A refusal by the whitelist or the policy is recorded as a `rejected`
+/// withdrawal and answered with 422.
+///
+/// # Errors
+/// Frozen (423), 2FA, refusals (422), no funds (409).
+pub async fn request(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal: &Principal,
+    req: &NewWithdrawal,
+    client: &ClientInfo,
+) -> Result<(axum::http::StatusCode, serde_json::Value), ApiError> {
+    let now = app.now();
+    if principal.role != Role::User {
+        return Err(ApiError::forbidden(
+            "only customer accounts request withdrawals",
+        ));
+    }
+    if req.asset != ASSET_BTC {
+        return Err(ApiError::bad_request(format!(
+            "asset {} is not supported here; use BTC",
+            req.asset
+        )));
+    }
+    if req.amount == 0 || i64::try_from(req.amount).is_err() {
+        return Err(ApiError::bad_request(
+            "amount must be a positive number of satoshis",
+        ));
+    }
+    let address = parse_address(app, &req.address)?;
+    risk::ensure_not_frozen(tx, &principal.id).await?;
+    accounts::step_up(tx, app, principal, req.totp.as_deref()).await?;
+    let id = Uuid::new_v4().to_string();
+    risk::record_event(
+        tx,
+        app,
+        &principal.id,
+        EventKind::WithdrawalAttempt,
+        now,
+        EventSource::Coordinator,
+        Some(&client.ip),
+        serde_json::json!({ "withdrawal": id, "amount": req.amount }),
+    )
+    .await?;
+    let policy = crate::policy::current(tx, app, now).await?;
+    let policy_hash = hex::encode(policy.hash());
+    let mut refusal = match accounts::whitelist_status(tx, &principal.id, &address, now).await? {
+        Ok(()) => None,
+        Err(None) => Some((
+            "not_whitelisted",
+            format!("{address} is not on this account's withdrawal whitelist"),
+        )),
+        Err(Some(from)) => Some((
+            "address_not_yet_active",
+            format!(
+                "{address} was whitelisted recently and becomes usable at {}",
+                crate::clock::rfc3339(from)
+            ),
+        )),
+    };
+    let mut required = 0;
+    if refusal.is_none() {
+        let w = policy_withdrawal(ASSET_BTC, &address, req.amount);
+        match policy.evaluate_with_history(&w, now_u64(now), &history(tx, None).await?) {
+            Verdict::Allow {
+                required_approvals, ..
+            } => required = i64::from(required_approvals),
+            Verdict::Deny { reason } => {
+                refusal = Some((
+                    "policy_denied",
+                    format!("policy denies the withdrawal: {reason}"),
+                ))
+            }
+        }
+    }
+    if let Some((code, message)) = refusal {
+        sqlx::query(
+            "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
+             updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, failure) \
+             VALUES ($1, $2, $3, $4, $5, 'rejected', 1, $6, $7, 0, 0, '[]', $8, 0, $9)",
+        )
+        .bind(&id)
+        .bind(&principal.id)
+        .bind(ASSET_BTC)
+        .bind(&address)
+        .bind(i64::try_from(req.amount).unwrap_or(0))
+        .bind(now)
+        .bind(now)
+        .bind(&policy_hash)
+        .bind(&message)
+        .execute(&mut **tx)
+        .await?;
+        crate::audit::append(
+            tx,
+            now,
+            "withdrawal.rejected",
+            &principal.id,
+            &id,
+            &serde_json::json!({ "code": code, "reason": message }),
+        )
+        .await?;
+        metrics::counter!("custody_withdrawals_rejected_total").increment(1);
+        let body = serde_json::json!({ "error": { "code": code, "message": message, "withdrawal_id": id } });
+        return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, body));
+    }
+    let assessment = risk::assess_withdrawal(
+        tx,
+        app,
+        &principal.id,
+        &address,
+        req.amount,
+        &client.ip,
+        now,
+    )
+    .await?;
+    if assessment.score >= app.config.risk.hold_score {
+        let until = now + app.config.risk.unusual_withdrawal_hold();
+        sqlx::query(
+            "INSERT INTO holds (id, principal_id, withdrawal_id, rule, reason, since, until, event_id) \
+             VALUES ($1, $2, $3, 'unusual_withdrawal', $4, $5, $6, NULL)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(&principal.id)
+        .bind(&id)
+        .bind(format!(
+            "unusual withdrawal (score {} of {}): {}; held until {}",
+            assessment.score,
+            app.config.risk.hold_score,
+            assessment.reasons.join("; "),
+            crate::clock::rfc3339(until)
+        ))
+        .bind(now)
+        .bind(until)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let (psbt, txid) = build_and_reserve(tx, app, &id, &address, req.amount).await?;
+    let holds = risk::active_holds(tx, &principal.id, Some(&id), now).await?;
+    let hold_until = holds.iter().map(|h| h.until).max().unwrap_or(0);
+    let state = if required == 0 {
+        "approved"
+    } else {
+        "pending_approval"
+    };
+    sqlx::query(
+        "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
+         updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, psbt, txid) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(&id)
+    .bind(&principal.id)
+    .bind(ASSET_BTC)
+    .bind(&address)
+    .bind(i64::try_from(req.amount).unwrap_or(0))
+    .bind(state)
+    .bind(now)
+    .bind(now)
+    .bind(hold_until)
+    .bind(i64::from(assessment.score))
+    .bind(serde_json::to_string(&assessment.reasons).unwrap_or_else(|_| "[]".into()))
+    .bind(&policy_hash)
+    .bind(required)
+    .bind(B64.encode(psbt.serialize()))
+    .bind(txid.to_string())
+    .execute(&mut **tx)
+    .await?;
+    crate::audit::append(
+        tx,
+        now,
+        "withdrawal.requested",
+        &principal.id,
+        &id,
+        &serde_json::json!({
+            "address": address, "amount": req.amount, "txid": txid.to_string(), "policy": policy_hash,
+            "required_approvals": required, "risk_score": assessment.score, "hold_until": hold_until,
+        }),
+    )
+    .await?;
+    crate::notify::enqueue(
+        tx,
+        now,
+        Some(&principal.id),
+        if hold_until > now { "withdrawal.held" } else { "withdrawal.requested" },
+        serde_json::json!({ "withdrawal": id, "amount": req.amount, "address": address, "hold_until": hold_until }),
+    )
+    .await?;
+    metrics::counter!("custody_withdrawals_requested_total").increment(1);
+    let w = load(tx, &id).await?;
+    let v = view(tx, app, &w).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        serde_json::to_value(v).map_err(ApiError::internal)?,
+    ))
+}
+
+async fn build_and_reserve(
+    tx: &mut Tx<'_>,
+    app: &App,
+    id: &str,
+    address: &str,
+    amount: u64,
+) -> Result<(Psbt, bitcoin::Txid), ApiError> {
+    let wallet = app.wallet()?.clone();
+    // Coin selection looks at the largest free coins only, so a request costs the same
+    // with ten coins or ten thousand; consolidation keeps the set small.
+    let rows = sqlx::query(
+        "SELECT outpoint, amount, script, branch, address_index FROM utxos \
+         WHERE reserved_by IS NULL AND spent_by IS NULL ORDER BY amount DESC, outpoint LIMIT 64",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut utxos = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let outpoint = OutPoint::from_str(&text(r, "outpoint")?).map_err(ApiError::internal)?;
+        let script = ScriptBuf::from_hex(&text(r, "script")?).map_err(ApiError::internal)?;
+        let branch =
+            custody_bitcoin::Branch::from_number(u32::try_from(int(r, "branch")?).unwrap_or(9))
+                .ok_or_else(|| ApiError::internal("bad branch in utxos"))?;
+        utxos.push(WalletUtxo {
+            outpoint,
+            txout: TxOut {
+                value: Amount::from_sat(u64::try_from(int(r, "amount")?).unwrap_or(0)),
+                script_pubkey: script,
+            },
+            branch,
+            index: u32::try_from(int(r, "address_index")?).unwrap_or(0),
+            prev_tx: None,
+        });
+    }
+    let ws = sqlx::query("SELECT next_change_index FROM wallet_state WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await?;
+    let change_index = u32::try_from(int(&ws, "next_change_index")?).unwrap_or(0);
+    let payment = Payment {
+        address: Address::from_str(address)
+            .map_err(ApiError::internal)?
+            .require_network(app.config.network.to_bitcoin())
+            .map_err(ApiError::internal)?,
+        amount: Amount::from_sat(amount),
+    };
+    let fee_rate = FeeRate::from_sat_per_vb(app.config.wallet.fee_rate_sat_vb)
+        .unwrap_or(FeeRate::BROADCAST_MIN);
+    let psbt = build_psbt(
+        &wallet.descriptor,
+        &utxos,
+        &[payment],
+        &BuildOptions::new(fee_rate, change_index),
+    )
+    .map_err(|e| {
+        ApiError::conflict("cannot_build", format!("cannot build the transaction: {e}"))
+    })?;
+    for input in &psbt.unsigned_tx.input {
+        let done = sqlx::query(
+            "UPDATE utxos SET reserved_by = $1 WHERE outpoint = $2 AND reserved_by IS NULL",
+        )
+        .bind(id)
+        .bind(input.previous_output.to_string())
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(ApiError::conflict(
+                "utxo_race",
+                "a coin was taken by another withdrawal; retry",
+            ));
+        }
+    }
+    let change_script = wallet
+        .descriptor
+        .derive(custody_bitcoin::Branch::Change, change_index)
+        .map_err(ApiError::internal)?
+        .script_pubkey();
+    if psbt
+        .unsigned_tx
+        .output
+        .iter()
+        .any(|o| o.script_pubkey == change_script)
+    {
+        sqlx::query(
+            "UPDATE wallet_state SET next_change_index = next_change_index + 1 WHERE id = 1",
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    let txid = psbt.unsigned_tx.compute_txid();
+    Ok((psbt, txid))
+}
+
+/// Gets a withdrawal; users see only their own.
+///
+/// # Errors
+/// 404.
+pub async fn get(app: &App, principal: &Principal, id: &str) -> Result<WithdrawalView, ApiError> {
+    let mut tx = app.db.begin().await?;
+    let w = load(&mut tx, id).await?;
+    if principal.role == Role::User && w.principal_id != principal.id {
+        return Err(ApiError::not_found("withdrawal"));
+    }
+    let v = view(&mut tx, app, &w).await?;
+    tx.commit().await?;
+    Ok(v)
+}
+
+/// An approval.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct NewApproval {
+    /// Hex BIP340 signature by the approver's identity key, in the policy domain, over the
+    /// withdrawal's `approval_digest`.
+    pub signature: String,
+    /// A current TOTP code.
+    pub totp: Option<String>,
+}
+
+/// Records an approval (the body of `POST /v1/withdrawals/{id}/approvals`).
+///
+/// # Errors
+/// 403 for non-approvers, self-approval or an approver the policy does not list; 409 when
+/// already approved by this approver or not awaiting approval; 422 for a bad signature.
+pub async fn approve(
+    tx: &mut Tx<'_>,
+    app: &App,
+    approver: &Principal,
+    id: &str,
+    req: &NewApproval,
+) -> Result<(axum::http::StatusCode, serde_json::Value), ApiError> {
+    let now = app.now();
+    if approver.role != Role::Approver {
+        return Err(ApiError::forbidden("only approvers approve withdrawals"));
+    }
+    let w = load(tx, id).await?;
+    if w.principal_id == approver.id {
+        return Err(ApiError::forbidden("nobody approves their own withdrawal"));
+    }
+    if w.state != "pending_approval" {
+        return Err(ApiError::conflict(
+            "not_awaiting_approval",
+            format!("withdrawal is {}, not pending_approval", w.state),
+        ));
+    }
+    accounts::step_up(tx, app, approver, req.totp.as_deref()).await?;
+    let card_hex = approver
+        .approver_card
+        .clone()
+        .ok_or_else(|| ApiError::forbidden("this approver has no identity card"))?;
+    let card = IdentityCard::decode(&hex::decode(&card_hex).map_err(ApiError::internal)?)
+        .map_err(ApiError::internal)?;
+    let policy = crate::policy::by_hash(tx, app, &w.policy_hash)
+        .await?
+        .ok_or_else(|| ApiError::internal("withdrawal names an unknown policy"))?;
+    if policy.document().approver(card.signing_key()).is_none() {
+        return Err(ApiError::forbidden(format!(
+            "approver {} is not listed in policy version {}",
+            card.fingerprint(),
+            policy.document().version
+        )));
+    }
+    let txid = w
+        .txid
+        .clone()
+        .ok_or_else(|| ApiError::internal("withdrawal without txid"))?;
+    let digest = approval_digest(&w.policy_hash, &w.id, &txid)?;
+    let sig: [u8; 64] = hex::decode(req.signature.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| ApiError::bad_request("signature must be 64 bytes of hex"))?;
+    if !card.verify_in_domain(SigningDomain::Policy, &digest, &sig) {
+        return Err(ApiError::refused(
+            "bad_approval_signature",
+            "the signature does not verify against your identity key for this withdrawal's digest",
+        ));
+    }
+    let dup = sqlx::query("SELECT approver_id FROM approvals WHERE withdrawal_id = $1 AND (approver_id = $2 OR approver_key = $3)")
+        .bind(&w.id)
+        .bind(&approver.id)
+        .bind(hex::encode(card.signing_key()))
+        .fetch_optional(&mut **tx)
+        .await?;
+    if dup.is_some() {
+        return Err(ApiError::conflict(
+            "already_approved",
+            "this approver already approved this withdrawal",
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO approvals (withdrawal_id, approver_id, approver_key, signature, approved_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&w.id)
+    .bind(&approver.id)
+    .bind(hex::encode(card.signing_key()))
+    .bind(hex::encode(sig))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let count = distinct_approvals(tx, &w.id).await?;
+    crate::audit::append(
+        tx,
+        now,
+        "withdrawal.approval",
+        &approver.id,
+        &w.id,
+        &serde_json::json!({ "approver_key": hex::encode(card.signing_key()), "count": count, "required": w.required_approvals }),
+    )
+    .await?;
+    if count >= w.required_approvals {
+        transition(tx, &w, "approved", now, "", &[]).await?;
+        crate::audit::append(
+            tx,
+            now,
+            "withdrawal.approved",
+            &approver.id,
+            &w.id,
+            &serde_json::json!({ "approvals": count }),
+        )
+        .await?;
+        crate::notify::enqueue(
+            tx,
+            now,
+            Some(&w.principal_id),
+            "withdrawal.approved",
+            serde_json::json!({ "withdrawal": w.id }),
+        )
+        .await?;
+    }
+    let w = load(tx, &w.id).await?;
+    let v = view(tx, app, &w).await?;
+    Ok((
+        axum::http::StatusCode::OK,
+        serde_json::to_value(v).map_err(ApiError::internal)?,
+    ))
+}
+
+async fn approvals_of(tx: &mut Tx<'_>, id: &str) -> Result<Vec<Approval>, ApiError> {
+    let rows = sqlx::query("SELECT approver_key, signature FROM approvals WHERE withdrawal_id = $1 ORDER BY approved_at, approver_key")
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let key: [u8; 32] = hex::decode(text(r, "approver_key")?)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| ApiError::internal("bad approver key"))?;
+            let signature: [u8; 64] = hex::decode(text(r, "signature")?)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| ApiError::internal("bad approval signature"))?;
+            Ok(Approval {
+                approver_key: key,
+                signature,
+            })
+        })
+        .collect()
+}
+
+/// The gates every signing round and broadcast passes at that moment: not frozen, no
+/// active hold, the policy the withdrawal was approved under still the one in force and
+/// still allowing it, the approvals valid. Returns the signed decision that proves it.
+/// What the transaction itself pays, as a signer sees it: the PSBT is inspected against the
+/// wallet (change proved by re-derivation is not a payment), and its txid must still be
+/// the one the approvers signed. Database columns are never trusted for this.
+fn withdrawal_from_psbt(app: &App, w: &Row_) -> Result<Withdrawal, ApiError> {
+    let wallet = app.wallet()?.clone();
+    let psbt = Psbt::deserialize(
+        &B64.decode(w.psbt.clone().unwrap_or_default())
+            .map_err(ApiError::internal)?,
+    )
+    .map_err(ApiError::internal)?;
+    let txid = psbt.unsigned_tx.compute_txid().to_string();
+    if Some(&txid) != w.txid.as_ref() {
+        return Err(ApiError::refused(
+            "transaction_changed",
+            format!(
+                "the stored transaction {txid} is not the one approved ({}); refusing",
+                w.txid.as_deref().unwrap_or("none")
+            ),
+        ));
+    }
+    if let Some(raw) = &w.final_tx {
+        let signed: bitcoin::Transaction =
+            bitcoin::consensus::encode::deserialize_hex(raw).map_err(ApiError::internal)?;
+        if signed.compute_txid().to_string() != txid {
+            return Err(ApiError::refused(
+                "transaction_changed",
+                format!(
+                    "the signed transaction {} is not the one approved ({txid}); refusing",
+                    signed.compute_txid()
+                ),
+            ));
+        }
+    }
+    let inspection =
+        custody_bitcoin::inspect_psbt(&wallet.descriptor, &psbt, &InspectPolicy::default())
+            .map_err(|e| ApiError::refused("inspection_failed", e.to_string()))?;
+    let payments = inspection
+        .outputs
+        .iter()
+        .filter(|o| matches!(o.ownership, custody_bitcoin::Ownership::External))
+        .map(|o| custody_policy::Payment {
+            address: o
+                .address
+                .clone()
+                .unwrap_or_else(|| format!("script:{}", o.script_hex)),
+            amount: u128::from(o.amount_sat),
+        })
+        .collect();
+    Ok(Withdrawal {
+        asset: w.asset.clone(),
+        payments,
+    })
+}
+
+async fn gates(
+    tx: &mut Tx<'_>,
+    app: &App,
+    w: &Row_,
+) -> Result<(Decision, std::sync::Arc<VerifiedPolicy>), ApiError> {
+    let now = app.now();
+    risk::ensure_not_frozen(tx, &w.principal_id).await?;
+    let holds = risk::active_holds(tx, &w.principal_id, Some(&w.id), now).await?;
+    if let Some(latest) = holds.first() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "hold_active",
+            format!(
+                "withdrawal is on hold until {}: {}",
+                crate::clock::rfc3339(latest.until),
+                holds
+                    .iter()
+                    .map(|h| h.reason.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ));
+    }
+    let policy = crate::policy::current(tx, app, now).await?;
+    if hex::encode(policy.hash()) != w.policy_hash {
+        return Err(ApiError::refused(
+            "policy_changed",
+            format!(
+                "the policy changed since this withdrawal was approved (now version {}); cancel and request it again",
+                policy.document().version
+            ),
+        ));
+    }
+    let txid = w
+        .txid
+        .clone()
+        .ok_or_else(|| ApiError::internal("withdrawal without txid"))?;
+    let mut decision = Decision {
+        policy_hash: *policy.hash(),
+        withdrawal_id: w.id.clone(),
+        transaction_digest: txid_bytes(&txid)?,
+        outcome: Outcome::Approved,
+        hold_until: u64::try_from(now).unwrap_or(0),
+        approvals: approvals_of(tx, &w.id).await?,
+        coordinator_signature: [0; 64],
+    };
+    decision.sign(&app.identity, &mut rand_core::OsRng);
+    let withdrawal = withdrawal_from_psbt(app, w)?;
+    if let Verdict::Deny { reason } =
+        policy.evaluate_with_history(&withdrawal, now_u64(now), &history(tx, Some(&w.id)).await?)
+    {
+        return Err(ApiError::refused(
+            "policy_denied",
+            format!("policy denies the withdrawal now: {reason}"),
+        ));
+    }
+    // The same check every signer makes, so the coordinator never sends what a signer
+    // would refuse.
+    verify_decision(
+        &decision,
+        &policy,
+        &withdrawal,
+        &decision.transaction_digest.clone(),
+        now_u64(now),
+    )
+    .map_err(|e| ApiError::refused("decision_invalid", e.to_string()))?;
+    Ok((decision, policy))
+}
+
+/// A signing round request.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct NewRound {
+    /// The participant indexes (1-based, as in the DKG plan) of the signers who will answer.
+    pub signers: Vec<u16>,
+}
+
+/// A signing round for the air gap.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RoundView {
+    /// The withdrawal.
+    pub withdrawal_id: String,
+    /// The request PSBT (base64) with the custody signing request and the signed decision.
+    pub psbt: String,
+    /// The chosen signers.
+    pub signers: Vec<u16>,
+    /// Suggested USB file name.
+    pub file_name: String,
+}
+
+/// Exports the signing round (the body of `POST /v1/withdrawals/{id}/round`). Repeating
+/// it returns the same round.
+///
+/// # Errors
+/// The gates' refusals; 409 when signers have too few commitments.
+pub async fn export_round(
+    tx: &mut Tx<'_>,
+    app: &App,
+    operator: &Principal,
+    id: &str,
+    req: &NewRound,
+) -> Result<(axum::http::StatusCode, serde_json::Value), ApiError> {
+    let now = app.now();
+    if operator.role != Role::Operator {
+        return Err(ApiError::forbidden("only operators run signing rounds"));
+    }
+    let w = load(tx, id).await?;
+    let file_name = format!("withdrawal-{}.psbt", &w.id[..8.min(w.id.len())]);
+    if w.state == "signing" {
+        let psbt = w.psbt.clone().unwrap_or_default();
+        let signers: Vec<u16> =
+            serde_json::from_str(w.signers.as_deref().unwrap_or("[]")).unwrap_or_default();
+        let v = RoundView {
+            withdrawal_id: w.id,
+            psbt,
+            signers,
+            file_name,
+        };
+        return Ok((
+            axum::http::StatusCode::OK,
+            serde_json::to_value(v).map_err(ApiError::internal)?,
+        ));
+    }
+    if w.state != "approved" {
+        return Err(ApiError::conflict(
+            "not_approved",
+            format!("withdrawal is {}, not approved", w.state),
+        ));
+    }
+    let (decision, _policy) = gates(tx, app, &w).await?;
+    let wallet = app.wallet()?.clone();
+    let mut psbt = Psbt::deserialize(
+        &B64.decode(w.psbt.clone().unwrap_or_default())
+            .map_err(ApiError::internal)?,
+    )
+    .map_err(ApiError::internal)?;
+    let mut signers = req.signers.clone();
+    signers.sort_unstable();
+    signers.dedup();
+    let mut pool = CommitmentPool::new(&wallet.group);
+    for &s in &signers {
+        let rows = sqlx::query(
+            "SELECT commitment FROM commitments WHERE signer = $1 AND used_by IS NULL ORDER BY received_at, commitment_id",
+        )
+        .bind(i64::from(s))
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in &rows {
+            let batch = CommitmentBatch::decode(
+                &hex::decode(text(r, "commitment")?).map_err(ApiError::internal)?,
+            )
+            .map_err(ApiError::internal)?;
+            pool.add_batch(&batch).map_err(ApiError::internal)?;
+        }
+    }
+    let mut session = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut session);
+    let request = request_signatures(
+        &wallet.descriptor,
+        &wallet.group,
+        &mut psbt,
+        &signers,
+        &mut pool,
+        session,
+        &InspectPolicy::default(),
+    )
+    .map_err(|e| {
+        ApiError::conflict(
+            "cannot_request",
+            format!("cannot build the signing request: {e}"),
+        )
+    })?;
+    for item in request.items() {
+        for (signer, (cid, _)) in &item.commitments {
+            let done = sqlx::query(
+                "UPDATE commitments SET used_by = $1 WHERE signer = $2 AND commitment_id = $3 AND used_by IS NULL",
+            )
+            .bind(&w.id)
+            .bind(i64::from(*signer))
+            .bind(cid.to_string())
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(ApiError::conflict(
+                    "commitment_race",
+                    "a commitment was taken by another round; retry",
+                ));
+            }
+        }
+    }
+    custody_bitcoin::fields::set_decision(&mut psbt, &decision.encode());
+    let encoded = B64.encode(psbt.serialize());
+    transition(
+        tx,
+        &w,
+        "signing",
+        now,
+        "psbt, session_id, signers",
+        &[
+            Val::Text(Some(encoded.clone())),
+            Val::Text(Some(hex::encode(session))),
+            Val::Text(Some(serde_json::to_string(&signers).unwrap_or_default())),
+        ],
+    )
+    .await?;
+    crate::audit::append(
+        tx,
+        now,
+        "withdrawal.round_exported",
+        &operator.id,
+        &w.id,
+        &serde_json::json!({ "signers": signers, "session": hex::encode(session), "request_digest": hex::encode(request.digest()) }),
+    )
+    .await?;
+    let v = RoundView {
+        withdrawal_id: w.id,
+        psbt: encoded,
+        signers,
+        file_name,
+    };
+    Ok((
+        axum::http::StatusCode::OK,
+        serde_json::to_value(v).map_err(ApiError::internal)?,
+    ))
+}
+
+/// Signers' answers.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct NewShares {
+    /// A signer's answer PSBT (base64), as `custody-signer sign` wrote it.
+    pub psbt: String,
+}
+
+/// Imports one signer's answer; once every chosen signer answered, aggregates, finalizes
+/// and verifies the transaction with libbitcoinconsensus (state `signed`).
+///
+/// # Errors
+/// 400 for an answer to another transaction or malformed shares; 422 naming cheating
+/// signers.
+pub async fn import_shares(
+    tx: &mut Tx<'_>,
+    app: &App,
+    operator: &Principal,
+    id: &str,
+    req: &NewShares,
+) -> Result<(axum::http::StatusCode, serde_json::Value), ApiError> {
+    let now = app.now();
+    if operator.role != Role::Operator {
+        return Err(ApiError::forbidden(
+            "only operators import signature shares",
+        ));
+    }
+    let w = load(tx, id).await?;
+    if w.state != "signing" {
+        return Err(ApiError::conflict(
+            "not_signing",
+            format!("withdrawal is {}, not signing", w.state),
+        ));
+    }
+    let wallet = app.wallet()?.clone();
+    let mut psbt = Psbt::deserialize(
+        &B64.decode(w.psbt.clone().unwrap_or_default())
+            .map_err(ApiError::internal)?,
+    )
+    .map_err(ApiError::internal)?;
+    let answer_bytes = B64
+        .decode(req.psbt.trim())
+        .map_err(|_| ApiError::bad_request("psbt must be base64"))?;
+    let answer = Psbt::deserialize(&answer_bytes)
+        .map_err(|e| ApiError::bad_request(format!("not a PSBT: {e}")))?;
+    custody_bitcoin::absorb_response(&mut psbt, &answer)
+        .map_err(|e| ApiError::bad_request(format!("cannot use this answer: {e}")))?;
+    let signers: Vec<u16> =
+        serde_json::from_str(w.signers.as_deref().unwrap_or("[]")).unwrap_or_default();
+    let have = custody_bitcoin::fields::signature_shares(&psbt).map_err(ApiError::internal)?;
+    let answered: Vec<u16> = have.iter().map(|s| s.signer).collect();
+    let complete = signers.iter().all(|s| answered.contains(s));
+    let mut encoded = B64.encode(psbt.serialize());
+    if !complete {
+        sqlx::query(
+            "UPDATE withdrawals SET psbt = $1, updated_at = $2 WHERE id = $3 AND version = $4",
+        )
+        .bind(&encoded)
+        .bind(now)
+        .bind(&w.id)
+        .bind(w.version)
+        .execute(&mut **tx)
+        .await?;
+        crate::audit::append(
+            tx,
+            now,
+            "withdrawal.shares_imported",
+            &operator.id,
+            &w.id,
+            &serde_json::json!({ "answered": answered }),
+        )
+        .await?;
+        let body = serde_json::json!({ "withdrawal_id": w.id, "state": "signing", "answered": answered, "waiting_for": signers.iter().filter(|s| !answered.contains(s)).collect::<Vec<_>>() });
+        return Ok((axum::http::StatusCode::ACCEPTED, body));
+    }
+    aggregate_psbt(
+        &wallet.descriptor,
+        &wallet.group,
+        &mut psbt,
+        &InspectPolicy::default(),
+    )
+    .map_err(|e| ApiError::refused("aggregate_failed", format!("cannot aggregate: {e}")))?;
+    finalize_psbt(&mut psbt).map_err(|e| ApiError::refused("finalize_failed", e.to_string()))?;
+    let tx_final = extract_verified(&psbt)
+        .map_err(|e| ApiError::refused("consensus_failed", e.to_string()))?;
+    encoded = B64.encode(psbt.serialize());
+    let raw = bitcoin::consensus::encode::serialize_hex(&tx_final);
+    transition(
+        tx,
+        &w,
+        "signed",
+        now,
+        "signed_psbt, final_tx",
+        &[Val::Text(Some(encoded)), Val::Text(Some(raw))],
+    )
+    .await?;
+    crate::audit::append(
+        tx,
+        now,
+        "withdrawal.signed",
+        &operator.id,
+        &w.id,
+        &serde_json::json!({ "txid": tx_final.compute_txid().to_string(), "wtxid": tx_final.compute_wtxid().to_string(), "verified": "libbitcoinconsensus" }),
+    )
+    .await?;
+    let body = serde_json::json!({ "withdrawal_id": w.id, "state": "signed", "txid": tx_final.compute_txid().to_string() });
+    Ok((axum::http::StatusCode::OK, body))
+}
+
+/// Broadcasts a signed withdrawal after the gates pass at this moment. The move to
+/// `broadcasting` commits before the transaction leaves, so a second caller or process
+/// gets 409; a crash after it is resumed by [`resume`], which re-sends the same
+/// transaction (broadcasting the same transaction again is harmless).
+///
+/// # Errors
+/// The gates' refusals; 502 when the chain backend fails (the withdrawal stays
+/// `broadcasting` and is retried).
+pub async fn broadcast(
+    app: &App,
+    operator: &Principal,
+    id: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let now = app.now();
+    if operator.role != Role::Operator {
+        return Err(ApiError::forbidden("only operators broadcast"));
+    }
+    let chain = app
+        .chain
+        .clone()
+        .ok_or_else(|| ApiError::conflict("no_chain", "no chain backend is configured"))?;
+    let mut tx = app.db.begin().await?;
+    let w = load(&mut tx, id).await?;
+    if w.state != "signed" {
+        return Err(ApiError::conflict(
+            "not_signed",
+            format!("withdrawal is {}, not signed", w.state),
+        ));
+    }
+    gates(&mut tx, app, &w).await?;
+    transition(&mut tx, &w, "broadcasting", now, "", &[]).await?;
+    crate::audit::append(
+        &mut tx,
+        now,
+        "withdrawal.broadcasting",
+        &operator.id,
+        &w.id,
+        &serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    send(app, &chain, &w.id).await
+}
+
+async fn send(
+    app: &App,
+    chain: &std::sync::Arc<dyn custody_chain::ChainBackend>,
+    id: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let mut tx = app.db.begin().await?;
+    let w = load(&mut tx, id).await?;
+    tx.commit().await?;
+    let raw = w
+        .final_tx
+        .clone()
+        .ok_or_else(|| ApiError::internal("signed withdrawal without transaction"))?;
+    let txn: bitcoin::Transaction =
+        bitcoin::consensus::encode::deserialize_hex(&raw).map_err(ApiError::internal)?;
+    match chain.broadcast(&txn).await {
+        Ok(txid) => {
+            let now = app.now();
+            let mut tx = app.db.begin().await?;
+            let w = load(&mut tx, id).await?;
+            if w.state == "broadcasting" {
+                transition(
+                    &mut tx,
+                    &w,
+                    "broadcast",
+                    now,
+                    "broadcast_at, failure",
+                    &[Val::Int(now), Val::Text(None)],
+                )
+                .await?;
+                sqlx::query("UPDATE utxos SET spent_by = $1 WHERE reserved_by = $1")
+                    .bind(&w.id)
+                    .execute(&mut *tx)
+                    .await?;
+                crate::audit::append(
+                    &mut tx,
+                    now,
+                    "withdrawal.broadcast",
+                    "system",
+                    &w.id,
+                    &serde_json::json!({ "txid": txid.to_string(), "backend": chain.name() }),
+                )
+                .await?;
+                crate::notify::enqueue(
+                    &mut tx,
+                    now,
+                    Some(&w.principal_id),
+                    "withdrawal.broadcast",
+                    serde_json::json!({ "withdrawal": w.id, "txid": txid.to_string() }),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(
+                serde_json::json!({ "withdrawal_id": id, "state": "broadcast", "txid": txid.to_string() }),
+            )
+        }
+        Err(e) => {
+            let now = app.now();
+            sqlx::query("UPDATE withdrawals SET failure = $1, updated_at = $2 WHERE id = $3")
+                .bind(e.to_string())
+                .bind(now)
+                .bind(id)
+                .execute(app.db.pool())
+                .await?;
+            Err(ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "broadcast_failed",
+                format!("the chain backend did not take the transaction: {e}; it stays broadcasting and is retried"),
+            ))
+        }
+    }
+}
+
+/// Resumes work a crash interrupted: re-sends `broadcasting` withdrawals and marks
+/// broadcast ones confirmed once the backend reports a confirmation. Returns how many
+/// withdrawals changed.
+///
+/// # Errors
+/// Storage failure.
+pub async fn resume(app: &App) -> Result<usize, ApiError> {
+    let Some(chain) = app.chain.clone() else {
+        return Ok(0);
+    };
+    let rows = sqlx::query(
+        "SELECT id, state, txid FROM withdrawals WHERE state IN ('broadcasting', 'broadcast')",
+    )
+    .fetch_all(app.db.pool())
+    .await?;
+    let mut changed = 0;
+    for r in &rows {
+        let id = text(r, "id")?;
+        match text(r, "state")?.as_str() {
+            "broadcasting" => {
+                if send(app, &chain, &id).await.is_ok() {
+                    changed += 1;
+                }
+            }
+            _ => {
+                let Some(txid) =
+                    opt_text(r, "txid")?.and_then(|t| bitcoin::Txid::from_str(&t).ok())
+                else {
+                    continue;
+                };
+                if let Ok(custody_chain::TxStatus::Confirmed { .. }) = chain.tx_status(&txid).await
+                {
+                    let now = app.now();
+                    let mut tx = app.db.begin().await?;
+                    let w = load(&mut tx, &id).await?;
+                    if w.state == "broadcast" {
+                        transition(
+                            &mut tx,
+                            &w,
+                            "confirmed",
+                            now,
+                            "confirmed_at",
+                            &[Val::Int(now)],
+                        )
+                        .await?;
+                        crate::audit::append(
+                            &mut tx,
+                            now,
+                            "withdrawal.confirmed",
+                            "system",
+                            &id,
+                            &serde_json::json!({ "txid": txid.to_string() }),
+                        )
+                        .await?;
+                        changed += 1;
+                    }
+                    tx.commit().await?;
+                }
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Adds a signer's commitment batch (encoded `CommitmentBatch`, as carried in the signer's
+/// envelope after the envelope's signature was checked). Returns how many were new.
+///
+/// # Errors
+/// 400 for a malformed batch or one for another group key.
+pub async fn add_commitments(
+    app: &App,
+    actor: &str,
+    batch: &CommitmentBatch,
+) -> Result<usize, ApiError> {
+    let now = app.now();
+    let wallet = app.wallet()?.clone();
+    if batch.group_key != wallet.group.public_key() {
+        return Err(ApiError::bad_request(
+            "the commitment batch is for another group key",
+        ));
+    }
+    let mut tx = app.db.begin().await?;
+    let mut added = 0;
+    for (cid, c) in &batch.commitments {
+        let single = CommitmentBatch {
+            group_key: batch.group_key,
+            signer: batch.signer,
+            commitments: vec![(*cid, *c)],
+        };
+        let exists =
+            sqlx::query("SELECT used_by FROM commitments WHERE signer = $1 AND commitment_id = $2")
+                .bind(i64::from(batch.signer))
+                .bind(cid.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_some() {
+            continue;
+        }
+        sqlx::query("INSERT INTO commitments (signer, commitment_id, commitment, received_at) VALUES ($1, $2, $3, $4)")
+            .bind(i64::from(batch.signer))
+            .bind(cid.to_string())
+            .bind(hex::encode(single.encode()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        added += 1;
+    }
+    crate::audit::append(
+        &mut tx,
+        now,
+        "commitments.added",
+        actor,
+        &format!("signer:{}", batch.signer),
+        &serde_json::json!({ "added": added }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(added)
+}
+
+/// Synchronises the UTXO set from the chain backend over the first `gap` addresses of each
+/// branch beyond those used. Returns the number of coins known afterwards.
+///
+/// # Errors
+/// 502 when the backend fails.
+pub async fn sync_utxos(app: &App, gap: u32) -> Result<usize, ApiError> {
+    let wallet = app.wallet()?.clone();
+    let chain = app
+        .chain
+        .clone()
+        .ok_or_else(|| ApiError::conflict("no_chain", "no chain backend is configured"))?;
+    let ws =
+        sqlx::query("SELECT next_change_index, next_receive_index FROM wallet_state WHERE id = 1")
+            .fetch_one(app.db.pool())
+            .await?;
+    let mut scripts = Vec::new();
+    let mut index_of = std::collections::HashMap::new();
+    for (branch, used) in [
+        (
+            custody_bitcoin::Branch::Receive,
+            int(&ws, "next_receive_index")?,
+        ),
+        (
+            custody_bitcoin::Branch::Change,
+            int(&ws, "next_change_index")?,
+        ),
+    ] {
+        let end = u32::try_from(used).unwrap_or(0).saturating_add(gap);
+        for i in 0..end {
+            let s = wallet
+                .descriptor
+                .derive(branch, i)
+                .map_err(ApiError::internal)?
+                .script_pubkey();
+            index_of.insert(s.clone(), (branch, i));
+            scripts.push(s);
+        }
+    }
+    let utxos = chain.utxos(&scripts).await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "chain_failed",
+            e.to_string(),
+        )
+    })?;
+    let mut tx = app.db.begin().await?;
+    for u in &utxos {
+        let Some((branch, i)) = index_of.get(&u.script_pubkey) else {
+            continue;
+        };
+        let exists = sqlx::query("SELECT outpoint FROM utxos WHERE outpoint = $1")
+            .bind(u.outpoint.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            sqlx::query("INSERT INTO utxos (outpoint, amount, script, branch, address_index) VALUES ($1, $2, $3, $4, $5)")
+                .bind(u.outpoint.to_string())
+                .bind(i64::try_from(u.value.to_sat()).unwrap_or(0))
+                .bind(u.script_pubkey.to_hex_string())
+                .bind(i64::from(branch.number()))
+                .bind(i64::from(*i))
+                .execute(&mut *tx)
+                .await?;
+            if *branch == custody_bitcoin::Branch::Receive {
+                sqlx::query("UPDATE wallet_state SET next_receive_index = $1 WHERE id = 1 AND next_receive_index < $1")
+                    .bind(i64::from(*i) + 1)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    let n = sqlx::query("SELECT COUNT(*) AS n FROM utxos WHERE spent_by IS NULL")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(usize::try_from(int(&n, "n")?).unwrap_or(0))
+}

@@ -1,0 +1,509 @@
+//! Every way around the gates that a user, an insider or a race might try, refused; and a
+//! crash at each step resumed. Each runs on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use common::{new_key, Engine, Harness, B64};
+use custody_coordinator::accounts::Role;
+use serde_json::json;
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Engine::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Engine::Postgres).await;
+            }
+        }
+    };
+}
+
+async fn hold_placed_after_signing_blocks_broadcast(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let f = h.signed(10_000_000).await;
+    assert_eq!(h.state(&f).await, "signed");
+    // The exchange's account system reports a 2FA reset for the customer.
+    let (st, v) = h
+        .call("POST", "/v1/events", Some(common::INGEST_TOKEN), None, Some(json!({ "email": "carol@example.com", "kind": "two_factor_reset", "occurred_at": 0 })))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let (st, v) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "hold_active");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("two-factor authentication reset"),
+        "{v}"
+    );
+    assert_eq!(h.state(&f).await, "signed");
+    assert_eq!(h.audit_count("withdrawal.broadcast").await, 0);
+    // 47 hours later it is still held (48-hour floor); after 48 it goes.
+    h.clock.advance(47 * 3600);
+    let mut op = f.operator.clone();
+    h.relogin(&mut op).await;
+    let f = common::Flow { operator: op, ..f };
+    assert_eq!(h.broadcast(&f).await.0, StatusCode::CONFLICT);
+    h.clock.advance(3600);
+    let (st, v) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+on_both!(hold_placed_after_signing_blocks_broadcast);
+
+async fn approvals_cannot_be_forged_or_doubled(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let f = h.requested(10_000_000).await;
+    // The customer cannot approve their own withdrawal.
+    let code = h.totp(&f.user);
+    let sig = h.approval_signature(0, &f.digest);
+    let (st, _) = h
+        .call(
+            "POST",
+            &format!("/v1/withdrawals/{}/approvals", f.id),
+            Some(&f.user.token),
+            Some(&new_key()),
+            Some(json!({ "signature": sig, "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // One approver, twice: counted once.
+    assert_eq!(h.approve(&f, 0).await.0, StatusCode::OK);
+    let (st, v) = h.approve(&f, 0).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "already_approved");
+    // A second account carrying the same identity card is the same approver.
+    let twin = h
+        .principal(
+            "alice2@example.com",
+            Role::Approver,
+            Some(&h.approver_ids[0]),
+        )
+        .await;
+    let code = h.totp(&twin);
+    let sig = h.approval_signature(0, &f.digest);
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/withdrawals/{}/approvals", f.id),
+            Some(&twin.token),
+            Some(&new_key()),
+            Some(json!({ "signature": sig, "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    // An approver the policy does not list does not count.
+    let outsider = h
+        .principal(
+            "mallory@example.com",
+            Role::Approver,
+            Some(&h.approver_ids[2]),
+        )
+        .await;
+    let code = h.totp(&outsider);
+    let sig = h.approval_signature(2, &f.digest);
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/withdrawals/{}/approvals", f.id),
+            Some(&outsider.token),
+            Some(&new_key()),
+            Some(json!({ "signature": sig, "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    // A signature over another digest is refused.
+    let code = h.totp(&f.approvers[1]);
+    let wrong = h.approval_signature(1, &"00".repeat(32));
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/withdrawals/{}/approvals", f.id),
+            Some(&f.approvers[1].token),
+            Some(&new_key()),
+            Some(json!({ "signature": wrong, "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(h.state(&f).await, "pending_approval");
+    // No round without the quorum.
+    h.clock.advance(25 * 3600);
+    let mut op = f.operator.clone();
+    h.relogin(&mut op).await;
+    let f = common::Flow { operator: op, ..f };
+    let (st, v) = h.round(&f).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "not_approved");
+}
+on_both!(approvals_cannot_be_forged_or_doubled);
+
+async fn changing_the_destination_after_approval_is_refused(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let mut f = h.requested(10_000_000).await;
+    for i in 0..2 {
+        assert_eq!(h.approve(&f, i).await.0, StatusCode::OK);
+    }
+    // An insider with database access swaps the stored transaction for one paying
+    // another (also whitelisted) address.
+    let wallet = h.app.wallet.clone().unwrap();
+    let utxos: Vec<custody_bitcoin::WalletUtxo> = h
+        .funded
+        .iter()
+        .enumerate()
+        .map(|(i, op)| custody_bitcoin::WalletUtxo {
+            outpoint: *op,
+            txout: bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(50_000_000),
+                script_pubkey: wallet
+                    .descriptor
+                    .derive(custody_bitcoin::Branch::Receive, u32::try_from(i).unwrap())
+                    .unwrap()
+                    .script_pubkey(),
+            },
+            branch: custody_bitcoin::Branch::Receive,
+            index: u32::try_from(i).unwrap(),
+            prev_tx: None,
+        })
+        .collect();
+    let other: bitcoin::Address = common::regtest_address(8)
+        .parse::<bitcoin::Address<_>>()
+        .unwrap()
+        .assume_checked();
+    let evil = custody_bitcoin::build_psbt(
+        &wallet.descriptor,
+        &utxos,
+        &[custody_bitcoin::Payment {
+            address: other,
+            amount: bitcoin::Amount::from_sat(10_000_000),
+        }],
+        &custody_bitcoin::BuildOptions::new(bitcoin::FeeRate::from_sat_per_vb(2).unwrap(), 5),
+    )
+    .unwrap();
+    sqlx::query("UPDATE withdrawals SET psbt = $1, address = $2 WHERE id = $3")
+        .bind(B64.encode(evil.serialize()))
+        .bind(common::regtest_address(8))
+        .bind(&f.id)
+        .execute(h.app.db.pool())
+        .await
+        .unwrap();
+    h.clock.advance(25 * 3600);
+    h.relogin(&mut f.operator).await;
+    let (st, v) = h.round(&f).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "transaction_changed");
+    // Swapping the txid too leaves the approvals over the old transaction: still refused.
+    sqlx::query("UPDATE withdrawals SET txid = $1 WHERE id = $2")
+        .bind(evil.unsigned_tx.compute_txid().to_string())
+        .bind(&f.id)
+        .execute(h.app.db.pool())
+        .await
+        .unwrap();
+    let (st, v) = h.round(&f).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "decision_invalid", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("approvals"),
+        "{v}"
+    );
+}
+on_both!(changing_the_destination_after_approval_is_refused);
+
+async fn racing_broadcasts_send_once(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let f = h.signed(10_000_000).await;
+    let (a, b) = tokio::join!(h.broadcast(&f), h.broadcast(&f));
+    let statuses = [a.0, b.0];
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    assert_eq!(h.audit_count("withdrawal.broadcasting").await, 1);
+    assert_eq!(h.audit_count("withdrawal.broadcast").await, 1);
+}
+on_both!(racing_broadcasts_send_once);
+
+async fn freeze_stops_rounds_and_broadcasts(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let f = h.signed(10_000_000).await;
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/admin/freeze",
+            Some(&f.operator.token),
+            None,
+            Some(json!({ "reason": "incident 42" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, v) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::LOCKED, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("incident 42"));
+    // Operators may freeze but not unfreeze.
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/admin/unfreeze",
+            Some(&f.operator.token),
+            None,
+            Some(json!({ "reason": "x" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let admin = h.principal("root@example.com", Role::Admin, None).await;
+    let code = h.totp(&admin);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/admin/unfreeze",
+            Some(&admin.token),
+            None,
+            Some(json!({ "reason": "resolved", "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(h.broadcast(&f).await.0, StatusCode::OK);
+    // An account freeze stops only that account.
+    assert!(h.audit_count("freeze.on").await == 1 && h.audit_count("freeze.off").await == 1);
+}
+on_both!(freeze_stops_rounds_and_broadcasts);
+
+/// A chain backend that is down.
+struct Down;
+
+#[async_trait::async_trait]
+impl custody_chain::ChainBackend for Down {
+    async fn utxos(
+        &self,
+        _: &[bitcoin::ScriptBuf],
+    ) -> Result<Vec<custody_chain::Utxo>, custody_chain::ChainError> {
+        Err(down())
+    }
+    async fn broadcast(
+        &self,
+        _: &bitcoin::Transaction,
+    ) -> Result<bitcoin::Txid, custody_chain::ChainError> {
+        Err(down())
+    }
+    async fn tx_status(
+        &self,
+        _: &bitcoin::Txid,
+    ) -> Result<custody_chain::TxStatus, custody_chain::ChainError> {
+        Err(down())
+    }
+    async fn tip_height(&self) -> Result<u32, custody_chain::ChainError> {
+        Err(down())
+    }
+    async fn fee_rate(&self, _: u16) -> Result<bitcoin::FeeRate, custody_chain::ChainError> {
+        Err(down())
+    }
+    fn name(&self) -> &'static str {
+        "down"
+    }
+}
+
+fn down() -> custody_chain::ChainError {
+    custody_chain::ChainError::Unreachable {
+        backend: "down",
+        reason: "test backend is down".into(),
+    }
+}
+
+async fn restart_at_every_step_resumes(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let restart = |h: &mut Harness| {
+        let config = h.config.clone();
+        let clock = h.clock.clone();
+        async move {
+            custody_coordinator::build_app(config, Arc::new(clock))
+                .await
+                .expect("restart")
+        }
+    };
+    let mut f = h.requested(10_000_000).await;
+    h.app = restart(&mut h).await;
+    assert_eq!(h.state(&f).await, "pending_approval");
+    assert_eq!(h.approve(&f, 0).await.0, StatusCode::OK);
+    h.app = restart(&mut h).await;
+    assert_eq!(h.approve(&f, 1).await.0, StatusCode::OK);
+    h.app = restart(&mut h).await;
+    assert_eq!(h.state(&f).await, "approved");
+    h.clock.advance(25 * 3600);
+    h.relogin(&mut f.operator).await;
+    let (st, round) = h.round(&f).await;
+    assert_eq!(st, StatusCode::OK, "{round}");
+    h.app = restart(&mut h).await;
+    // Asking again after a restart gives the same round, not new commitments.
+    let (_, again) = h.round(&f).await;
+    assert_eq!(again["psbt"], round["psbt"]);
+    let psbt = round["psbt"].as_str().unwrap().to_owned();
+    let a1 = h.sign_round(0, &psbt).unwrap();
+    assert!(h
+        .call(
+            "POST",
+            &format!("/v1/withdrawals/{}/shares", f.id),
+            Some(&f.operator.token),
+            Some(&new_key()),
+            Some(json!({ "psbt": a1 }))
+        )
+        .await
+        .0
+        .is_success());
+    h.app = restart(&mut h).await;
+    let a2 = h.sign_round(1, &psbt).unwrap();
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/withdrawals/{}/shares", f.id),
+            Some(&f.operator.token),
+            Some(&new_key()),
+            Some(json!({ "psbt": a2 })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // The node is down when the broadcast starts: the withdrawal stays `broadcasting`.
+    h.app.chain = Some(Arc::new(Down));
+    let (st, v) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(h.state(&f).await, "broadcasting");
+    // A second broadcast call cannot start another.
+    assert_eq!(h.broadcast(&f).await.0, StatusCode::CONFLICT);
+    // Restart with the node back: the worker finishes the broadcast, once.
+    h.app = restart(&mut h).await;
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&f).await, "broadcast");
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.audit_count("withdrawal.broadcast").await, 1);
+    custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("log intact across restarts");
+}
+on_both!(restart_at_every_step_resumes);
+
+async fn audit_verify_catches_edits(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let _f = h.requested(10_000_000).await;
+    let v = custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("intact");
+    assert!(v.entries > 5);
+    sqlx::query("UPDATE audit_log SET data = '{\"amount\":1}' WHERE seq = 3")
+        .execute(h.app.db.pool())
+        .await
+        .unwrap();
+    let e = custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect_err("edited");
+    assert!(e.to_string().contains("entry 3 was altered"), "{e}");
+}
+on_both!(audit_verify_catches_edits);
+
+async fn audit_verify_catches_removed_and_truncated(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let _f = h.requested(10_000_000).await;
+    let last = custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .unwrap()
+        .entries;
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+        .bind(last)
+        .execute(h.app.db.pool())
+        .await
+        .unwrap();
+    let e = custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect_err("truncated");
+    assert!(e.to_string().contains("entries were removed"), "{e}");
+    sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(h.app.db.pool())
+        .await
+        .unwrap();
+    let e = custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect_err("gap");
+    assert!(e.to_string().contains("removed or reordered"), "{e}");
+}
+on_both!(audit_verify_catches_removed_and_truncated);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_coordinators_on_one_postgres_race_the_same_withdrawal() {
+    let Some(mut h) = Harness::new(Engine::Postgres).await else {
+        return;
+    };
+    let f = h.signed(10_000_000).await;
+    let second = custody_coordinator::build_app(h.config.clone(), Arc::new(h.clock.clone()))
+        .await
+        .unwrap();
+    let path = format!("/v1/withdrawals/{}/broadcast", f.id);
+    for _ in 0..1 {
+        let (a, b) = tokio::join!(
+            common::call(
+                &h.app,
+                "POST",
+                &path,
+                Some(&f.operator.token),
+                None,
+                None,
+                "10.0.0.1"
+            ),
+            common::call(
+                &second,
+                "POST",
+                &path,
+                Some(&f.operator.token),
+                None,
+                None,
+                "10.0.0.1"
+            ),
+        );
+        assert_eq!(
+            [a.0, b.0].iter().filter(|s| **s == StatusCode::OK).count(),
+            1,
+            "{a:?} {b:?}"
+        );
+    }
+    assert_eq!(h.audit_count("withdrawal.broadcast").await, 1);
+    custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("one chain despite two writers");
+}

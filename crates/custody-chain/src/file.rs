@@ -1,0 +1,695 @@
+//! A development chain kept in one JSON file (`docs/formats/dev-chain.md`).
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bitcoin::consensus::encode;
+use bitcoin::hex::{DisplayHex, FromHex};
+use bitcoin::script::PushBytesBuf;
+use bitcoin::transaction::Version;
+use bitcoin::{
+    absolute, Amount, FeeRate, Network, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut,
+    Txid, Witness,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{fee_rate_from_sat_per_vb, ChainBackend, ChainError, TxStatus, Utxo};
+
+const NAME: &str = "file";
+const FORMAT: &str = "coinport-dev-chain";
+const VERSION: u32 = 1;
+const DEFAULT_FEE_RATE_SAT_VB: f64 = 2.0;
+/// Marks the script_sig of synthetic funding transactions, so they are recognisable.
+const FUNDING_TAG: &[u8] = b"coinport dev-chain funding";
+
+/// A development and test chain in one JSON file.
+///
+/// It behaves like a tiny node with a perfect view of its own chain: `fund` creates deposits
+/// out of thin air, `broadcast` checks that every input spends a known unspent output
+/// (refusing double spends with the node's usual reason), and `mine` confirms everything in
+/// the mempool. Scripts and signatures are **not** verified; the coordinator verifies
+/// transactions with `custody-bitcoin` before broadcasting them.
+///
+/// Every operation takes an advisory lock on `<file>.lock` and rewrites the file atomically
+/// (temporary file, `fsync`, rename, directory `fsync`), so several handles and several
+/// processes can share one chain, and of two conflicting spends exactly one is accepted.
+///
+/// # Panics
+/// The async methods run their blocking file work with `tokio::task::spawn_blocking`, so
+/// they must be called from within a Tokio runtime (as the coordinator does); elsewhere they
+/// panic.
+#[derive(Clone, Debug)]
+pub struct FileBackend {
+    path: PathBuf,
+}
+
+impl FileBackend {
+    /// Creates a new chain file for `network` at height 0 with no outputs.
+    ///
+    /// # Errors
+    /// [`ChainError::Storage`] if the file already exists or cannot be written.
+    pub fn create(path: impl AsRef<Path>, network: Network) -> Result<Self, ChainError> {
+        let backend = Self {
+            path: path.as_ref().to_path_buf(),
+        };
+        let _lock = backend.lock(LockKind::Exclusive)?;
+        if backend.path.exists() {
+            return Err(backend.io_error(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the chain file already exists",
+            )));
+        }
+        backend.write(&ChainDoc::new(network))?;
+        Ok(backend)
+    }
+
+    /// Opens an existing chain file and checks that it is valid.
+    ///
+    /// # Errors
+    /// [`ChainError::Storage`] if it cannot be read, [`ChainError::BadChainFile`] if it is
+    /// not a chain document of a version this crate reads.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ChainError> {
+        let backend = Self {
+            path: path.as_ref().to_path_buf(),
+        };
+        let _lock = backend.lock(LockKind::Shared)?;
+        backend.read()?;
+        Ok(backend)
+    }
+
+    /// Opens the chain file, creating it for `network` if it does not exist yet.
+    ///
+    /// # Errors
+    /// As [`FileBackend::open`], and [`ChainError::WrongNetwork`] if an existing file is for
+    /// another network.
+    pub fn open_or_create(path: impl AsRef<Path>, network: Network) -> Result<Self, ChainError> {
+        let backend = Self {
+            path: path.as_ref().to_path_buf(),
+        };
+        let _lock = backend.lock(LockKind::Exclusive)?;
+        let doc = if backend.path.exists() {
+            backend.read()?
+        } else {
+            let doc = ChainDoc::new(network);
+            backend.write(&doc)?;
+            doc
+        };
+        if doc.network != network {
+            return Err(ChainError::WrongNetwork {
+                backend: NAME,
+                expected: network,
+                found: doc.network,
+            });
+        }
+        Ok(backend)
+    }
+
+    /// Returns the chain file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Returns the network the chain file was created for.
+    ///
+    /// # Errors
+    /// As [`FileBackend::open`].
+    pub async fn network(&self) -> Result<Network, ChainError> {
+        self.view(|doc| Ok(doc.network)).await
+    }
+
+    /// Deposits `value` to `script` with a synthetic funding transaction and returns the new
+    /// output. The funding transaction enters the mempool; [`FileBackend::mine`] confirms it.
+    ///
+    /// The funding transaction is a real, coinbase-shaped [`Transaction`] whose txid is the
+    /// outpoint's txid; [`FileBackend::transaction`] returns it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn fund(&self, script: &ScriptBuf, value: Amount) -> Result<OutPoint, ChainError> {
+        let script = script.clone();
+        self.update(move |doc| {
+            let serial = doc.next_funding;
+            doc.next_funding = serial
+                .checked_add(1)
+                .ok_or_else(|| ChainError::BadChainFile {
+                    path: PathBuf::new(),
+                    reason: "funding counter overflow".into(),
+                })?;
+            let tx = funding_transaction(serial, script.clone(), value);
+            let txid = tx.compute_txid();
+            let outpoint = OutPoint { txid, vout: 0 };
+            doc.utxos.push(UtxoEntry {
+                txid,
+                vout: 0,
+                value,
+                script_pubkey: script,
+                height: None,
+            });
+            doc.transactions.push(TxEntry {
+                txid,
+                kind: TxKind::Funding,
+                height: None,
+                tx,
+            });
+            Ok(outpoint)
+        })
+        .await
+    }
+
+    /// Mines `blocks` blocks: everything in the mempool confirms in the first of them.
+    /// Returns the new tip height.
+    ///
+    /// # Errors
+    /// Storage errors; [`ChainError::BadChainFile`] if the height would overflow.
+    pub async fn mine(&self, blocks: u32) -> Result<u32, ChainError> {
+        self.update(move |doc| {
+            if blocks == 0 {
+                return Ok(doc.height);
+            }
+            let first = doc.height.checked_add(1);
+            let tip = doc.height.checked_add(blocks);
+            let (Some(first), Some(tip)) = (first, tip) else {
+                return Err(ChainError::BadChainFile {
+                    path: PathBuf::new(),
+                    reason: "block height overflow".into(),
+                });
+            };
+            for utxo in doc.utxos.iter_mut().filter(|u| u.height.is_none()) {
+                utxo.height = Some(first);
+            }
+            for entry in doc.transactions.iter_mut().filter(|t| t.height.is_none()) {
+                entry.height = Some(first);
+            }
+            doc.height = tip;
+            Ok(tip)
+        })
+        .await
+    }
+
+    /// Returns a transaction the chain knows (funding or broadcast), if any.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn transaction(&self, txid: &Txid) -> Result<Option<Transaction>, ChainError> {
+        let txid = *txid;
+        self.view(move |doc| Ok(doc.entry(&txid).map(|e| e.tx.clone())))
+            .await
+    }
+
+    /// Sets the fee rate [`ChainBackend::fee_rate`] answers for every target.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn set_fee_rate(&self, rate: FeeRate) -> Result<(), ChainError> {
+        self.update(move |doc| {
+            // sat/kwu ÷ 250 = sat/vB; fee rates are far below 2^53, so the cast is exact.
+            #[allow(clippy::cast_precision_loss)]
+            let sat_vb = rate.to_sat_per_kwu() as f64 / 250.0;
+            doc.fee_rate_sat_vb = sat_vb;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `f` on the current document under a shared lock, off the async runtime.
+    async fn view<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ChainDoc) -> Result<R, ChainError> + Send + 'static,
+    ) -> Result<R, ChainError> {
+        let this = self.clone();
+        this.blocking(move |this| {
+            let _lock = this.lock(LockKind::Shared)?;
+            f(&this.read()?)
+        })
+        .await
+    }
+
+    /// Runs `f` on the document under an exclusive lock and writes the result back if `f`
+    /// succeeds; a failed `f` leaves the file untouched.
+    async fn update<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut ChainDoc) -> Result<R, ChainError> + Send + 'static,
+    ) -> Result<R, ChainError> {
+        let this = self.clone();
+        this.blocking(move |this| {
+            let _lock = this.lock(LockKind::Exclusive)?;
+            let mut doc = this.read()?;
+            let result = f(&mut doc).map_err(|e| this.with_path(e))?;
+            this.write(&doc)?;
+            Ok(result)
+        })
+        .await
+    }
+
+    async fn blocking<R: Send + 'static>(
+        self,
+        f: impl FnOnce(&Self) -> Result<R, ChainError> + Send + 'static,
+    ) -> Result<R, ChainError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || f(&self))
+            .await
+            .map_err(|e| ChainError::Storage {
+                path,
+                source: io::Error::other(e.to_string()),
+            })?
+    }
+
+    /// Fills in the file's path in errors raised by document operations.
+    fn with_path(&self, error: ChainError) -> ChainError {
+        match error {
+            ChainError::BadChainFile { path, reason } if path.as_os_str().is_empty() => {
+                ChainError::BadChainFile {
+                    path: self.path.clone(),
+                    reason,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn io_error(&self, source: io::Error) -> ChainError {
+        ChainError::Storage {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        self.path.with_file_name(name)
+    }
+
+    /// Takes the advisory lock; it is released when the returned file is dropped.
+    ///
+    /// A separate lock file is locked because the chain file itself is replaced by rename
+    /// on every write, and a lock on a replaced inode protects nothing.
+    fn lock(&self, kind: LockKind) -> Result<File, ChainError> {
+        let lock_path = self.lock_path();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|source| ChainError::Storage {
+                path: lock_path.clone(),
+                source,
+            })?;
+        // Called through the trait: std's inherent `File::lock` needs Rust 1.89.
+        match kind {
+            LockKind::Shared => fs4::FileExt::lock_shared(&file),
+            LockKind::Exclusive => fs4::FileExt::lock(&file),
+        }
+        .map_err(|source| ChainError::Storage {
+            path: lock_path,
+            source,
+        })?;
+        Ok(file)
+    }
+
+    fn read(&self) -> Result<ChainDoc, ChainError> {
+        let bytes = fs::read(&self.path).map_err(|e| self.io_error(e))?;
+        let doc: ChainDoc =
+            serde_json::from_slice(&bytes).map_err(|e| ChainError::BadChainFile {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+        doc.validate().map_err(|reason| ChainError::BadChainFile {
+            path: self.path.clone(),
+            reason,
+        })?;
+        Ok(doc)
+    }
+
+    /// Replaces the file atomically and durably. Callers hold the exclusive lock, so one
+    /// temporary name suffices.
+    fn write(&self, doc: &ChainDoc) -> Result<(), ChainError> {
+        let mut bytes = serde_json::to_vec_pretty(doc).map_err(|e| ChainError::BadChainFile {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        bytes.push(b'\n');
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(self.path.file_name().unwrap_or_default());
+        tmp_name.push(".tmp");
+        let tmp = self.path.with_file_name(tmp_name);
+        let written = (|| {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&tmp, &self.path)?;
+            sync_parent(&self.path)
+        })();
+        written.map_err(|e| self.io_error(e))
+    }
+}
+
+#[cfg(unix)]
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_parent(_path: &Path) -> io::Result<()> {
+    // Directories cannot be opened for syncing on Windows; rename is durable there.
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+fn funding_transaction(serial: u64, script_pubkey: ScriptBuf, value: Amount) -> Transaction {
+    let mut tag = FUNDING_TAG.to_vec();
+    tag.extend_from_slice(&serial.to_le_bytes());
+    let tag = PushBytesBuf::try_from(tag).expect("34 bytes is below the push limit");
+    Transaction {
+        version: Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::null(),
+            script_sig: ScriptBuf::builder().push_slice(tag).into_script(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value,
+            script_pubkey,
+        }],
+    }
+}
+
+fn reject(txid: Txid, reason: String) -> ChainError {
+    ChainError::Rejected {
+        backend: NAME,
+        txid,
+        reason,
+    }
+}
+
+/// Checks `tx` against the chain and applies it; returns its txid.
+fn accept(doc: &mut ChainDoc, tx: &Transaction) -> Result<Txid, ChainError> {
+    let txid = tx.compute_txid();
+    if doc.entry(&txid).is_some() {
+        return Ok(txid);
+    }
+    if tx.input.is_empty() {
+        return Err(reject(txid, "bad-txns-vin-empty".into()));
+    }
+    if tx.output.is_empty() {
+        return Err(reject(txid, "bad-txns-vout-empty".into()));
+    }
+    let mut spent = HashSet::new();
+    let mut in_value = Amount::ZERO;
+    for (index, input) in tx.input.iter().enumerate() {
+        let prevout = input.previous_output;
+        if !spent.insert(prevout) {
+            return Err(reject(
+                txid,
+                format!("bad-txns-inputs-duplicate: input {index} spends {prevout} again"),
+            ));
+        }
+        if input.witness.is_empty() && input.script_sig.is_empty() {
+            return Err(reject(
+                txid,
+                format!("input {index} is unsigned (empty witness and script_sig)"),
+            ));
+        }
+        match doc.utxo(&prevout) {
+            Some(utxo) => {
+                in_value = in_value
+                    .checked_add(utxo.value)
+                    .ok_or_else(|| reject(txid, "bad-txns-inputvalues-outofrange".into()))?;
+            }
+            None => {
+                return Err(reject(
+                    txid,
+                    match doc.spender(&prevout) {
+                        Some((spender, None)) => format!(
+                            "txn-mempool-conflict: input {index} spends {prevout}, already spent \
+                             by {spender} in the mempool (double spend)"
+                        ),
+                        Some((spender, Some(height))) => format!(
+                            "bad-txns-inputs-missingorspent: input {index} spends {prevout}, \
+                             already spent by {spender} confirmed at height {height} (double spend)"
+                        ),
+                        None => format!(
+                            "bad-txns-inputs-missingorspent: input {index} spends unknown output \
+                             {prevout}"
+                        ),
+                    },
+                ));
+            }
+        }
+    }
+    let out_value = tx
+        .output
+        .iter()
+        .try_fold(Amount::ZERO, |sum, out| sum.checked_add(out.value))
+        .ok_or_else(|| reject(txid, "bad-txns-txouttotal-toolarge".into()))?;
+    if out_value > in_value {
+        return Err(reject(
+            txid,
+            format!("bad-txns-in-belowout: outputs {out_value} exceed inputs {in_value}"),
+        ));
+    }
+
+    doc.utxos.retain(|u| !spent.contains(&u.outpoint()));
+    for (vout, out) in (0u32..).zip(&tx.output) {
+        if out.script_pubkey.is_op_return() {
+            continue;
+        }
+        doc.utxos.push(UtxoEntry {
+            txid,
+            vout,
+            value: out.value,
+            script_pubkey: out.script_pubkey.clone(),
+            height: None,
+        });
+    }
+    doc.transactions.push(TxEntry {
+        txid,
+        kind: TxKind::Broadcast,
+        height: None,
+        tx: tx.clone(),
+    });
+    Ok(txid)
+}
+
+#[async_trait::async_trait]
+impl ChainBackend for FileBackend {
+    async fn utxos(&self, scripts: &[ScriptBuf]) -> Result<Vec<Utxo>, ChainError> {
+        let scripts: HashSet<ScriptBuf> = scripts.iter().cloned().collect();
+        self.view(move |doc| {
+            Ok(doc
+                .utxos
+                .iter()
+                .filter(|u| scripts.contains(&u.script_pubkey))
+                .map(|u| Utxo {
+                    outpoint: u.outpoint(),
+                    value: u.value,
+                    script_pubkey: u.script_pubkey.clone(),
+                    height: u.height,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn broadcast(&self, tx: &Transaction) -> Result<Txid, ChainError> {
+        let tx = tx.clone();
+        self.update(move |doc| accept(doc, &tx)).await
+    }
+
+    async fn tx_status(&self, txid: &Txid) -> Result<TxStatus, ChainError> {
+        let txid = *txid;
+        self.view(move |doc| {
+            Ok(match doc.entry(&txid).map(|e| e.height) {
+                None => TxStatus::Unknown,
+                Some(None) => TxStatus::InMempool,
+                Some(Some(height)) => TxStatus::Confirmed {
+                    height,
+                    confirmations: doc.height.saturating_sub(height).saturating_add(1),
+                },
+            })
+        })
+        .await
+    }
+
+    async fn tip_height(&self) -> Result<u32, ChainError> {
+        self.view(|doc| Ok(doc.height)).await
+    }
+
+    async fn fee_rate(&self, _target_blocks: u16) -> Result<FeeRate, ChainError> {
+        self.view(|doc| fee_rate_from_sat_per_vb(NAME, doc.fee_rate_sat_vb))
+            .await
+    }
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+/// The chain document; field order is the order in the file.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChainDoc {
+    format: String,
+    version: u32,
+    network: Network,
+    height: u32,
+    fee_rate_sat_vb: f64,
+    next_funding: u64,
+    utxos: Vec<UtxoEntry>,
+    transactions: Vec<TxEntry>,
+}
+
+impl ChainDoc {
+    fn new(network: Network) -> Self {
+        Self {
+            format: FORMAT.into(),
+            version: VERSION,
+            network,
+            height: 0,
+            fee_rate_sat_vb: DEFAULT_FEE_RATE_SAT_VB,
+            next_funding: 0,
+            utxos: Vec::new(),
+            transactions: Vec::new(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.format != FORMAT {
+            return Err(format!("format is {:?}, expected {FORMAT:?}", self.format));
+        }
+        if self.version != VERSION {
+            return Err(format!(
+                "format version {} is not supported (this build reads {VERSION})",
+                self.version
+            ));
+        }
+        fee_rate_from_sat_per_vb(NAME, self.fee_rate_sat_vb).map_err(|e| e.to_string())?;
+        let mut seen = HashSet::new();
+        for entry in &self.transactions {
+            if entry.tx.compute_txid() != entry.txid {
+                return Err(format!(
+                    "transaction {} does not hash to its txid",
+                    entry.txid
+                ));
+            }
+            if !seen.insert(entry.txid) {
+                return Err(format!("transaction {} is listed twice", entry.txid));
+            }
+        }
+        for entry in &self.transactions {
+            if entry.height.is_some_and(|h| h > self.height) {
+                return Err(format!("transaction {} is above the tip", entry.txid));
+            }
+        }
+        let mut outpoints = HashSet::new();
+        for utxo in &self.utxos {
+            if !outpoints.insert(utxo.outpoint()) {
+                return Err(format!("output {} is listed twice", utxo.outpoint()));
+            }
+            if utxo.height.is_some_and(|h| h > self.height) {
+                return Err(format!("output {} is above the tip", utxo.outpoint()));
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&self, txid: &Txid) -> Option<&TxEntry> {
+        self.transactions.iter().find(|t| t.txid == *txid)
+    }
+
+    fn utxo(&self, outpoint: &OutPoint) -> Option<&UtxoEntry> {
+        self.utxos.iter().find(|u| u.outpoint() == *outpoint)
+    }
+
+    /// The known transaction spending `outpoint` and its confirmation height.
+    fn spender(&self, outpoint: &OutPoint) -> Option<(Txid, Option<u32>)> {
+        self.transactions
+            .iter()
+            .find(|t| t.tx.input.iter().any(|i| i.previous_output == *outpoint))
+            .map(|t| (t.txid, t.height))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UtxoEntry {
+    txid: Txid,
+    vout: u32,
+    #[serde(rename = "value_sat", with = "bitcoin::amount::serde::as_sat")]
+    value: Amount,
+    #[serde(with = "hex_script")]
+    script_pubkey: ScriptBuf,
+    height: Option<u32>,
+}
+
+impl UtxoEntry {
+    fn outpoint(&self) -> OutPoint {
+        OutPoint {
+            txid: self.txid,
+            vout: self.vout,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum TxKind {
+    Funding,
+    Broadcast,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxEntry {
+    txid: Txid,
+    kind: TxKind,
+    height: Option<u32>,
+    #[serde(rename = "hex", with = "hex_tx")]
+    tx: Transaction,
+}
+
+mod hex_script {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(script: &ScriptBuf, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&script.as_bytes().to_lower_hex_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ScriptBuf, D::Error> {
+        let text = String::deserialize(d)?;
+        Vec::<u8>::from_hex(&text)
+            .map(ScriptBuf::from_bytes)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+mod hex_tx {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(tx: &Transaction, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode::serialize_hex(tx))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Transaction, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = Vec::<u8>::from_hex(&text).map_err(serde::de::Error::custom)?;
+        encode::deserialize(&bytes).map_err(serde::de::Error::custom)
+    }
+}
