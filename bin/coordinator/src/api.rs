@@ -229,8 +229,125 @@ pub fn router(app: App) -> Router {
                 async move { Json(doc) }
             }),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            replay_idempotent,
+        ))
         .layer(axum::middleware::from_fn(track_metrics))
         .with_state(app)
+}
+
+/// Routes whose handlers keep their idempotency record in the same transaction as the
+/// change (the withdrawal lifecycle); the middleware leaves them alone.
+const TRANSACTIONAL_IDEMPOTENCY: [&str; 4] = [
+    "/v1/withdrawals",
+    "/v1/withdrawals/{id}/approvals",
+    "/v1/withdrawals/{id}/round",
+    "/v1/withdrawals/{id}/shares",
+];
+
+/// Any other mutating request may carry an `Idempotency-Key`: the first answer (success or
+/// refusal, not a server error) is stored under the caller's credentials and the key, and
+/// a repeat with the same body gets it back without running again; another body with the
+/// same key is refused.
+async fn replay_idempotent(
+    State(app): State<App>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty() && k.len() <= 128);
+    let (Some(key), Some(path)) = (key, path) else {
+        return next.run(req).await;
+    };
+    if req.method() == axum::http::Method::GET || TRANSACTIONAL_IDEMPOTENCY.contains(&path.as_str())
+    {
+        return next.run(req).await;
+    }
+    let scope = format!(
+        "credential:{}",
+        hex::encode(Sha256::digest(
+            req.headers()
+                .get(axum::http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default()
+        ))
+    );
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return ApiError::bad_request("request body too large").into_response();
+    };
+    let request_hash = {
+        let mut h = Sha256::new();
+        h.update(parts.method.as_str().as_bytes());
+        h.update(parts.uri.path().as_bytes());
+        h.update([0]);
+        h.update(&bytes);
+        hex::encode(h.finalize())
+    };
+    let stored = sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE principal_id = $1 AND idem_key = $2")
+        .bind(&scope)
+        .bind(&key)
+        .fetch_optional(app.db.pool())
+        .await;
+    match stored {
+        Err(e) => return ApiError::from(e).into_response(),
+        Ok(Some(row)) => {
+            if text(&row, "request_hash").unwrap_or_default() != request_hash {
+                return ApiError::refused(
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request; use a new key",
+                )
+                .into_response();
+            }
+            let status = StatusCode::from_u16(
+                u16::try_from(int(&row, "status").unwrap_or(500)).unwrap_or(500),
+            )
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = text(&row, "response").unwrap_or_default();
+            return (
+                status,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+        }
+        Ok(None) => {}
+    }
+    let res = next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        ))
+        .await;
+    if res.status().is_server_error() {
+        return res;
+    }
+    let (rparts, rbody) = res.into_parts();
+    let Ok(out) = axum::body::to_bytes(rbody, 4 << 20).await else {
+        return ApiError::internal("response too large to record").into_response();
+    };
+    let _ = sqlx::query(
+        "INSERT INTO idempotency_keys (principal_id, idem_key, request_hash, status, response, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&scope)
+    .bind(&key)
+    .bind(&request_hash)
+    .bind(i64::from(rparts.status.as_u16()))
+    .bind(String::from_utf8_lossy(&out).into_owned())
+    .bind(app.now())
+    .execute(app.db.pool())
+    .await;
+    Response::from_parts(rparts, axum::body::Body::from(out))
 }
 
 async fn track_metrics(req: axum::extract::Request, next: axum::middleware::Next) -> Response {

@@ -69,6 +69,17 @@ pub struct App {
     pub ingest_token_hash: Option<String>,
     /// Verified policies by hash.
     pub policies: Arc<crate::policy::PolicyCache>,
+    /// When the background work last did what.
+    pub worker: Arc<WorkerState>,
+}
+
+/// Times (unix seconds) of the last periodic jobs.
+#[derive(Debug, Default)]
+pub struct WorkerState {
+    /// Last coin sync.
+    pub last_sync: std::sync::atomic::AtomicI64,
+    /// Last audit checkpoint.
+    pub last_checkpoint: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for App {

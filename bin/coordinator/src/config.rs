@@ -139,6 +139,32 @@ pub struct Config {
     pub chain: Option<custody_chain::ChainConfig>,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted reverse proxy).
     pub trust_forwarded_for: bool,
+    /// Background work: coin sync and signed audit checkpoints.
+    pub worker: WorkerConfig,
+}
+
+/// Periodic work of the daemon.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Seconds between coin syncs from the chain backend. Default 60.
+    pub utxo_sync_secs: i64,
+    /// Minutes between signed audit checkpoints written to `checkpoint_dir`. Default 60;
+    /// 0 disables.
+    pub checkpoint_minutes: i64,
+    /// Where checkpoints go (relative paths under `data_dir`); ship this directory off the
+    /// box. Default `checkpoints`.
+    pub checkpoint_dir: PathBuf,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            utxo_sync_secs: 60,
+            checkpoint_minutes: 60,
+            checkpoint_dir: PathBuf::from("checkpoints"),
+        }
+    }
 }
 
 impl Default for Config {
@@ -157,6 +183,7 @@ impl Default for Config {
             wallet: WalletConfig::default(),
             chain: None,
             trust_forwarded_for: false,
+            worker: WorkerConfig::default(),
         }
     }
 }
@@ -345,13 +372,142 @@ impl AuthConfig {
     }
 }
 
-/// Where notifications go.
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+/// Where notifications go. Every configured channel gets its own outbox row per
+/// notification, delivered and retried independently.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotificationConfig {
     /// Development sink: every notification is appended to this JSON Lines file
-    /// (relative paths are under `data_dir`). Default `notifications.jsonl`.
+    /// (relative paths are under `data_dir`). Default `notifications.jsonl`; `false`-like
+    /// empty string disables it.
     pub file_sink: Option<PathBuf>,
+    /// Email to the account's address through an SMTP relay.
+    pub smtp: Option<SmtpConfig>,
+    /// A JSON POST per notification to the exchange's systems, signed with HMAC-SHA256.
+    pub webhook: Option<WebhookConfig>,
+    /// Attempts before a notification is given up and marked failed. Default 12 (with
+    /// backoff from 1 minute doubling to 1 hour: about 8 hours).
+    pub max_attempts: u32,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig {
+            file_sink: Some(PathBuf::from("notifications.jsonl")),
+            smtp: None,
+            webhook: None,
+            max_attempts: 12,
+        }
+    }
+}
+
+/// How to reach the SMTP relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// STARTTLS on the submission port (587).
+    Starttls,
+    /// Implicit TLS (465).
+    Tls,
+    /// Plain text: only to a relay on a loopback address (a local MTA or a test sink).
+    None,
+}
+
+/// SMTP relay settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Relay host name.
+    pub host: String,
+    /// Port. Default 587.
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls` or `none` (loopback only).
+    #[serde(default = "default_smtp_security")]
+    pub security: SmtpSecurity,
+    /// The sender, e.g. `CoinPort Security <security@example.com>`.
+    pub from: String,
+    /// User name, if the relay needs one (with `password_file`).
+    pub username: Option<String>,
+    /// File whose first line is the relay password.
+    pub password_file: Option<PathBuf>,
+    /// Bound on one delivery, in seconds. Default 30.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// Webhook settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST (`https://…`; `http://` only to a loopback address).
+    pub url: String,
+    /// File whose first line is the HMAC key; the body's HMAC-SHA256 is sent in
+    /// `X-Custody-Signature: sha256=<hex>`.
+    pub secret_file: PathBuf,
+    /// Bound on one delivery, in seconds. Default 30.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+fn default_smtp_security() -> SmtpSecurity {
+    SmtpSecurity::Starttls
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl NotificationConfig {
+    /// Refuses plain-text channels to anything but loopback.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(s) = &self.smtp {
+            if s.security == SmtpSecurity::None && !is_loopback_host(&s.host) {
+                return Err(ConfigError::Invalid {
+                    key: "notifications.smtp.security",
+                    message: format!(
+                        "plain-text SMTP is allowed only to a loopback relay, not {}",
+                        s.host
+                    ),
+                });
+            }
+        }
+        if let Some(w) = &self.webhook {
+            let ok = if let Some(rest) = w.url.strip_prefix("http://") {
+                let host = rest.split(['/', ':']).next().unwrap_or_default();
+                is_loopback_host(host)
+            } else {
+                w.url.starts_with("https://")
+            };
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key: "notifications.webhook.url",
+                    message: "must be https:// (or http:// to a loopback address)".into(),
+                });
+            }
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::Invalid {
+                key: "notifications.max_attempts",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The wallet.
@@ -407,6 +563,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.risk.validate()?;
         self.auth.validate()?;
+        self.notifications.validate()?;
         if self.database_max_connections == 0 {
             return Err(ConfigError::Invalid {
                 key: "database_max_connections",
@@ -427,18 +584,26 @@ impl Config {
         }
     }
 
-    /// The notification file sink path, resolved under `data_dir`.
-    pub fn notification_file(&self) -> PathBuf {
-        let p = self
-            .notifications
-            .file_sink
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("notifications.jsonl"));
-        if p.is_absolute() {
+    /// The checkpoint directory, resolved under `data_dir`.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        if self.worker.checkpoint_dir.is_absolute() {
+            self.worker.checkpoint_dir.clone()
+        } else {
+            self.data_dir.join(&self.worker.checkpoint_dir)
+        }
+    }
+
+    /// The notification file sink path, resolved under `data_dir`; `None` when disabled.
+    pub fn notification_file(&self) -> Option<PathBuf> {
+        let p = self.notifications.file_sink.clone()?;
+        if p.as_os_str().is_empty() {
+            return None;
+        }
+        Some(if p.is_absolute() {
             p
         } else {
             self.data_dir.join(p)
-        }
+        })
     }
 }
 

@@ -159,18 +159,66 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
         metrics: metrics_handle(),
         ingest_token_hash,
         policies: Arc::new(policy::PolicyCache::default()),
+        worker: Arc::new(app::WorkerState::default()),
     })
 }
 
 /// One pass of the background work: deliver notifications, resume interrupted
-/// broadcasts, notice confirmations.
+/// broadcasts, notice confirmations, and when due sync coins and write a signed audit
+/// checkpoint.
 ///
 /// # Errors
 /// Storage failure.
 pub async fn tick(app: &App) -> Result<(), error::ApiError> {
+    use std::sync::atomic::Ordering;
     notify::deliver_pending(app, 100).await?;
     withdrawals::resume(app).await?;
+    let now = app.now();
+    let w = &app.config.worker;
+    if app.chain.is_some()
+        && app.wallet.is_some()
+        && now - app.worker.last_sync.load(Ordering::SeqCst) >= w.utxo_sync_secs
+    {
+        app.worker.last_sync.store(now, Ordering::SeqCst);
+        if let Err(e) = withdrawals::sync_utxos(app, 20).await {
+            tracing::warn!(error = %e, "coin sync failed; retrying later");
+        }
+    }
+    if w.checkpoint_minutes > 0
+        && now - app.worker.last_checkpoint.load(Ordering::SeqCst) >= w.checkpoint_minutes * 60
+    {
+        app.worker.last_checkpoint.store(now, Ordering::SeqCst);
+        write_checkpoint(app).await?;
+    }
     Ok(())
+}
+
+/// Verifies the audit chain and writes its signed head to the checkpoint directory
+/// (`checkpoint-<seq>.json`); an existing file for the same entry is left alone.
+///
+/// # Errors
+/// Storage failure; a broken chain is logged at error level and writes nothing.
+pub async fn write_checkpoint(app: &App) -> Result<Option<std::path::PathBuf>, error::ApiError> {
+    match audit::checkpoint(&app.db, &app.identity, app.now()).await {
+        Ok(cp) => {
+            let dir = app.config.checkpoint_dir();
+            let path = dir.join(format!("checkpoint-{:012}.json", cp.seq));
+            if path.exists() {
+                return Ok(Some(path));
+            }
+            let body = serde_json::to_vec_pretty(&cp).map_err(error::ApiError::internal)?;
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&path, body))
+                .map_err(error::ApiError::internal)?;
+            Ok(Some(path))
+        }
+        Err(audit::VerifyError::Break(b)) => {
+            tracing::error!(problem = %b, "audit log verification FAILED; no checkpoint written");
+            metrics::counter!("custody_audit_breaks_total").increment(1);
+            Ok(None)
+        }
+        Err(audit::VerifyError::Db(e)) => Err(e.into()),
+    }
 }
 
 /// Serves the API on `config.bind` until SIGINT/SIGTERM, with the background worker.

@@ -1,101 +1,313 @@
-//! The transactional outbox: a notification row is written in the same transaction as the
-//! event it reports; [`deliver_pending`] hands rows to the configured channels with
-//! retries. Development delivers to a JSON Lines file.
+//! The transactional outbox: notification rows are written in the same transaction as the
+//! event they report, one row per configured channel; [`deliver_pending`] hands due rows to
+//! their channel and retries failures with backoff (1 minute doubling to 1 hour) until
+//! `notifications.max_attempts`, after which a row is marked failed — never lost silently.
+//!
+//! Channels: a JSON Lines file (development), email through an SMTP relay (`lettre`), and a
+//! webhook POST signed with HMAC-SHA256 (`X-Custody-Signature: sha256=<hex>` over the exact
+//! body, `X-Custody-Delivery: <id>` so a receiver can drop duplicates: a crash between a
+//! delivery and its bookkeeping delivers again, never less).
 
 use std::io::Write;
+use std::time::Duration;
 
+use hmac::{Hmac, Mac};
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sha2::Sha256;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::app::App;
+use crate::config::SmtpSecurity;
 use crate::db::{int, opt_text, text, Tx};
 use crate::error::ApiError;
 
-/// Queues a notification inside `tx`.
+/// Queues a notification inside `tx`: one row per configured channel. Email rows need a
+/// principal (the recipient is read at delivery time, so an email change is honoured).
 ///
 /// # Errors
 /// Storage failure.
 pub async fn enqueue(
     tx: &mut Tx<'_>,
-    now: i64,
+    app: &App,
     principal_id: Option<&str>,
     kind: &str,
     payload: serde_json::Value,
 ) -> Result<(), ApiError> {
-    sqlx::query(
-        "INSERT INTO outbox (id, created_at, principal_id, channel, kind, payload, next_attempt_at) \
-         VALUES ($1, $2, $3, 'file', $4, $5, $6)",
-    )
-    .bind(Uuid::new_v4().to_string())
-    .bind(now)
-    .bind(principal_id)
-    .bind(kind)
-    .bind(payload.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let now = app.now();
+    let mut channels = Vec::new();
+    if app.config.notification_file().is_some() {
+        channels.push("file");
+    }
+    if app.config.notifications.smtp.is_some() && principal_id.is_some() {
+        channels.push("email");
+    }
+    if app.config.notifications.webhook.is_some() {
+        channels.push("webhook");
+    }
+    let payload = payload.to_string();
+    for channel in channels {
+        sqlx::query(
+            "INSERT INTO outbox (id, created_at, principal_id, channel, kind, payload, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(now)
+        .bind(principal_id)
+        .bind(channel)
+        .bind(kind)
+        .bind(&payload)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
-/// Delivers due notifications; returns how many were delivered. A failed delivery is
-/// retried with exponential backoff (1 min doubling, at most 1 h).
+/// A due notification.
+struct Pending {
+    id: String,
+    created_at: i64,
+    principal_id: Option<String>,
+    channel: String,
+    kind: String,
+    payload: serde_json::Value,
+    attempts: i64,
+}
+
+impl Pending {
+    fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "created_at": self.created_at,
+            "principal_id": self.principal_id,
+            "kind": self.kind,
+            "payload": self.payload,
+        })
+    }
+}
+
+/// Delivers due notifications; returns how many were delivered.
 ///
 /// # Errors
-/// Storage failure.
+/// Storage failure (a channel failure is recorded on its row, not returned).
 pub async fn deliver_pending(app: &App, limit: i64) -> Result<usize, ApiError> {
     let now = app.now();
     let rows = sqlx::query(
-        "SELECT id, created_at, principal_id, kind, payload, attempts FROM outbox \
-         WHERE delivered_at IS NULL AND next_attempt_at <= $1 ORDER BY created_at LIMIT $2",
+        "SELECT id, created_at, principal_id, channel, kind, payload, attempts FROM outbox \
+         WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 \
+         ORDER BY created_at LIMIT $2",
     )
     .bind(now)
     .bind(limit)
     .fetch_all(app.db.pool())
     .await?;
-    let path = app.config.notification_file();
     let mut delivered = 0;
     for r in &rows {
-        let id = text(r, "id")?;
-        let line = serde_json::json!({
-            "id": id,
-            "created_at": int(r, "created_at")?,
-            "principal_id": opt_text(r, "principal_id")?,
-            "kind": text(r, "kind")?,
-            "payload": serde_json::from_str::<serde_json::Value>(&text(r, "payload")?).unwrap_or_default(),
-        });
-        let result = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| {
-                writeln!(f, "{line}")?;
-                f.sync_data()
-            });
+        let p = Pending {
+            id: text(r, "id")?,
+            created_at: int(r, "created_at")?,
+            principal_id: opt_text(r, "principal_id")?,
+            channel: text(r, "channel")?,
+            kind: text(r, "kind")?,
+            payload: serde_json::from_str(&text(r, "payload")?).unwrap_or_default(),
+            attempts: int(r, "attempts")?,
+        };
+        let result = match p.channel.as_str() {
+            "file" => deliver_file(app, &p),
+            "email" => deliver_email(app, &p).await,
+            "webhook" => deliver_webhook(app, &p).await,
+            other => Err(format!("unknown channel {other}")),
+        };
+        let attempts = p.attempts + 1;
         match result {
             Ok(()) => {
-                sqlx::query(
-                    "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1 WHERE id = $2",
-                )
-                .bind(now)
-                .bind(&id)
-                .execute(app.db.pool())
-                .await?;
+                sqlx::query("UPDATE outbox SET delivered_at = $1, attempts = $2, last_error = NULL WHERE id = $3")
+                    .bind(now)
+                    .bind(attempts)
+                    .bind(&p.id)
+                    .execute(app.db.pool())
+                    .await?;
                 delivered += 1;
+                metrics::counter!("custody_notifications_delivered_total", "channel" => p.channel.clone()).increment(1);
             }
-            Err(e) => {
-                let attempts = int(r, "attempts")? + 1;
-                let backoff = (60_i64 << attempts.min(6)).min(3600);
+            Err(error) => {
+                tracing::warn!(channel = %p.channel, notification = %p.id, attempts, %error, "notification delivery failed");
+                metrics::counter!("custody_notifications_failed_attempts_total", "channel" => p.channel.clone()).increment(1);
+                let give_up = attempts >= i64::from(app.config.notifications.max_attempts);
+                let backoff = (60_i64 << (attempts - 1).clamp(0, 6)).min(3600);
                 sqlx::query(
-                    "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4",
+                    "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3, failed_at = $4 WHERE id = $5",
                 )
                 .bind(attempts)
                 .bind(now + backoff)
-                .bind(e.to_string())
-                .bind(&id)
+                .bind(error.chars().take(500).collect::<String>())
+                .bind(if give_up { Some(now) } else { None })
+                .bind(&p.id)
                 .execute(app.db.pool())
                 .await?;
             }
         }
     }
-    metrics::counter!("custody_notifications_delivered_total").increment(delivered as u64);
     Ok(delivered)
+}
+
+fn deliver_file(app: &App, p: &Pending) -> Result<(), String> {
+    let path = app.config.notification_file().ok_or("file sink disabled")?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| {
+            writeln!(f, "{}", p.body())?;
+            f.sync_data()
+        })
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The subject and text of an alert, for people.
+pub fn render(kind: &str, payload: &serde_json::Value) -> (String, String) {
+    let at = payload["at"]
+        .as_i64()
+        .map(crate::clock::rfc3339)
+        .unwrap_or_default();
+    let what = match kind {
+        "security.password_change" => "Your password was changed".to_owned(),
+        "security.password_reset" => "Your password was reset".to_owned(),
+        "security.two_factor_reset" => "Your two-factor authentication was reset".to_owned(),
+        "security.two_factor_enabled" => "Two-factor authentication was turned on".to_owned(),
+        "security.email_change" => "Your email address was changed".to_owned(),
+        "security.new_device" => "A new device signed in to your account".to_owned(),
+        "security.new_ip" => "Your account was used from a new IP address".to_owned(),
+        "security.login" => "New sign-in to your account".to_owned(),
+        "security.login_failed" => "A sign-in to your account failed".to_owned(),
+        "security.whitelist_change" => "Your withdrawal whitelist changed".to_owned(),
+        "security.api_key_created" => "An API key was created".to_owned(),
+        "security.withdrawal_attempt" => "A withdrawal was requested".to_owned(),
+        "withdrawal.requested" => "Your withdrawal was received".to_owned(),
+        "withdrawal.held" => "Your withdrawal is on hold".to_owned(),
+        "withdrawal.approved" => "Your withdrawal was approved".to_owned(),
+        "withdrawal.broadcast" => "Your withdrawal was sent".to_owned(),
+        "policy.installed" => "A new withdrawal policy was installed".to_owned(),
+        other => format!("Security notice: {other}"),
+    };
+    let mut body = format!(
+        "{what}{}.\n",
+        if at.is_empty() {
+            String::new()
+        } else {
+            format!(" at {at}")
+        }
+    );
+    if let Some(until) = payload["hold_until"].as_i64().filter(|u| *u > 0) {
+        body.push_str(&format!(
+            "Withdrawals are held until {}.\n",
+            crate::clock::rfc3339(until)
+        ));
+    }
+    if let Some(txid) = payload["txid"].as_str() {
+        body.push_str(&format!("Transaction: {txid}\n"));
+    }
+    body.push_str("\nIf this was not you, contact support at once; an administrator can freeze your account immediately.\n");
+    (format!("CoinPort Custody: {what}"), body)
+}
+
+async fn deliver_email(app: &App, p: &Pending) -> Result<(), String> {
+    let smtp = app
+        .config
+        .notifications
+        .smtp
+        .clone()
+        .ok_or("smtp not configured")?;
+    let principal = p
+        .principal_id
+        .clone()
+        .ok_or("email notification without an account")?;
+    let row = sqlx::query("SELECT email FROM principals WHERE id = $1")
+        .bind(&principal)
+        .fetch_optional(app.db.pool())
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("account no longer exists")?;
+    let to: Mailbox = text(&row, "email")
+        .map_err(|e| e.to_string())?
+        .parse()
+        .map_err(|e| format!("recipient: {e}"))?;
+    let from: Mailbox = smtp
+        .from
+        .parse()
+        .map_err(|e| format!("notifications.smtp.from: {e}"))?;
+    let (subject, body) = render(&p.kind, &p.payload);
+    let message = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| e.to_string())?;
+    let mut builder = match smtp.security {
+        SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+            .map_err(|e| e.to_string())?,
+        SmtpSecurity::Tls => {
+            AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(|e| e.to_string())?
+        }
+        SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+    }
+    .port(smtp.port)
+    .timeout(Some(Duration::from_secs(smtp.timeout_secs)));
+    if let (Some(user), Some(file)) = (&smtp.username, &smtp.password_file) {
+        let pw = Zeroizing::new(
+            std::fs::read_to_string(file).map_err(|e| format!("password_file: {e}"))?,
+        );
+        builder = builder.credentials(Credentials::new(
+            user.clone(),
+            pw.lines().next().unwrap_or_default().to_owned(),
+        ));
+    }
+    builder
+        .build()
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The signature header value for a webhook body.
+pub fn webhook_signature(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn deliver_webhook(app: &App, p: &Pending) -> Result<(), String> {
+    let hook = app
+        .config
+        .notifications
+        .webhook
+        .clone()
+        .ok_or("webhook not configured")?;
+    let secret = Zeroizing::new(
+        std::fs::read_to_string(&hook.secret_file).map_err(|e| format!("secret_file: {e}"))?,
+    );
+    let body = p.body().to_string();
+    let signature = webhook_signature(
+        secret.lines().next().unwrap_or_default().as_bytes(),
+        body.as_bytes(),
+    );
+    let request = bitreq::post(&hook.url)
+        .with_header("Content-Type", "application/json")
+        .with_header("X-Custody-Signature", signature)
+        .with_header("X-Custody-Delivery", p.id.clone())
+        .with_body(body)
+        .with_timeout(Duration::from_secs(hook.timeout_secs));
+    let response = request.send_async().await.map_err(|e| e.to_string())?;
+    if (200..300).contains(&response.status_code) {
+        Ok(())
+    } else {
+        Err(format!("webhook answered HTTP {}", response.status_code))
+    }
 }

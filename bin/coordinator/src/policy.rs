@@ -194,7 +194,7 @@ pub async fn install(
     .await?;
     crate::notify::enqueue(
         &mut tx,
-        now,
+        app,
         None,
         "policy.installed",
         serde_json::json!({ "version": doc.version, "hash": hash, "effective_from": doc.effective_from }),

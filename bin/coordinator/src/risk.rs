@@ -185,10 +185,12 @@ pub async fn record_event(
     .await?;
     crate::notify::enqueue(
         tx,
-        now,
+        app,
         Some(principal_id),
         &format!("security.{}", kind.as_str()),
-        serde_json::json!({ "kind": kind.as_str(), "at": now, "ip": ip }),
+        serde_json::json!({
+            "kind": kind.as_str(), "at": now, "ip": ip, "hold_until": audit.get("hold_until"),
+        }),
     )
     .await?;
     Ok(id)

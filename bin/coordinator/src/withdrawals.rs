@@ -513,7 +513,7 @@ pub async fn request(
     .await?;
     crate::notify::enqueue(
         tx,
-        now,
+        app,
         Some(&principal.id),
         if hold_until > now { "withdrawal.held" } else { "withdrawal.requested" },
         serde_json::json!({ "withdrawal": id, "amount": req.amount, "address": address, "hold_until": hold_until }),
@@ -748,7 +748,7 @@ pub async fn approve(
         .await?;
         crate::notify::enqueue(
             tx,
-            now,
+            app,
             Some(&w.principal_id),
             "withdrawal.approved",
             serde_json::json!({ "withdrawal": w.id }),
@@ -1264,7 +1264,7 @@ async fn send(
                 .await?;
                 crate::notify::enqueue(
                     &mut tx,
-                    now,
+                    app,
                     Some(&w.principal_id),
                     "withdrawal.broadcast",
                     serde_json::json!({ "withdrawal": w.id, "txid": txid.to_string() }),

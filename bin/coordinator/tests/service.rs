@@ -292,3 +292,143 @@ fn the_development_clock_is_refused_on_mainnet() {
         .code(2)
         .stderr(predicates::str::contains("refused on mainnet"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_mutating_requests_replay_under_their_idempotency_key() {
+    let h = Harness::new(Engine::Sqlite).await.unwrap();
+    let op = h
+        .principal(
+            "ops@example.com",
+            custody_coordinator::accounts::Role::Operator,
+            None,
+        )
+        .await;
+    let key = new_key();
+    let body = json!({ "reason": "drill" });
+    let (a, _) = h
+        .call(
+            "POST",
+            "/v1/admin/freeze",
+            Some(&op.token),
+            Some(&key),
+            Some(body.clone()),
+        )
+        .await;
+    let (b, _) = h
+        .call(
+            "POST",
+            "/v1/admin/freeze",
+            Some(&op.token),
+            Some(&key),
+            Some(body),
+        )
+        .await;
+    assert_eq!((a, b), (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT));
+    assert_eq!(
+        h.audit_count("freeze.on").await,
+        1,
+        "the repeat was answered from the record"
+    );
+    let (c, v) = h
+        .call(
+            "POST",
+            "/v1/admin/freeze",
+            Some(&op.token),
+            Some(&key),
+            Some(json!({ "reason": "other" })),
+        )
+        .await;
+    assert_eq!(c, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn the_daemon_serves_on_loopback_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config_path = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "bind = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("custody-coordinator");
+    let mut child = std::process::Command::new(bin)
+        .args(["--config", config_path.to_str().unwrap(), "serve"])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut health = None;
+    for _ in 0..200 {
+        if let Some(r) = http_get(port, "/healthz") {
+            health = Some(r);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let health = health.expect("the daemon answers within 20 s");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let doc = http_get(port, "/openapi.json").unwrap();
+    assert!(doc.contains("/v1/withdrawals"));
+    // The first worker pass writes a signed checkpoint.
+    let cp_dir = dir.path().join("data").join("checkpoints");
+    for _ in 0..100 {
+        if std::fs::read_dir(&cp_dir)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        std::fs::read_dir(&cp_dir).unwrap().count() > 0,
+        "checkpoint written"
+    );
+    let pid = child.id();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let mut status = None;
+    for _ in 0..200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the daemon did not stop within 10 s of SIGTERM")
+    });
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("coordinator listening") && err.contains("coordinator stopped"),
+        "{err}"
+    );
+}

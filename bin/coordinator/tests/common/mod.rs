@@ -126,6 +126,11 @@ use bitcoin::hashes::Hash as _;
 impl Harness {
     /// Builds everything; `None` when the engine is unavailable outside CI.
     pub async fn new(engine: Engine) -> Option<Harness> {
+        Self::with_config(engine, |_| {}).await
+    }
+
+    /// As [`Harness::new`], with the configuration adjusted by `adjust` before start.
+    pub async fn with_config(engine: Engine, adjust: impl FnOnce(&mut Config)) -> Option<Harness> {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("warn")
@@ -172,6 +177,7 @@ impl Harness {
         let token_file = dir.path().join("ingest.token");
         std::fs::write(&token_file, INGEST_TOKEN).expect("token file");
         config.auth.ingest_token_file = Some(token_file);
+        adjust(&mut config);
         let app = build_app(config.clone(), Arc::new(clock.clone()))
             .await
             .expect("app");

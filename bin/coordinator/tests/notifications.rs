@@ -1,0 +1,265 @@
+//! The outbox: alerts written with their event, delivered by email (a loopback SMTP sink
+//! speaking the protocol) and by signed webhook, retried with backoff, given up loudly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode};
+use common::{Engine, Harness};
+use custody_coordinator::config::{SmtpConfig, SmtpSecurity, WebhookConfig};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// A minimal SMTP server: accepts every message and keeps its envelope and data.
+async fn smtp_sink() -> (
+    u16,
+    Arc<Mutex<Vec<(Vec<String>, String)>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let store = got.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+                let (mut rcpt, mut data, mut in_data) = (Vec::new(), String::new(), false);
+                let mut line = String::new();
+                for _ in 0..10_000 {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if in_data {
+                        if line == ".\r\n" {
+                            in_data = false;
+                            store.lock().unwrap().push((rcpt.clone(), data.clone()));
+                            let _ = w.write_all(b"250 queued\r\n").await;
+                        } else {
+                            data.push_str(&line);
+                        }
+                        continue;
+                    }
+                    let cmd = line.to_ascii_uppercase();
+                    let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                        b"250 sink\r\n"
+                    } else if cmd.starts_with("RCPT TO:") {
+                        rcpt.push(line[8..].trim().to_owned());
+                        b"250 ok\r\n"
+                    } else if cmd.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(reply).await;
+                }
+            });
+        }
+    });
+    (port, got, task)
+}
+
+type Hooks = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+
+/// A webhook receiver that fails the first `fail_first` deliveries with HTTP 500.
+async fn webhook_sink(fail_first: usize) -> (u16, Hooks, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Hooks = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(Mutex::new(0usize));
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let store = store.clone();
+            let calls = calls.clone();
+            async move {
+                let n = {
+                    let mut c = calls.lock().unwrap();
+                    *c += 1;
+                    *c
+                };
+                if n <= fail_first {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                store.lock().unwrap().push((headers, body));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, got, task)
+}
+
+const SECRET: &str = "webhook shared secret";
+
+async fn harness(smtp_port: u16, hook_port: u16) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("hook.secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let h = Harness::with_config(Engine::Sqlite, |c| {
+        c.notifications.smtp = Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: smtp_port,
+            security: SmtpSecurity::None,
+            from: "CoinPort Security <security@example.com>".into(),
+            username: None,
+            password_file: None,
+            timeout_secs: 5,
+        });
+        c.notifications.webhook = Some(WebhookConfig {
+            url: format!("http://127.0.0.1:{hook_port}/hook"),
+            secret_file,
+            timeout_secs: 5,
+        });
+        c.notifications.max_attempts = 3;
+    })
+    .await
+    .unwrap();
+    std::mem::forget(dir);
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_alerts_by_email_and_signed_webhook() {
+    let (smtp_port, mails, smtp) = smtp_sink().await;
+    let (hook_port, hooks, hook) = webhook_sink(0).await;
+    let h = harness(smtp_port, hook_port).await;
+    let s = h.customer("frank@example.com").await;
+    let code = h.totp(&s);
+    let (st, v) = h
+        .call("POST", "/v1/me/password", Some(&s.token), None, Some(json!({ "current": common::PASSWORD, "new": "a brand new passphrase", "totp": code })))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    custody_coordinator::notify::deliver_pending(&h.app, 1000)
+        .await
+        .unwrap();
+
+    let mails = mails.lock().unwrap().clone();
+    let change = mails
+        .iter()
+        .find(|(_, d)| d.contains("Your password was changed"))
+        .expect("password alert mailed");
+    assert_eq!(change.0, vec!["<frank@example.com>".to_owned()]);
+    assert!(
+        change.1.contains("held until"),
+        "the alert says until when withdrawals are held"
+    );
+
+    let hooks = hooks.lock().unwrap().clone();
+    let (headers, body) = hooks
+        .iter()
+        .find(|(_, b)| b.contains("security.password_change"))
+        .expect("webhook delivered");
+    let expected =
+        custody_coordinator::notify::webhook_signature(SECRET.as_bytes(), body.as_bytes());
+    assert_eq!(headers["x-custody-signature"].to_str().unwrap(), expected);
+    assert!(headers.contains_key("x-custody-delivery"));
+    smtp.abort();
+    hook.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_are_retried_with_backoff_then_marked_failed() {
+    let (smtp_port, _mails, smtp) = smtp_sink().await;
+    let (hook_port, hooks, hook) = webhook_sink(1).await;
+    let h = harness(smtp_port, hook_port).await;
+    let _s = h.customer("grace@example.com").await;
+    let pending = || async {
+        sqlx::query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE channel = 'webhook' AND delivered_at IS NULL",
+        )
+        .fetch_one(h.app.db.pool())
+        .await
+        .map(|r| sqlx::Row::get::<i64, _>(&r, "n"))
+        .unwrap()
+    };
+    let before = pending().await;
+    assert!(before > 0);
+    custody_coordinator::notify::deliver_pending(&h.app, 1)
+        .await
+        .unwrap();
+    // The first delivery failed: still pending, not due again before a minute.
+    assert_eq!(pending().await, before);
+    custody_coordinator::notify::deliver_pending(&h.app, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        hooks.lock().unwrap().len(),
+        usize::try_from(before).unwrap() - 1
+    );
+    h.clock.advance(61);
+    custody_coordinator::notify::deliver_pending(&h.app, 1000)
+        .await
+        .unwrap();
+    assert_eq!(pending().await, 0);
+    assert_eq!(
+        hooks.lock().unwrap().len(),
+        usize::try_from(before).unwrap(),
+        "each delivered exactly once"
+    );
+
+    // A receiver that is gone: after max_attempts the row is marked failed, not lost.
+    hook.abort();
+    let _ = hook.await;
+    let code = h.totp(&_s);
+    h.call(
+        "POST",
+        "/v1/me/whitelist",
+        Some(&_s.token),
+        None,
+        Some(json!({ "address": common::regtest_address(11), "totp": code })),
+    )
+    .await;
+    for _ in 0..4 {
+        custody_coordinator::notify::deliver_pending(&h.app, 1000)
+            .await
+            .unwrap();
+        h.clock.advance(3600);
+    }
+    let failed = sqlx::query(
+        "SELECT COUNT(*) AS n, MAX(attempts) AS a FROM outbox WHERE failed_at IS NOT NULL",
+    )
+    .fetch_one(h.app.db.pool())
+    .await
+    .unwrap();
+    assert!(sqlx::Row::get::<i64, _>(&failed, "n") >= 1);
+    assert_eq!(sqlx::Row::get::<i64, _>(&failed, "a"), 3);
+    smtp.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_alert_for_a_change_that_did_not_happen() {
+    let h = Harness::new(Engine::Sqlite).await.unwrap();
+    let s = h.customer("heidi@example.com").await;
+    let count = || async {
+        sqlx::query("SELECT COUNT(*) AS n FROM outbox")
+            .fetch_one(h.app.db.pool())
+            .await
+            .map(|r| sqlx::Row::get::<i64, _>(&r, "n"))
+            .unwrap()
+    };
+    let before = count().await;
+    let code = h.totp(&s);
+    let (st, _) = h
+        .call("POST", "/v1/me/password", Some(&s.token), None, Some(json!({ "current": "not my password at all", "new": "a brand new passphrase", "totp": code })))
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(count().await, before, "the refused change queued nothing");
+}
