@@ -39,7 +39,7 @@ pub type TestFn = fn(&[u8]);
 
 /// Every fuzz target: its name (also the name of its `fuzz_targets/` file, its `[[bin]]`,
 /// its `corpus/` directory and the `type:` of a negative vector) and its test function.
-pub const TARGETS: [(&str, TestFn); 20] = [
+pub const TARGETS: [(&str, TestFn); 24] = [
     ("identity_card", do_test_identity_card),
     ("ceremony_plan", do_test_ceremony_plan),
     ("ceremony_message", do_test_ceremony_message),
@@ -60,6 +60,10 @@ pub const TARGETS: [(&str, TestFn); 20] = [
     ("policy_document", do_test_policy_document),
     ("signed_policy", do_test_signed_policy),
     ("decision", do_test_decision),
+    ("eth_sign_request", do_test_eth_sign_request),
+    ("eth_signature", do_test_eth_signature),
+    ("eth_transaction", do_test_eth_transaction),
+    ("eth_calldata", do_test_eth_calldata),
 ];
 
 /// Runs only the decoder of `target` (a name from [`TARGETS`]) on `data`.
@@ -89,6 +93,10 @@ pub fn decode(target: &str, data: &[u8]) -> Option<Result<(), String>> {
         "policy_document" => text(custody_policy::PolicyDocument::decode(data)),
         "signed_policy" => text(custody_policy::SignedPolicy::decode(data)),
         "decision" => text(custody_policy::Decision::decode(data)),
+        "eth_sign_request" => text(custody_ethereum::EthSignRequest::from_cbor(data)),
+        "eth_signature" => text(custody_ethereum::EthSignature::from_cbor(data)),
+        "eth_transaction" => text(custody_ethereum::EthTransaction::decode_unsigned(data)),
+        "eth_calldata" => text(custody_ethereum::Call::decode(data)),
         _ => return None,
     };
     Some(result)
@@ -439,4 +447,30 @@ pub fn do_test_decision(data: &[u8]) {
         }
         Err(e) => assert!(!e.to_string().is_empty(), "empty Display for {e:?}"),
     }
+}
+
+/// Fuzzes EIP-4527 `eth-sign-request` decoding:
+/// [`custody_ethereum::fuzzing::do_test_eth_sign_request`] (exact CBOR round trip, UR round
+/// trip, the carried transaction decodes or fails cleanly).
+pub fn do_test_eth_sign_request(data: &[u8]) {
+    custody_ethereum::fuzzing::do_test_eth_sign_request(data);
+}
+
+/// Fuzzes EIP-4527 `eth-signature` decoding:
+/// [`custody_ethereum::fuzzing::do_test_eth_signature`] (exact CBOR and UR round trips).
+pub fn do_test_eth_signature(data: &[u8]) {
+    custody_ethereum::fuzzing::do_test_eth_signature(data);
+}
+
+/// Fuzzes unsigned (and signed) Ethereum transaction decoding:
+/// [`custody_ethereum::fuzzing::do_test_eth_transaction`] (exact round trip, summary,
+/// policy mapping).
+pub fn do_test_eth_transaction(data: &[u8]) {
+    custody_ethereum::fuzzing::do_test_eth_transaction(data);
+}
+
+/// Fuzzes ERC-20 calldata decoding: [`custody_ethereum::fuzzing::do_test_eth_calldata`]
+/// (exact round trip).
+pub fn do_test_eth_calldata(data: &[u8]) {
+    custody_ethereum::fuzzing::do_test_eth_calldata(data);
 }

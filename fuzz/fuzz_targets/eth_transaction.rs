@@ -1,0 +1,6 @@
+//! libFuzzer target for Ethereum transaction decoding (`custody_ethereum::fuzzing`): see `custody_fuzz::do_test_eth_transaction` and `fuzz/README.md`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| custody_fuzz::do_test_eth_transaction(data));
