@@ -39,7 +39,7 @@ pub type TestFn = fn(&[u8]);
 
 /// Every fuzz target: its name (also the name of its `fuzz_targets/` file, its `[[bin]]`,
 /// its `corpus/` directory and the `type:` of a negative vector) and its test function.
-pub const TARGETS: [(&str, TestFn); 24] = [
+pub const TARGETS: [(&str, TestFn); 25] = [
     ("identity_card", do_test_identity_card),
     ("ceremony_plan", do_test_ceremony_plan),
     ("ceremony_message", do_test_ceremony_message),
@@ -64,6 +64,7 @@ pub const TARGETS: [(&str, TestFn); 24] = [
     ("eth_signature", do_test_eth_signature),
     ("eth_transaction", do_test_eth_transaction),
     ("eth_calldata", do_test_eth_calldata),
+    ("vault_blob", do_test_vault_blob),
 ];
 
 /// Runs only the decoder of `target` (a name from [`TARGETS`]) on `data`.
@@ -97,6 +98,7 @@ pub fn decode(target: &str, data: &[u8]) -> Option<Result<(), String>> {
         "eth_signature" => text(custody_ethereum::EthSignature::from_cbor(data)),
         "eth_transaction" => text(custody_ethereum::EthTransaction::decode_unsigned(data)),
         "eth_calldata" => text(custody_ethereum::Call::decode(data)),
+        "vault_blob" => text(custody_vault::SealedBlob::from_bytes(data)),
         _ => return None,
     };
     Some(result)
@@ -473,4 +475,11 @@ pub fn do_test_eth_transaction(data: &[u8]) {
 /// (exact round trip).
 pub fn do_test_eth_calldata(data: &[u8]) {
     custody_ethereum::fuzzing::do_test_eth_calldata(data);
+}
+
+/// Fuzzes the sealed-blob decoder of the data-at-rest vault:
+/// [`custody_vault::fuzzing::do_test`] (exact round trip, text form, opening with the
+/// fixed fuzz keys).
+pub fn do_test_vault_blob(data: &[u8]) {
+    custody_vault::fuzzing::do_test(data);
 }

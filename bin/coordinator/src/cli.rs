@@ -42,6 +42,9 @@ pub enum Command {
     /// Withdrawal policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// DEVELOPMENT helpers for drills and the quickstart (refused on mainnet).
+    #[command(subcommand)]
+    Dev(crate::dev::DevCommand),
 }
 
 /// `serve`.

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod dev;
 pub mod error;
 pub mod notify;
 pub mod policy;
@@ -77,7 +78,7 @@ pub fn load_or_create_identity(data_dir: &Path) -> Result<Identity> {
     Ok(identity)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();

@@ -67,6 +67,25 @@ fn read_secret_line(
 async fn run(cli: Cli) -> Result<ExitCode> {
     let config = config::Config::load(cli.config.as_deref())?;
     init_logs(config.log_format);
+    if let Command::Dev(cmd) = cli.command {
+        return match custody_coordinator::dev::run(config, cmd).await {
+            Ok(lines) => {
+                for l in &lines {
+                    out(l);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e)
+                if e.downcast_ref::<custody_coordinator::dev::DevError>()
+                    .is_some() =>
+            {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{e:#}");
+                Ok(ExitCode::from(1))
+            }
+            Err(e) => Err(e),
+        };
+    }
     let clock = Arc::new(match &cli.command {
         Command::Serve(a) => match a.dev_clock_offset_secs {
             Some(_) if config.network == config::NetworkName::Bitcoin => {
@@ -213,6 +232,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) => anyhow::bail!("{}", e.message),
             }
         }
+        Command::Dev(_) => anyhow::bail!("dev commands run before the application is built"),
         Command::Policy(PolicyCommand::List) => {
             for p in custody_coordinator::policy::list(&app)
                 .await

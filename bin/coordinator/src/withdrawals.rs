@@ -880,12 +880,24 @@ async fn gates(
         .txid
         .clone()
         .ok_or_else(|| ApiError::internal("withdrawal without txid"))?;
+    // The end of the latest hold that applied to this withdrawal (all have passed, checked
+    // above): signers refuse before it by their own clocks.
+    let ended = sqlx::query(
+        "SELECT MAX(until) AS u FROM holds WHERE principal_id = $1 \
+         AND (withdrawal_id IS NULL OR withdrawal_id = $2) AND since <= $3",
+    )
+    .bind(&w.principal_id)
+    .bind(&w.id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let hold_until = opt_int(&ended, "u")?.unwrap_or(0).min(now);
     let mut decision = Decision {
         policy_hash: *policy.hash(),
         withdrawal_id: w.id.clone(),
         transaction_digest: txid_bytes(&txid)?,
         outcome: Outcome::Approved,
-        hold_until: u64::try_from(now).unwrap_or(0),
+        hold_until: u64::try_from(hold_until).unwrap_or(0),
         approvals: approvals_of(tx, &w.id).await?,
         coordinator_signature: [0; 64],
     };

@@ -297,10 +297,65 @@ async fn freeze_stops_rounds_and_broadcasts(engine: Engine) {
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
     assert_eq!(h.broadcast(&f).await.0, StatusCode::OK);
-    // An account freeze stops only that account.
     assert!(h.audit_count("freeze.on").await == 1 && h.audit_count("freeze.off").await == 1);
 }
 on_both!(freeze_stops_rounds_and_broadcasts);
+
+async fn an_account_freeze_stops_only_that_account(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let f = h.signed(10_000_000).await;
+    let other = h.customer("ivan@example.com").await;
+    let admin = h.principal("root@example.com", Role::Admin, None).await;
+    let freeze = |id: &str, reason: &str| json!({ "principal_id": id, "reason": reason });
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/admin/freeze",
+            Some(&f.operator.token),
+            None,
+            Some(freeze(&other.id, "phishing report")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/admin/freeze",
+            Some(&f.operator.token),
+            None,
+            Some(freeze(&f.user.id, "this wasn't me")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, v) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::LOCKED, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this account is frozen"),
+        "{v}"
+    );
+    assert_eq!(h.state(&f).await, "signed");
+    // Lifting the requester's freeze is enough, though the other account stays frozen.
+    let mut body = freeze(&f.user.id, "confirmed by phone");
+    body["totp"] = json!(h.totp(&admin));
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/admin/unfreeze",
+            Some(&admin.token),
+            None,
+            Some(body),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let (st, v) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+on_both!(an_account_freeze_stops_only_that_account);
 
 /// A chain backend that is down.
 struct Down;

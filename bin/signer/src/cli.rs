@@ -84,6 +84,17 @@ pub enum CommandArgs {
     Wallet(WalletArgs),
     /// What this signer holds: identity, key share, group key, nonce counters.
     Status,
+    /// Signs a withdrawal's approval digest with this identity (approvers), in the policy
+    /// domain; prints the fingerprint and the digest first, then the signature hex.
+    Approve(ApproveArgs),
+}
+
+/// `approve`
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The withdrawal's `approval_digest` as the coordinator shows it (64 hex digits).
+    #[arg(long, value_name = "HEX")]
+    pub digest: String,
 }
 
 /// `identity …`

@@ -10,8 +10,8 @@ use custody_threshold::limits::MAX_BATCH;
 use custody_threshold::Network;
 
 use crate::cli::{
-    BackupArgs, BackupKeyArgs, CeremonyArgs, Cli, CommandArgs, CommitmentsArgs, DkgArgs,
-    IdentityArgs, InspectArgs, PlanArgs, PlanKindArg, PolicyArgs, QrInArgs, QrOutArgs,
+    ApproveArgs, BackupArgs, BackupKeyArgs, CeremonyArgs, Cli, CommandArgs, CommitmentsArgs,
+    DkgArgs, IdentityArgs, InspectArgs, PlanArgs, PlanKindArg, PolicyArgs, QrInArgs, QrOutArgs,
     QrProfileArg, RecordArgs, RepairArgs, SignArgs, WalletArgs,
 };
 use crate::qr::{QrOut, RequestSource};
@@ -201,6 +201,11 @@ pub enum Command {
     },
     /// `status`.
     Status,
+    /// `approve`.
+    Approve {
+        /// The approval digest.
+        digest: [u8; 32],
+    },
 }
 
 /// Who a backup is encrypted to.
@@ -457,6 +462,14 @@ impl Config {
                 Command::WalletShow { count }
             }
             CommandArgs::Status => Command::Status,
+            CommandArgs::Approve(ApproveArgs { digest }) => Command::Approve {
+                digest: hex::decode(digest.trim())
+                    .ok()
+                    .and_then(|d| <[u8; 32]>::try_from(d).ok())
+                    .with_context(|| {
+                        format!("--digest {digest} is not 32 bytes of hex; copy the withdrawal's approval_digest")
+                    })?,
+            },
         };
         Ok(Config {
             home,

@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod approve;
 mod backup;
 pub mod cli;
 pub mod commitments;
@@ -143,6 +144,7 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
         } => sign::sign(config, &home, request, qr, usb, *yes, &out),
         Command::WalletShow { count } => status::wallet_show(&home, *count, &out),
         Command::Status => status::status(config, &home, &out),
+        Command::Approve { digest } => approve::approve(config, &home, digest, &out),
     }
 }
 
