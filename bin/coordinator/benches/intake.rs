@@ -31,6 +31,7 @@ const COINS: usize = 30_000;
 
 struct Setup {
     h: Harness,
+    router: axum::Router,
     users: Vec<Session>,
     latencies: Arc<Mutex<Vec<Duration>>>,
 }
@@ -89,8 +90,10 @@ async fn setup(engine: Engine) -> Option<Setup> {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    let router = custody_coordinator::router(h.app.clone());
     Some(Setup {
         h,
+        router,
         users,
         latencies: Arc::new(Mutex::new(Vec::new())),
     })
@@ -105,15 +108,15 @@ async fn intake_round(s: &Setup) -> Duration {
         let code = totp_rs::TOTP::from_url(u.totp_uri.as_deref().unwrap())
             .unwrap()
             .generate(u64::try_from(now).unwrap());
-        let app = s.h.app.clone();
+        let router = s.router.clone();
         let token = u.token.clone();
         let body =
             json!({ "asset": "BTC", "address": s.h.destination, "amount": 100_000, "totp": code });
         let lat = s.latencies.clone();
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let (st, v) = common::call(
-                &app,
+            let (st, v) = common::call_router(
+                router,
                 "POST",
                 "/v1/withdrawals",
                 Some(&token),

@@ -2,7 +2,8 @@
 //! sqlx's `Any` driver and the migrations in `migrations/`.
 //!
 //! Portability rules the queries follow: `$1…` placeholders in order of first use,
-//! `TEXT`/`BIGINT` only, no `RETURNING`, no `FOR UPDATE`. Concurrency control is by
+//! `TEXT`/`BIGINT` only, no `RETURNING`, no `FOR UPDATE` (one PostgreSQL-only exception, coin
+//! selection's `SKIP LOCKED`, see ADR 0011). Concurrency control is by
 //! compare-and-set updates (`… WHERE id = $1 AND version = $2`, checking the affected row
 //! count), which both engines make atomic; the audit log serialises appenders on its head
 //! row (see [`crate::audit`]).

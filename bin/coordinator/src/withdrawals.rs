@@ -366,17 +366,9 @@ pub async fn request(
     risk::ensure_not_frozen(tx, &principal.id).await?;
     accounts::step_up(tx, app, principal, req.totp.as_deref()).await?;
     let id = Uuid::new_v4().to_string();
-    risk::record_event(
-        tx,
-        app,
-        &principal.id,
-        EventKind::WithdrawalAttempt,
-        now,
-        EventSource::Coordinator,
-        Some(&client.ip),
-        serde_json::json!({ "withdrawal": id, "amount": req.amount }),
-    )
-    .await?;
+    // The attempt is recorded as a security event at the end of this transaction, on every
+    // outcome: its audit entry takes the audit log's head, which serialises writers, so
+    // everything slow (policy, risk, coin selection) happens before.
     let policy = crate::policy::current(tx, app, now).await?;
     let policy_hash = hex::encode(policy.hash());
     let mut refusal = match accounts::whitelist_status(tx, &principal.id, &address, now).await? {
@@ -409,6 +401,7 @@ pub async fn request(
         }
     }
     if let Some((code, message)) = refusal {
+        record_attempt(tx, app, &principal.id, &id, req.amount, &client.ip, now).await?;
         sqlx::query(
             "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
              updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, failure) \
@@ -472,6 +465,7 @@ pub async fn request(
     let (psbt, txid) = build_and_reserve(tx, app, &id, &address, req.amount).await?;
     let holds = risk::active_holds(tx, &principal.id, Some(&id), now).await?;
     let hold_until = holds.iter().map(|h| h.until).max().unwrap_or(0);
+    record_attempt(tx, app, &principal.id, &id, req.amount, &client.ip, now).await?;
     let state = if required == 0 {
         "approved"
     } else {
@@ -528,6 +522,29 @@ pub async fn request(
     ))
 }
 
+async fn record_attempt(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal_id: &str,
+    id: &str,
+    amount: u64,
+    ip: &str,
+    now: i64,
+) -> Result<(), ApiError> {
+    risk::record_event(
+        tx,
+        app,
+        principal_id,
+        EventKind::WithdrawalAttempt,
+        now,
+        EventSource::Coordinator,
+        Some(ip),
+        serde_json::json!({ "withdrawal": id, "amount": amount }),
+    )
+    .await
+    .map(drop)
+}
+
 async fn build_and_reserve(
     tx: &mut Tx<'_>,
     app: &App,
@@ -538,14 +555,43 @@ async fn build_and_reserve(
     let wallet = app.wallet()?.clone();
     // Coin selection looks at the largest free coins only, so a request costs the same
     // with ten coins or ten thousand; consolidation keeps the set small.
-    let rows = sqlx::query(
-        "SELECT outpoint, amount, script, branch, address_index FROM utxos \
-         WHERE reserved_by IS NULL AND spent_by IS NULL ORDER BY amount DESC, outpoint LIMIT 64",
-    )
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut utxos = Vec::with_capacity(rows.len());
+    // On PostgreSQL concurrent requests lock their candidates and skip each other's, so they
+    // pick disjoint coins instead of queueing on the same ones (SQLite has one writer).
+    let lock = match app.db.engine() {
+        crate::db::Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::db::Engine::Sqlite => "",
+    };
+    // A few candidates first (locking few rows); more only when they do not cover it.
+    let mut rows = Vec::new();
+    for limit in [8, 64] {
+        rows = sqlx::query(&format!(
+            "SELECT outpoint, amount, script, branch, address_index FROM utxos \
+             WHERE reserved_by IS NULL AND spent_by IS NULL \
+             ORDER BY amount DESC, outpoint DESC LIMIT {limit}{lock}"
+        ))
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut sum = 0u64;
+        for r in &rows {
+            sum = sum.saturating_add(u64::try_from(int(r, "amount")?).unwrap_or(0));
+        }
+        if sum >= amount.saturating_mul(2).saturating_add(100_000) {
+            break;
+        }
+    }
+    // Of those, as many as cover twice the amount (at least four): coin selection derives
+    // every candidate's key, so fewer candidates keep a request cheap.
+    let mut covered = 0u64;
+    let mut take = 0;
     for r in &rows {
+        take += 1;
+        covered = covered.saturating_add(u64::try_from(int(r, "amount")?).unwrap_or(0));
+        if take >= 4 && covered >= amount.saturating_mul(2).saturating_add(100_000) {
+            break;
+        }
+    }
+    let mut utxos = Vec::with_capacity(take);
+    for r in &rows[..take] {
         let outpoint = OutPoint::from_str(&text(r, "outpoint")?).map_err(ApiError::internal)?;
         let script = ScriptBuf::from_hex(&text(r, "script")?).map_err(ApiError::internal)?;
         let branch =
@@ -593,9 +639,11 @@ async fn build_and_reserve(
         .execute(&mut **tx)
         .await?;
         if done.rows_affected() != 1 {
-            return Err(ApiError::conflict(
-                "utxo_race",
-                "a coin was taken by another withdrawal; retry",
+            // Another request took the coin first: rerun the whole transaction.
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "retry",
+                "a coin was taken by another withdrawal; retry with the same idempotency key",
             ));
         }
     }

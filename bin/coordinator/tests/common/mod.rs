@@ -566,6 +566,20 @@ pub async fn call(
     body: Option<Value>,
     ip: &str,
 ) -> (StatusCode, Value) {
+    let router = custody_coordinator::router(app.clone());
+    call_router(router, method, path, token, idem, body, ip).await
+}
+
+/// As [`call`] through an already built router (the daemon builds it once).
+pub async fn call_router(
+    router: axum::Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    idem: Option<&str>,
+    body: Option<Value>,
+    ip: &str,
+) -> (StatusCode, Value) {
     let mut req = Request::builder()
         .method(method)
         .uri(path)
@@ -579,7 +593,7 @@ pub async fn call(
         req = req.header("idempotency-key", k);
     }
     let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-    let res = custody_coordinator::router(app.clone())
+    let res = router
         .oneshot(req.body(body).expect("request"))
         .await
         .expect("infallible");
