@@ -570,11 +570,11 @@ fn choose_crash(chain: u64, run: usize, rng: &mut ChaCha20Rng) -> Crash {
         _ => {}
     }
     let r = rng.next_u32();
-    if r % 3 == 0 {
+    if r.is_multiple_of(3) {
         Crash::Torn {
             record: 1 + (r >> 2) % 3,
             keep: (r >> 4) % 32,
-            zeros: (r >> 9) % 2 == 0,
+            zeros: (r >> 9).is_multiple_of(2),
         }
     } else {
         Crash::Step(1 + (r >> 2) % 14)
@@ -610,7 +610,7 @@ fn chain(chain: u64, fixture: &Path) -> Result<Tally, String> {
         // published counter (which may be signed only if it was never consumed).
         let pick = rng.next_u32() as usize;
         let replays = match last_release {
-            Some(counter) if pick % 2 == 0 => vec![counter],
+            Some(counter) if pick.is_multiple_of(2) => vec![counter],
             _ if !published.is_empty() => vec![published[pick / 2 % published.len()]],
             _ => Vec::new(),
         };
