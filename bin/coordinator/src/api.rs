@@ -851,6 +851,15 @@ async fn add_commitments(
     }))
 }
 
+/// An admin action: the admin role and a fresh 2FA code.
+async fn admin_step_up(app: &App, p: &Principal, totp: Option<&str>) -> Result<(), ApiError> {
+    require(p, Role::Admin)?;
+    let mut tx = app.db.begin().await?;
+    accounts::step_up(&mut tx, app, p, totp).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 fn require(p: &Principal, role: Role) -> Result<(), ApiError> {
     if p.role == role {
         Ok(())
@@ -884,10 +893,7 @@ async fn create_principal(
     Auth(p, _t): Auth,
     Json(n): Json<NewPrincipal>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    require(&p, Role::Admin)?;
-    let mut tx = app.db.begin().await?;
-    accounts::step_up(&mut tx, &app, &p, n.totp.as_deref()).await?;
-    tx.commit().await?;
+    admin_step_up(&app, &p, n.totp.as_deref()).await?;
     let id = accounts::create(
         &app,
         &n.email,
@@ -917,10 +923,7 @@ async fn reset_two_factor(
     Path(id): Path<String>,
     Json(a): Json<AdminAction>,
 ) -> Result<StatusCode, ApiError> {
-    require(&p, Role::Admin)?;
-    let mut tx = app.db.begin().await?;
-    accounts::step_up(&mut tx, &app, &p, a.totp.as_deref()).await?;
-    tx.commit().await?;
+    admin_step_up(&app, &p, a.totp.as_deref()).await?;
     accounts::reset_totp(&app, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -933,10 +936,7 @@ async fn reset_password(
     Path(id): Path<String>,
     Json(a): Json<AdminAction>,
 ) -> Result<StatusCode, ApiError> {
-    require(&p, Role::Admin)?;
-    let mut tx = app.db.begin().await?;
-    accounts::step_up(&mut tx, &app, &p, a.totp.as_deref()).await?;
-    tx.commit().await?;
+    admin_step_up(&app, &p, a.totp.as_deref()).await?;
     let new = a
         .new_password
         .ok_or_else(|| ApiError::bad_request("new_password is required"))?;
@@ -977,10 +977,7 @@ async fn unfreeze(
     Auth(p, _t): Auth,
     Json(f): Json<FreezeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    require(&p, Role::Admin)?;
-    let mut tx = app.db.begin().await?;
-    accounts::step_up(&mut tx, &app, &p, f.totp.as_deref()).await?;
-    tx.commit().await?;
+    admin_step_up(&app, &p, f.totp.as_deref()).await?;
     risk::set_freeze(&app, &p.id, f.principal_id.as_deref(), false, &f.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
