@@ -216,7 +216,7 @@ pub async fn by_email(tx: &mut Tx<'_>, email: &str) -> Result<Principal, ApiErro
 }
 
 /// A new session.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionCreated {
     /// The bearer token; shown once, stored only as a hash.
     pub token: String,
@@ -523,8 +523,25 @@ pub async fn step_up(
     }
 }
 
+impl std::fmt::Debug for SessionCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCreated")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("principal_id", &self.principal_id)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolment { <redacted> }")
+    }
+}
+
 /// TOTP enrolment data, shown once.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct TotpEnrolment {
     /// `otpauth://totp/…` for authenticator apps (as a QR code).
     pub otpauth_uri: String,

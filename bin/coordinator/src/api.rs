@@ -246,6 +246,10 @@ const TRANSACTIONAL_IDEMPOTENCY: [&str; 4] = [
     "/v1/withdrawals/{id}/shares",
 ];
 
+/// Routes whose answers carry a secret shown once (a session token, a TOTP secret): they
+/// are never stored for replay, so the idempotency table holds no credentials.
+const CARRIES_SECRETS: [&str; 2] = ["/v1/sessions", "/v1/me/totp"];
+
 /// Any other mutating request may carry an `Idempotency-Key`: the first answer (success or
 /// refusal, not a server error) is stored under the caller's credentials and the key, and
 /// a repeat with the same body gets it back without running again; another body with the
@@ -268,7 +272,9 @@ async fn replay_idempotent(
     let (Some(key), Some(path)) = (key, path) else {
         return next.run(req).await;
     };
-    if req.method() == axum::http::Method::GET || TRANSACTIONAL_IDEMPOTENCY.contains(&path.as_str())
+    if req.method() == axum::http::Method::GET
+        || TRANSACTIONAL_IDEMPOTENCY.contains(&path.as_str())
+        || CARRIES_SECRETS.contains(&path.as_str())
     {
         return next.run(req).await;
     }

@@ -432,3 +432,44 @@ fn the_daemon_serves_on_loopback_and_stops_cleanly_on_sigterm() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_token_is_never_stored_for_replay() {
+    let h = Harness::new(Engine::Sqlite).await.unwrap();
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/users",
+            None,
+            None,
+            Some(json!({ "email": "kim@example.com", "password": common::PASSWORD })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let body = json!({ "email": "kim@example.com", "password": common::PASSWORD });
+    let (a, va) = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some("same-key"),
+            Some(body.clone()),
+        )
+        .await;
+    let (b, vb) = h
+        .call("POST", "/v1/sessions", None, Some("same-key"), Some(body))
+        .await;
+    assert_eq!((a, b), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_ne!(
+        va["token"], vb["token"],
+        "a sign-in is not replayed from storage"
+    );
+    let stored = sqlx::query("SELECT response FROM idempotency_keys")
+        .fetch_all(h.app.db.pool())
+        .await
+        .unwrap();
+    let token = va["token"].as_str().unwrap();
+    assert!(stored
+        .iter()
+        .all(|r| !sqlx::Row::get::<String, _>(r, "response").contains(token)));
+}
