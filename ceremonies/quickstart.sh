@@ -142,7 +142,7 @@ totp() {
         sleep 2
     done
     echo "$step" > "$WORK/$who.totp-step"
-    coord dev totp --otpauth-uri "$(cat "$WORK/$who.totp-uri")" \
+    coord dev totp --otpauth-uri-file "$WORK/$who.totp-uri" \
         --offset-secs=$(( step * 30 + 15 - $(date +%s) ))
 }
 

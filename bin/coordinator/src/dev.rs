@@ -86,9 +86,10 @@ pub enum DevCommand {
     },
     /// Prints the current TOTP code of an `otpauth://` URI (a simulated authenticator).
     Totp {
-        /// The URI `POST /v1/me/totp` returned.
-        #[arg(long, value_name = "URI")]
-        otpauth_uri: String,
+        /// A file whose first line is the URI `POST /v1/me/totp` returned (it holds the
+        /// TOTP secret, so it never goes on the command line).
+        #[arg(long, value_name = "FILE")]
+        otpauth_uri_file: PathBuf,
         /// The same offset the daemon runs with (`serve --dev-clock-offset-secs`).
         #[arg(
             long,
@@ -237,12 +238,16 @@ pub async fn run(config: Config, cmd: DevCommand) -> Result<Vec<String>> {
     match cmd {
         DevCommand::Fund { address, amount } => fund(&config, &address, amount).await,
         DevCommand::Totp {
-            otpauth_uri,
+            otpauth_uri_file,
             offset_secs,
-        } => Ok(vec![totp(
-            &otpauth_uri,
-            now_real().saturating_add(offset_secs),
-        )?]),
+        } => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&otpauth_uri_file)
+                    .with_context(|| format!("reading {}", otpauth_uri_file.display()))?,
+            );
+            let uri = text.lines().next().unwrap_or_default().trim();
+            Ok(vec![totp(uri, now_real().saturating_add(offset_secs))?])
+        }
         DevCommand::RoundQr { psbt, out, profile } => round_qr(&psbt, &out, profile),
         DevCommand::Policy {
             dir,

@@ -78,6 +78,9 @@ fn regtest_address(seed: u8) -> Address {
 #[test]
 fn totp_prints_the_code_an_authenticator_shows_at_the_offset_time() {
     let env = Env::new("regtest", false);
+    let dir = tempfile::tempdir().unwrap();
+    let uri_file = dir.path().join("totp-uri");
+    std::fs::write(&uri_file, URI).unwrap();
     let totp = totp_rs::TOTP::from_url(URI).unwrap();
     for offset in [0_i64, -259_200, 90_000] {
         let shift = |t: u64| u64::try_from(i64::try_from(t).unwrap() + offset).unwrap();
@@ -85,8 +88,8 @@ fn totp_prints_the_code_an_authenticator_shows_at_the_offset_time() {
         let code = env.stdout(&[
             "dev",
             "totp",
-            "--otpauth-uri",
-            URI,
+            "--otpauth-uri-file",
+            uri_file.to_str().unwrap(),
             &format!("--offset-secs={offset}"),
         ]);
         let after = now();
@@ -104,7 +107,7 @@ fn totp_prints_the_code_an_authenticator_shows_at_the_offset_time() {
 fn every_dev_command_is_refused_on_mainnet() {
     let env = Env::new("bitcoin", false);
     let out = env
-        .cmd(&["dev", "totp", "--otpauth-uri", URI])
+        .cmd(&["dev", "totp", "--otpauth-uri-file", "/nonexistent"])
         .assert()
         .code(1);
     let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
