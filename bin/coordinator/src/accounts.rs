@@ -252,11 +252,7 @@ pub async fn login(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
-        // Spend the same time as a real check.
-        let _ = app.passwords.verify(
-            password,
-            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
-        );
+        app.passwords.verify_unknown_account(password);
         return Err(wrong());
     };
     let principal = principal_from_row(&row)?;

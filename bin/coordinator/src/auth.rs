@@ -23,10 +23,13 @@ pub enum AuthError {
 }
 
 /// argon2id settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PasswordPolicy {
     memory_kib: u32,
     iterations: u32,
+    // A hash with these settings, made on first use, that a sign-in for an unknown account
+    // is checked against so it costs the same as a real one.
+    decoy: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl PasswordPolicy {
@@ -35,6 +38,7 @@ impl PasswordPolicy {
         PasswordPolicy {
             memory_kib,
             iterations,
+            decoy: std::sync::Arc::default(),
         }
     }
 
@@ -54,6 +58,16 @@ impl PasswordPolicy {
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| AuthError::Hash(e.to_string()))
+    }
+
+    /// Spends what checking `password` against a real hash with these settings costs, and
+    /// returns false: the answer for an account that does not exist.
+    pub fn verify_unknown_account(&self, password: &str) -> bool {
+        let decoy = self
+            .decoy
+            .get_or_init(|| self.hash("decoy for unknown accounts").unwrap_or_default());
+        let _ = self.verify(password, decoy);
+        false
     }
 
     /// Whether `password` matches the stored PHC string (parameters are read from it).
@@ -192,6 +206,18 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(p.verify("correct horse", &h));
         assert!(!p.verify("correct horse ", &h));
+    }
+
+    #[test]
+    fn an_unknown_account_costs_a_real_check() {
+        let p = PasswordPolicy::new(19_456, 2);
+        assert!(!p.verify_unknown_account("correct horse"));
+        let decoy = p.decoy.get().expect("made on first use");
+        assert!(
+            PasswordHash::new(decoy).is_ok(),
+            "a parsable hash, so verify does the work"
+        );
+        assert!(decoy.contains("m=19456,t=2"));
     }
 
     #[test]
