@@ -44,6 +44,8 @@ pub enum SigningDomain {
     AirgapEnvelope,
     /// A policy document, decision or approval (`custody-policy`).
     Policy,
+    /// A threshold-ECDSA ceremony message (`custody-ecdsa`).
+    EcdsaCeremony,
 }
 
 impl SigningDomain {
@@ -51,6 +53,7 @@ impl SigningDomain {
         match self {
             SigningDomain::AirgapEnvelope => "CoinPort/airgap-envelope",
             SigningDomain::Policy => "CoinPort/policy",
+            SigningDomain::EcdsaCeremony => "CoinPort/ecdsa-ceremony",
         }
     }
 }
