@@ -173,8 +173,7 @@ pub fn sign_prehash<S: PresignatureStore, R: RngCore + CryptoRng>(
         sigma: scalar_bytes(&partial.sigma),
         signature: [0u8; 64],
     };
-    out.signature =
-        identity.sign_in_domain(SigningDomain::EcdsaCeremony, &out.signed_bytes(), rng);
+    out.signature = identity.sign_in_domain(SigningDomain::EcdsaCeremony, &out.signed_bytes(), rng);
     Ok(out)
 }
 
