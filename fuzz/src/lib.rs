@@ -39,7 +39,7 @@ pub type TestFn = fn(&[u8]);
 
 /// Every fuzz target: its name (also the name of its `fuzz_targets/` file, its `[[bin]]`,
 /// its `corpus/` directory and the `type:` of a negative vector) and its test function.
-pub const TARGETS: [(&str, TestFn); 25] = [
+pub const TARGETS: [(&str, TestFn); 30] = [
     ("identity_card", do_test_identity_card),
     ("ceremony_plan", do_test_ceremony_plan),
     ("ceremony_message", do_test_ceremony_message),
@@ -65,6 +65,11 @@ pub const TARGETS: [(&str, TestFn); 25] = [
     ("eth_transaction", do_test_eth_transaction),
     ("eth_calldata", do_test_eth_calldata),
     ("vault_blob", do_test_vault_blob),
+    ("ecdsa_plan", do_test_ecdsa_plan),
+    ("ecdsa_message", do_test_ecdsa_message),
+    ("ecdsa_message_body", do_test_ecdsa_message_body),
+    ("ecdsa_partial_signature", do_test_ecdsa_partial_signature),
+    ("ecdsa_group_key", do_test_ecdsa_group_key),
 ];
 
 /// Runs only the decoder of `target` (a name from [`TARGETS`]) on `data`.
@@ -99,6 +104,10 @@ pub fn decode(target: &str, data: &[u8]) -> Option<Result<(), String>> {
         "eth_transaction" => text(custody_ethereum::EthTransaction::decode_unsigned(data)),
         "eth_calldata" => text(custody_ethereum::Call::decode(data)),
         "vault_blob" => text(custody_vault::SealedBlob::from_bytes(data)),
+        "ecdsa_plan" => text(custody_ecdsa::EcdsaPlan::decode(data)),
+        "ecdsa_message" => text(custody_ecdsa::EcdsaMessage::decode(data)),
+        "ecdsa_partial_signature" => text(custody_ecdsa::PartialSignature::decode(data)),
+        "ecdsa_group_key" => text(custody_ecdsa::GroupPublicKey::decode(data)),
         _ => return None,
     };
     Some(result)
@@ -482,4 +491,34 @@ pub fn do_test_eth_calldata(data: &[u8]) {
 /// fixed fuzz keys).
 pub fn do_test_vault_blob(data: &[u8]) {
     custody_vault::fuzzing::do_test(data);
+}
+
+/// Fuzzes the threshold-ECDSA ceremony plan decoder:
+/// [`custody_ecdsa::fuzzing::plan::do_test`] (exact round trip).
+pub fn do_test_ecdsa_plan(data: &[u8]) {
+    custody_ecdsa::fuzzing::plan::do_test(data);
+}
+
+/// Fuzzes the threshold-ECDSA ceremony message decoder (the authenticated envelope of every
+/// round): [`custody_ecdsa::fuzzing::message::do_test`] (exact round trip).
+pub fn do_test_ecdsa_message(data: &[u8]) {
+    custody_ecdsa::fuzzing::message::do_test(data);
+}
+
+/// Fuzzes the split of an opened ceremony message body into protocol messages:
+/// [`custody_ecdsa::fuzzing::message_body::do_test`] (must not panic).
+pub fn do_test_ecdsa_message_body(data: &[u8]) {
+    custody_ecdsa::fuzzing::message_body::do_test(data);
+}
+
+/// Fuzzes the partial-signature decoder (what a signer sends back across the air gap):
+/// [`custody_ecdsa::fuzzing::partial_signature::do_test`] (exact round trip).
+pub fn do_test_ecdsa_partial_signature(data: &[u8]) {
+    custody_ecdsa::fuzzing::partial_signature::do_test(data);
+}
+
+/// Fuzzes the threshold-ECDSA group key decoder:
+/// [`custody_ecdsa::fuzzing::group_key::do_test`] (exact round trip).
+pub fn do_test_ecdsa_group_key(data: &[u8]) {
+    custody_ecdsa::fuzzing::group_key::do_test(data);
 }

@@ -130,6 +130,10 @@ fn accepted(target: &str, data: &[u8]) -> Result<(), String> {
                 _ => Err(format!("not a request or shares field (subtype {subtype})")),
             }
         }
+        // An opened threshold-ECDSA message body: every item within bounds.
+        "ecdsa_message_body" => custody_ecdsa::fuzzing::message_body::item_count(data)
+            .map(drop)
+            .map_err(|e| e.to_string()),
         _ => panic!("unknown target {target}"),
     }
 }

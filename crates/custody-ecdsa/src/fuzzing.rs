@@ -48,6 +48,15 @@ pub mod group_key {
 pub mod message_body {
     /// Splits `data` as a body of a 3-instance step.
     pub fn do_test(data: &[u8]) {
-        let _ = crate::session::decode_items(data, 3);
+        let _ = item_count(data);
+    }
+
+    /// Splits `data` as a body of a 3-instance step and returns how many protocol
+    /// messages it holds (for corpus checks).
+    ///
+    /// # Errors
+    /// The [`crate::DecodeError`] naming the malformed item.
+    pub fn item_count(data: &[u8]) -> Result<usize, crate::DecodeError> {
+        crate::session::decode_items(data, 3).map(|items| items.len())
     }
 }
