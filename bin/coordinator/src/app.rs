@@ -20,6 +20,9 @@ pub struct Wallet {
     pub group: GroupKey,
     /// `tr(xpub/<0;1>/*)` of the group key.
     pub descriptor: WalletDescriptor,
+    /// Change indexes this process has claimed and not yet used (`next..end`), on
+    /// PostgreSQL: see `withdrawals::claim_change_index`.
+    pub change_block: tokio::sync::Mutex<(u32, u32)>,
 }
 
 impl Wallet {
@@ -30,7 +33,11 @@ impl Wallet {
     pub fn new(group: GroupKey) -> Result<Self> {
         let descriptor =
             WalletDescriptor::for_group(&group, None).context("building the wallet descriptor")?;
-        Ok(Wallet { group, descriptor })
+        Ok(Wallet {
+            group,
+            descriptor,
+            change_block: tokio::sync::Mutex::new((0, 0)),
+        })
     }
 
     /// Reads a group key file written by `custody-signer` after the DKG.

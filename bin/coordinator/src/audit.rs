@@ -1,13 +1,21 @@
 //! The hash-chained audit log.
 //!
 //! Every security event, decision and state transition appends one entry in the same
-//! database transaction as the change it records. Entry `n` stores
+//! database transaction as the change it records ([`append`]): the entry commits with the
+//! change or not at all. It is written to `audit_pending` first, without a sequence number
+//! or hash, so that concurrent transactions do not queue on one row while they commit;
+//! [`chain_pending`] — run by the daemon every quarter second, by every worker tick, and
+//! before anything reads, verifies or exports the log — moves pending entries into
+//! `audit_log` in batches, in the order they were written, giving each its sequence number
+//! and hash. Entry `n` stores
 //! `hash_n = SHA-256(tag ‖ tag ‖ hash_{n-1} ‖ u64(n) ‖ i64(at) ‖ lp(kind) ‖ lp(actor) ‖
 //! lp(subject) ‖ lp(data))` (BIP340-style tagged hash, tag `CoinPort/coordinator/audit`,
 //! `lp` = u32 big-endian length prefix), so editing, removing or reordering any entry
 //! breaks every later hash. The `audit_head` row holds the last sequence number and hash:
-//! appenders update it first, which serialises them (a row lock on PostgreSQL, the write
-//! lock on SQLite), and it lets [`verify`] notice entries cut off the end.
+//! the chainer updates it first, which serialises chainers across processes (a row lock on
+//! PostgreSQL, the write lock on SQLite), and it lets [`verify`] notice entries cut off the
+//! end. An entry is protected by the chain from the moment it is chained, normally well
+//! under a second after its commit; `docs/threat-model.md` discusses that window.
 //!
 //! Checkpoints ([`Checkpoint`]) are the head signed by the coordinator's identity key, to be
 //! kept off the box; verifying the log against an old checkpoint shows that history up to
@@ -85,7 +93,8 @@ pub fn entry_hash(
     h.finalize().into()
 }
 
-/// Appends an entry inside `tx` and returns its sequence number.
+/// Appends an entry inside `tx`; it commits with the caller's change and is chained by
+/// the next [`chain_pending`].
 ///
 /// # Errors
 /// [`DbError`]; the caller's transaction then rolls back with the change it records.
@@ -96,38 +105,102 @@ pub async fn append(
     actor: &str,
     subject: &str,
     data: &serde_json::Value,
-) -> Result<i64, DbError> {
-    // Taking the head row first serialises appenders across processes.
-    sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
-    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(&mut **tx)
-        .await?;
-    let seq = int(&row, "seq")?;
-    let prev_hex = text(&row, "hash")?;
-    let prev = decode_hash(&prev_hex).unwrap_or(GENESIS_HASH);
-    let data = data.to_string();
-    let hash = hex::encode(entry_hash(&prev, seq, at, kind, actor, subject, &data));
+) -> Result<(), DbError> {
+    // Version 7 ids sort by creation time (monotonic within a process), so entries written
+    // in one transaction are chained in the order they were written.
     sqlx::query(
-        "INSERT INTO audit_log (seq, at, kind, actor, subject, data, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_pending (id, at, kind, actor, subject, data) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(seq)
+    .bind(uuid::Uuid::now_v7().to_string())
     .bind(at)
     .bind(kind)
     .bind(actor)
     .bind(subject)
-    .bind(&data)
-    .bind(&prev_hex)
-    .bind(&hash)
+    .bind(data.to_string())
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&hash)
-        .execute(&mut **tx)
+    Ok(())
+}
+
+/// How many pending entries one chaining transaction takes.
+const CHAIN_BATCH: i64 = 500;
+
+/// Chains every committed pending entry: assigns sequence numbers and hashes in batches,
+/// each batch in one short transaction under the head row, and returns how many it chained.
+///
+/// Safe to run from several tasks and processes at once: the head row serialises them, and
+/// each removes exactly the pending rows it chained.
+///
+/// # Errors
+/// [`DbError`]; a failed batch rolls back whole and its entries stay pending.
+pub async fn chain_pending(db: &Db) -> Result<u64, DbError> {
+    let mut chained = 0u64;
+    loop {
+        let any = sqlx::query("SELECT id FROM audit_pending LIMIT 1")
+            .fetch_optional(db.pool())
+            .await?;
+        if any.is_none() {
+            return Ok(chained);
+        }
+        let mut tx = db.begin().await?;
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut seq = int(&head, "seq")?;
+        let mut prev_hex = text(&head, "hash")?;
+        let rows = sqlx::query(
+            "SELECT id, at, kind, actor, subject, data FROM audit_pending ORDER BY id LIMIT $1",
+        )
+        .bind(CHAIN_BATCH)
+        .fetch_all(&mut *tx)
         .await?;
-    Ok(seq)
+        if rows.is_empty() {
+            // Another chainer took them while this one waited for the head.
+            tx.rollback().await?;
+            return Ok(chained);
+        }
+        for row in &rows {
+            let id = text(row, "id")?;
+            let at = int(row, "at")?;
+            let kind = text(row, "kind")?;
+            let actor = text(row, "actor")?;
+            let subject = text(row, "subject")?;
+            let data = text(row, "data")?;
+            seq += 1;
+            let prev = decode_hash(&prev_hex).unwrap_or(GENESIS_HASH);
+            let hash = hex::encode(entry_hash(&prev, seq, at, &kind, &actor, &subject, &data));
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at, kind, actor, subject, data, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(seq)
+            .bind(at)
+            .bind(&kind)
+            .bind(&actor)
+            .bind(&subject)
+            .bind(&data)
+            .bind(&prev_hex)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM audit_pending WHERE id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            prev_hex = hash;
+        }
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&prev_hex)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        chained += rows.len() as u64;
+    }
 }
 
 fn decode_hash(s: &str) -> Option<[u8; 32]> {
@@ -135,11 +208,17 @@ fn decode_hash(s: &str) -> Option<[u8; 32]> {
     v.try_into().ok()
 }
 
-/// Reads entries with `seq > after`, at most `limit`, in order.
+/// Reads entries with `seq > after`, at most `limit`, in order, after chaining what is
+/// pending.
 ///
 /// # Errors
 /// [`DbError`].
 pub async fn entries(db: &Db, after: i64, limit: i64) -> Result<Vec<Entry>, DbError> {
+    chain_pending(db).await?;
+    chained_entries(db, after, limit).await
+}
+
+async fn chained_entries(db: &Db, after: i64, limit: i64) -> Result<Vec<Entry>, DbError> {
     let rows = sqlx::query(
         "SELECT seq, at, kind, actor, subject, data, prev_hash, hash FROM audit_log \
          WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -234,16 +313,17 @@ pub enum VerifyError {
     Db(#[from] DbError),
 }
 
-/// Recomputes the whole chain and compares it with the head.
+/// Chains what is pending, then recomputes the whole chain and compares it with the head.
 ///
 /// # Errors
 /// [`VerifyError::Break`] naming the first bad entry.
 pub async fn verify(db: &Db) -> Result<Verified, VerifyError> {
     const PAGE: i64 = 5000;
+    chain_pending(db).await?;
     let mut prev = GENESIS_HASH;
     let mut expected_seq = 1;
     loop {
-        let page = entries(db, expected_seq - 1, PAGE).await?;
+        let page = chained_entries(db, expected_seq - 1, PAGE).await?;
         // A gap makes `entries` skip ahead; the first entry's seq tells us.
         for e in &page {
             if e.seq != expected_seq || e.prev_hash != hex::encode(prev) {
@@ -286,14 +366,15 @@ pub async fn verify(db: &Db) -> Result<Verified, VerifyError> {
     })
 }
 
-/// Writes every entry as JSON Lines.
+/// Chains what is pending, then writes every entry as JSON Lines.
 ///
 /// # Errors
 /// [`DbError`] or an I/O error (as `DbError::Sqlx(Io)`).
 pub async fn export<W: Write>(db: &Db, out: &mut W) -> Result<i64, DbError> {
+    chain_pending(db).await?;
     let mut after = 0;
     loop {
-        let page = entries(db, after, 5000).await?;
+        let page = chained_entries(db, after, 5000).await?;
         if page.is_empty() {
             return Ok(after);
         }

@@ -64,6 +64,11 @@ impl DbError {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// On PostgreSQL, two connections for short statements that must commit on their own
+    /// while the caller holds a transaction of the main pool (claiming a block of change
+    /// indexes); a separate pool, so that such a claim can never wait for a connection
+    /// held by a transaction that waits for the claim.
+    side: Option<AnyPool>,
     engine: Engine,
 }
 
@@ -103,7 +108,23 @@ impl Db {
             Engine::Postgres => options.max_connections(max_connections),
         };
         let pool = options.connect(url).await?;
-        Ok(Db { pool, engine })
+        let side = match engine {
+            Engine::Sqlite => None,
+            Engine::Postgres => Some(
+                AnyPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(30))
+                    .max_connections(2)
+                    .connect_lazy(url)?,
+            ),
+        };
+        Ok(Db { pool, side, engine })
+    }
+
+    /// The pool for short statements that commit on their own while the caller holds a
+    /// transaction (PostgreSQL); `None` on SQLite, where the caller's transaction must be
+    /// used instead.
+    pub fn side_pool(&self) -> Option<&AnyPool> {
+        self.side.as_ref()
     }
 
     /// Applies every pending migration.
@@ -135,6 +156,9 @@ impl Db {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        if let Some(side) = &self.side {
+            side.close().await;
+        }
         self.pool.close().await;
     }
 }

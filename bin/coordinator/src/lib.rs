@@ -172,6 +172,7 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
 /// Storage failure.
 pub async fn tick(app: &App) -> Result<(), error::ApiError> {
     use std::sync::atomic::Ordering;
+    audit::chain_pending(&app.db).await?;
     notify::deliver_pending(app, 100).await?;
     withdrawals::resume(app).await?;
     let now = app.now();
@@ -245,6 +246,21 @@ pub async fn run(app: App) -> Result<()> {
             }
         }
     });
+    // Audit entries commit unchained (see `audit`); this task chains them within a quarter
+    // second, so the chain covers them almost as soon as they exist.
+    let chain_db = app.db.clone();
+    let (chain_stop_tx, mut chain_stop_rx) = tokio::sync::watch::channel(false);
+    let chainer = tokio::spawn(async move {
+        loop {
+            if let Err(e) = audit::chain_pending(&chain_db).await {
+                tracing::warn!(error = %e, "chaining audit entries failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = chain_stop_rx.changed() => break,
+            }
+        }
+    });
     let router = api::router(app.clone());
     axum::serve(
         listener,
@@ -254,7 +270,12 @@ pub async fn run(app: App) -> Result<()> {
     .await
     .context("serving")?;
     let _ = stop_tx.send(true);
+    let _ = chain_stop_tx.send(true);
     let _ = worker.await;
+    let _ = chainer.await;
+    if let Err(e) = audit::chain_pending(&app.db).await {
+        tracing::warn!(error = %e, "chaining audit entries at shutdown failed; the next start chains them");
+    }
     app.db.close().await;
     tracing::info!("coordinator stopped");
     Ok(())

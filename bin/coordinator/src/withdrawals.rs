@@ -367,8 +367,7 @@ pub async fn request(
     accounts::step_up(tx, app, principal, req.totp.as_deref()).await?;
     let id = Uuid::new_v4().to_string();
     // The attempt is recorded as a security event at the end of this transaction, on every
-    // outcome: its audit entry takes the audit log's head, which serialises writers, so
-    // everything slow (policy, risk, coin selection) happens before.
+    // outcome.
     let policy = crate::policy::current(tx, app, now).await?;
     let policy_hash = hex::encode(policy.hash());
     let mut refusal = match accounts::whitelist_status(tx, &principal.id, &address, now).await? {
@@ -608,10 +607,7 @@ async fn build_and_reserve(
             prev_tx: None,
         });
     }
-    let ws = sqlx::query("SELECT next_change_index FROM wallet_state WHERE id = 1")
-        .fetch_one(&mut **tx)
-        .await?;
-    let change_index = u32::try_from(int(&ws, "next_change_index")?).unwrap_or(0);
+    let change_index = claim_change_index(app, &wallet, tx).await?;
     let payment = Payment {
         address: Address::from_str(address)
             .map_err(ApiError::internal)?
@@ -647,25 +643,52 @@ async fn build_and_reserve(
             ));
         }
     }
-    let change_script = wallet
-        .descriptor
-        .derive(custody_bitcoin::Branch::Change, change_index)
-        .map_err(ApiError::internal)?
-        .script_pubkey();
-    if psbt
-        .unsigned_tx
-        .output
-        .iter()
-        .any(|o| o.script_pubkey == change_script)
-    {
-        sqlx::query(
-            "UPDATE wallet_state SET next_change_index = next_change_index + 1 WHERE id = 1",
-        )
-        .execute(&mut **tx)
-        .await?;
-    }
     let txid = psbt.unsigned_tx.compute_txid();
     Ok((psbt, txid))
+}
+
+/// How many change indexes a coordinator process claims at once on PostgreSQL.
+const CHANGE_BLOCK: u32 = 64;
+
+/// A change index no other withdrawal gets.
+///
+/// On SQLite (one writer) the index is taken in the request's own transaction. On
+/// PostgreSQL the process claims a block of indexes in a short transaction of its own and
+/// hands them out from memory, so that requests do not hold the `wallet_state` row until
+/// they commit (which made every commit wait for the one before it). An index whose
+/// request fails, or whose transaction needs no change, is skipped; that is harmless
+/// because coin sync watches every change index below `next_change_index` plus the gap.
+async fn claim_change_index(
+    app: &App,
+    wallet: &crate::app::Wallet,
+    tx: &mut Tx<'_>,
+) -> Result<u32, ApiError> {
+    let claim = "UPDATE wallet_state SET next_change_index = next_change_index + $1 \
+                 WHERE id = 1 RETURNING next_change_index";
+    let index = |row: &sqlx::any::AnyRow| -> Result<u32, ApiError> {
+        u32::try_from(int(row, "next_change_index")?)
+            .map_err(|_| ApiError::internal("change index out of range"))
+    };
+    match app.db.side_pool() {
+        None => {
+            let row = sqlx::query(claim).bind(1i64).fetch_one(&mut **tx).await?;
+            Ok(index(&row)? - 1)
+        }
+        Some(side) => {
+            let mut block = wallet.change_block.lock().await;
+            if block.0 >= block.1 {
+                let row = sqlx::query(claim)
+                    .bind(i64::from(CHANGE_BLOCK))
+                    .fetch_one(side)
+                    .await?;
+                let end = index(&row)?;
+                *block = (end.saturating_sub(CHANGE_BLOCK), end);
+            }
+            let next = block.0;
+            block.0 += 1;
+            Ok(next)
+        }
+    }
 }
 
 /// Gets a withdrawal; users see only their own.

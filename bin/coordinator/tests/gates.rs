@@ -562,3 +562,76 @@ async fn two_coordinators_on_one_postgres_race_the_same_withdrawal() {
         .await
         .expect("one chain despite two writers");
 }
+
+/// Entries commit with their change (a rolled-back transaction leaves none), and chainers
+/// racing each other (several tasks; on PostgreSQL several connections) chain every
+/// committed entry exactly once, in the order each transaction wrote them.
+async fn audit_entries_commit_with_their_change_and_chain_once(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let db = h.app.db.clone();
+    let before = custody_coordinator::audit::verify(&db)
+        .await
+        .unwrap()
+        .entries;
+    let mut tx = db.begin().await.unwrap();
+    custody_coordinator::audit::append(&mut tx, 1, "test.rolled_back", "test", "x", &json!({}))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    // 40 writers of 5 entries each, racing 3 chainers.
+    let mut tasks = Vec::new();
+    for w in 0..40 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tx = db.begin().await.unwrap();
+            for i in 0..5 {
+                custody_coordinator::audit::append(
+                    &mut tx,
+                    1,
+                    "test.entry",
+                    "test",
+                    &format!("writer-{w}"),
+                    &json!({ "i": i }),
+                )
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }));
+    }
+    for _ in 0..3 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                custody_coordinator::audit::chain_pending(&db)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = custody_coordinator::audit::verify(&db).await.unwrap();
+    assert_eq!(
+        v.entries,
+        before + 200,
+        "every committed entry chained once"
+    );
+    let all = custody_coordinator::audit::entries(&db, before, 1000)
+        .await
+        .unwrap();
+    assert!(all.iter().all(|e| e.kind != "test.rolled_back"));
+    for w in 0..40 {
+        let order: Vec<String> = all
+            .iter()
+            .filter(|e| e.subject == format!("writer-{w}"))
+            .map(|e| e.data.clone())
+            .collect();
+        let expected: Vec<String> = (0..5).map(|i| json!({ "i": i }).to_string()).collect();
+        assert_eq!(order, expected, "writer {w}'s entries in the order written");
+    }
+}
+on_both!(audit_entries_commit_with_their_change_and_chain_once);
