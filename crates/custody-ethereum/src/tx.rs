@@ -228,6 +228,9 @@ enum Inner {
     Legacy(TxLegacy),
 }
 
+/// The hash tag of [`EthTransaction::intent_digest`].
+pub const INTENT_TAG: &str = "CoinPort/ethereum/intent";
+
 /// An unsigned Ethereum transaction the custody signer can show, hash and sign.
 ///
 /// It holds the transaction itself, never a hash: the hash to sign
@@ -445,6 +448,39 @@ impl EthTransaction {
             Inner::Eip1559(tx) => &tx.input,
             Inner::Legacy(tx) => &tx.input,
         }
+    }
+
+    /// What the transaction moves, apart from its nonce and fees: the tagged SHA-256
+    /// (`SHA256(T ‖ T ‖ m)`, `T = SHA256("CoinPort/ethereum/intent")`) of the chain id (u64
+    /// big-endian), the recipient (one byte 0 for a contract creation, else 1 and 20
+    /// bytes), the value (32 bytes big-endian) and the calldata (u32 big-endian length,
+    /// bytes).
+    ///
+    /// This is the transaction digest of an Ethereum withdrawal in the policy's
+    /// `withdrawal_digest` and `Decision`: approvers approve *what* moves, to whom, on which
+    /// chain, before the coordinator picks the nonce and fees at signing time (so that a
+    /// withdrawal held for 48 hours does not hold up the account's nonce sequence). The
+    /// signer recomputes it from the transaction it is shown, and shows and caps the fees
+    /// itself.
+    pub fn intent_digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let tag = Sha256::digest(INTENT_TAG.as_bytes());
+        let mut h = Sha256::new();
+        h.update(tag);
+        h.update(tag);
+        h.update(self.chain_id().to_be_bytes());
+        match self.to() {
+            Some(to) => {
+                h.update([1]);
+                h.update(to.as_slice());
+            }
+            None => h.update([0]),
+        }
+        h.update(self.value().to_be_bytes::<32>());
+        let input = self.input();
+        h.update(u32::try_from(input.len()).unwrap_or(u32::MAX).to_be_bytes());
+        h.update(input);
+        h.finalize().into()
     }
 
     /// Checks that this transaction is the one requested, field by field, and names the
