@@ -210,6 +210,7 @@ pub fn router(app: App) -> Router {
         .routes(routes!(broadcast_withdrawal))
         .routes(routes!(ingest_event))
         .routes(routes!(add_commitments))
+        .routes(routes!(add_presignatures))
         .routes(routes!(create_principal))
         .routes(routes!(reset_two_factor))
         .routes(routes!(reset_password))
@@ -738,8 +739,8 @@ async fn import_shares(
     Json(r): Json<NewShares>,
 ) -> Result<Response, ApiError> {
     let key = idem_key(&headers)?;
-    let fp =
-        serde_json::json!({ "id": id, "psbt": hex::encode(Sha256::digest(r.psbt.as_bytes())) });
+    let digest = |v: &Option<String>| v.as_ref().map(|s| hex::encode(Sha256::digest(s)));
+    let fp = serde_json::json!({ "id": id, "psbt": digest(&r.psbt), "partial": digest(&r.partial_signature) });
     idempotent(&app, &p.id, &key, "shares", &fp, |tx| {
         let (app, p, id, r) = (
             app.clone(),
@@ -747,6 +748,7 @@ async fn import_shares(
             id.clone(),
             NewShares {
                 psbt: r.psbt.clone(),
+                partial_signature: r.partial_signature.clone(),
             },
         );
         Box::pin(async move { withdrawals::import_shares(tx, &app, &p, &id, &r).await })
@@ -855,6 +857,17 @@ async fn add_commitments(
         signer: batch.signer,
         added,
     }))
+}
+
+/// Registers an Ethereum presignature batch after the signers' presigning ceremony: the
+/// plan must be for the configured ECDSA key and its participants.
+#[utoipa::path(post, path = "/v1/ethereum/presignatures", request_body = crate::eth::NewPresignBatch, responses((status = 200, description = "registered (added = 0 when it was before)"), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn add_presignatures(
+    State(app): State<App>,
+    Auth(p, _t): Auth,
+    Json(r): Json<crate::eth::NewPresignBatch>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(crate::eth::add_presign_batch(&app, &p, &r).await?))
 }
 
 /// An admin action: the admin role and a fresh 2FA code.

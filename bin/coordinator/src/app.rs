@@ -70,6 +70,8 @@ pub struct App {
     pub wallet: Option<Arc<Wallet>>,
     /// The chain backend, if configured.
     pub chain: Option<Arc<dyn custody_chain::ChainBackend>>,
+    /// The Ethereum wallet and chain, if configured.
+    pub eth: Option<Arc<crate::eth::EthWallet>>,
     /// Prometheus rendering, if a recorder is installed.
     pub metrics: Option<PrometheusHandle>,
     /// The hash of the ingestion token, if ingestion is enabled.
@@ -102,6 +104,19 @@ impl App {
     /// The current time.
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// The Ethereum wallet, or a clear error if none is configured.
+    ///
+    /// # Errors
+    /// A conflict error saying how to configure one.
+    pub fn eth(&self) -> Result<&crate::eth::EthWallet, crate::error::ApiError> {
+        self.eth.as_deref().ok_or_else(|| {
+            crate::error::ApiError::conflict(
+                "no_ethereum",
+                "Ethereum withdrawals are not configured: set [ethereum] (key_plan_file, group_key_file, chain) in the coordinator configuration",
+            )
+        })
     }
 
     /// The wallet, or a clear error if none is configured.

@@ -141,6 +141,37 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Background work: coin sync and signed audit checkpoints.
     pub worker: WorkerConfig,
+    /// Ethereum withdrawals (ETH and ERC-20, threshold ECDSA); none refuses them.
+    pub ethereum: Option<EthereumConfig>,
+}
+
+/// The Ethereum wallet: the threshold-ECDSA key and the chain it spends on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EthereumConfig {
+    /// The key-generation plan of the ECDSA key (`custody-signer eth`): its identity cards
+    /// authenticate presignature plans and partial signatures.
+    pub key_plan_file: PathBuf,
+    /// The group key file the signers wrote after key generation.
+    pub group_key_file: PathBuf,
+    /// The highest max fee per gas the coordinator puts in a transaction, in gwei.
+    /// Default 500; when the chain asks for more, the round waits instead of overpaying.
+    #[serde(default = "default_max_fee_gwei")]
+    pub max_fee_gwei: u64,
+    /// The chain: `kind = "file"` (`path`, `chain_id`) or `"json-rpc"` (`url`, `chain_id`,
+    /// `confirmations`, `timeout_secs`); see `crates/custody-evm`.
+    pub chain: custody_evm::EvmConfig,
+}
+
+fn default_max_fee_gwei() -> u64 {
+    500
+}
+
+impl EthereumConfig {
+    /// The fee cap in wei per gas.
+    pub fn max_fee_wei(&self) -> u128 {
+        u128::from(self.max_fee_gwei) * 1_000_000_000
+    }
 }
 
 /// Periodic work of the daemon.
@@ -184,6 +215,7 @@ impl Default for Config {
             chain: None,
             trust_forwarded_for: false,
             worker: WorkerConfig::default(),
+            ethereum: None,
         }
     }
 }
@@ -211,6 +243,10 @@ pub struct RiskConfig {
     pub large_amount_weight: u32,
     /// What counts as a large amount, in satoshis. Default 10 000 000 (0.1 BTC).
     pub large_amount_sat: u64,
+    /// What counts as a large amount of other assets, in base units as decimal strings,
+    /// by policy asset id (`ETH`, `ERC20:0x…` in lower case). Default `ETH` = 10 ETH. An
+    /// asset not listed is never "large" (its velocity is still watched).
+    pub large_amounts: std::collections::BTreeMap<String, String>,
     /// Score for a 24-hour total above `velocity_multiplier` × the account's average daily
     /// total over the previous 30 days (or any amount above `large_amount_sat` with no
     /// history). Default 40.
@@ -235,6 +271,9 @@ impl Default for RiskConfig {
             new_destination_weight: 30,
             large_amount_weight: 30,
             large_amount_sat: 10_000_000,
+            large_amounts: [("ETH".to_owned(), "10000000000000000000".to_owned())]
+                .into_iter()
+                .collect(),
             velocity_weight: 40,
             velocity_multiplier: 3.0,
             new_ip_weight: 20,
@@ -289,7 +328,23 @@ impl RiskConfig {
                 message: "must be a finite number >= 1.0".into(),
             });
         }
+        for (asset, amount) in &self.large_amounts {
+            if amount.parse::<u128>().is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "risk.large_amounts",
+                    message: format!("{asset} = {amount:?} is not a whole number of base units"),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The large-amount threshold of `asset` in base units, if it has one.
+    pub fn large_amount(&self, asset: &str) -> Option<u128> {
+        if asset == "BTC" {
+            return Some(u128::from(self.large_amount_sat));
+        }
+        self.large_amounts.get(asset)?.parse().ok()
     }
 
     /// Seconds of hold after a password change or reset.
@@ -569,6 +624,27 @@ impl Config {
                 key: "database_max_connections",
                 message: "must be at least 1".into(),
             });
+        }
+        if let Some(eth) = &self.ethereum {
+            // Mainnet money only with mainnet money: the policy document names one network.
+            let mainnet_chain = eth.chain.chain_id() == 1;
+            let mainnet = self.network == NetworkName::Bitcoin;
+            if mainnet_chain != mainnet {
+                return Err(ConfigError::Invalid {
+                    key: "ethereum.chain.chain_id",
+                    message: format!(
+                        "chain {} does not go with network {} (Ethereum mainnet, chain 1, only with network bitcoin; test chains only with test networks)",
+                        eth.chain.chain_id(),
+                        self.network.to_policy().as_str()
+                    ),
+                });
+            }
+            if eth.max_fee_gwei == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "ethereum.max_fee_gwei",
+                    message: "must be at least 1".into(),
+                });
+            }
         }
         Ok(())
     }

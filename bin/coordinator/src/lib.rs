@@ -20,6 +20,7 @@ pub mod config;
 pub mod db;
 pub mod dev;
 pub mod error;
+pub mod eth;
 pub mod notify;
 pub mod policy;
 pub mod risk;
@@ -136,6 +137,10 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
         Some(c) => Some(custody_chain::connect(c).context("connecting the chain backend")?),
         None => None,
     };
+    let eth = match &config.ethereum {
+        Some(c) => Some(Arc::new(eth::EthWallet::load(c).await?)),
+        None => None,
+    };
     let ingest_token_hash = match &config.auth.ingest_token_file {
         Some(p) => {
             let t = Zeroizing::new(
@@ -157,6 +162,7 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
         passwords,
         wallet,
         chain,
+        eth,
         metrics: metrics_handle(),
         ingest_token_hash,
         policies: Arc::new(policy::PolicyCache::default()),

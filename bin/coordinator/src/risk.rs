@@ -298,11 +298,15 @@ pub async fn assess_withdrawal(
     tx: &mut Tx<'_>,
     app: &App,
     principal_id: &str,
-    address: &str,
-    amount: u64,
-    ip: &str,
+    attempt: &Attempt<'_>,
     now: i64,
 ) -> Result<Assessment, ApiError> {
+    let Attempt {
+        address,
+        asset,
+        amount,
+        ip,
+    } = *attempt;
     let r = &app.config.risk;
     let mut a = Assessment::default();
     let mut fire = |weight: u32, reason: String| {
@@ -311,6 +315,7 @@ pub async fn assess_withdrawal(
             a.reasons.push(reason);
         }
     };
+    let unit = if asset == "BTC" { "sat" } else { "base units" };
     let paid_before = sqlx::query(
         "SELECT COUNT(*) AS n FROM withdrawals WHERE principal_id = $1 AND address = $2 \
          AND state IN ('broadcast', 'confirmed')",
@@ -320,33 +325,44 @@ pub async fn assess_withdrawal(
     .fetch_one(&mut **tx)
     .await?;
     let new_destination = int(&paid_before, "n")? == 0;
-    let large = amount >= r.large_amount_sat;
+    let large = r.large_amount(asset).is_some_and(|l| amount >= l);
     if new_destination && large {
         fire(
             r.new_destination_weight,
-            format!("first withdrawal to {address} and a large amount ({amount} sat)"),
+            format!(
+                "first withdrawal to {address} and a large amount ({amount} {unit} of {asset})"
+            ),
         );
     } else if large {
         fire(
             r.large_amount_weight,
-            format!("large amount ({amount} sat)"),
+            format!("large amount ({amount} {unit} of {asset})"),
         );
     }
     let day = 86_400;
-    let sum = |from: i64, to: i64| {
-        sqlx::query(
-            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS s, COUNT(*) AS n FROM withdrawals WHERE principal_id = $1 \
-             AND created_at > $2 AND created_at <= $3 AND state NOT IN ('rejected', 'cancelled')",
-        )
-        .bind(principal_id.to_owned())
-        .bind(from)
-        .bind(to)
-    };
-    let last_day = sum(now - day, now).fetch_one(&mut **tx).await?;
-    let last_day_total = u64::try_from(int(&last_day, "s")?).unwrap_or(0) + amount;
-    let history = sum(now - 31 * day, now - day).fetch_one(&mut **tx).await?;
-    let history_total = u64::try_from(int(&history, "s")?).unwrap_or(0);
-    let history_count = int(&history, "n")?;
+    // The account's totals of this asset; summed here because amounts of Ethereum assets
+    // are kept as decimal text (they exceed BIGINT).
+    let rows = sqlx::query(
+        "SELECT amount, amount_text, created_at FROM withdrawals WHERE principal_id = $1 \
+         AND asset = $2 AND created_at > $3 AND created_at <= $4 \
+         AND state NOT IN ('rejected', 'cancelled')",
+    )
+    .bind(principal_id)
+    .bind(asset)
+    .bind(now - 31 * day)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    let (mut last_day_total, mut history_total, mut history_count) = (amount, 0u128, 0u64);
+    for row in &rows {
+        let value = stored_amount(row)?;
+        if int(row, "created_at")? > now - day {
+            last_day_total = last_day_total.saturating_add(value);
+        } else {
+            history_total = history_total.saturating_add(value);
+            history_count += 1;
+        }
+    }
     #[allow(clippy::cast_precision_loss)]
     let daily_average = history_total as f64 / 30.0;
     #[allow(clippy::cast_precision_loss)]
@@ -359,7 +375,7 @@ pub async fn assess_withdrawal(
         fire(
             r.velocity_weight,
             format!(
-                "24-hour total {last_day_total} sat is above {}× the account's daily average of the last 30 days ({daily_average:.0} sat)",
+                "24-hour total {last_day_total} {unit} of {asset} is above {}× the account's daily average of the last 30 days ({daily_average:.0} {unit})",
                 r.velocity_multiplier
             ),
         );
@@ -407,6 +423,31 @@ pub async fn assess_withdrawal(
         );
     }
     Ok(a)
+}
+
+/// What the risk rules look at in a withdrawal attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    /// The normalised destination.
+    pub address: &'a str,
+    /// The policy asset id (`BTC`, `ETH`, `ERC20:0x…`).
+    pub asset: &'a str,
+    /// The amount in base units.
+    pub amount: u128,
+    /// The client's IP address.
+    pub ip: &'a str,
+}
+
+/// A withdrawal row's amount in base units: `amount_text` when set (Ethereum assets), else
+/// the satoshi `amount`.
+///
+/// # Errors
+/// A column that does not decode.
+pub(crate) fn stored_amount(row: &sqlx::any::AnyRow) -> Result<u128, sqlx::Error> {
+    match crate::db::opt_text(row, "amount_text")? {
+        Some(t) => Ok(t.parse().unwrap_or(0)),
+        None => Ok(u128::from(u64::try_from(int(row, "amount")?).unwrap_or(0))),
+    }
 }
 
 /// The scope of a freeze.

@@ -45,11 +45,16 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 /// The asset this lifecycle moves.
 pub const ASSET_BTC: &str = "BTC";
 
-/// Parses and normalises an address for the configured network (bech32 in lower case).
+/// Parses and normalises a destination: a Bitcoin address of the configured network
+/// (bech32 in lower case), or an Ethereum address (`0x…`, EIP-55 checksum checked when
+/// mixed case; returned checksummed).
 ///
 /// # Errors
 /// 400 naming the problem.
 pub fn parse_address(app: &App, address: &str) -> Result<String, ApiError> {
+    if address.trim().starts_with("0x") || address.trim().starts_with("0X") {
+        return crate::eth::parse_eth_address(address).map(|a| a.to_checksum(None));
+    }
     let network = app.config.network.to_bitcoin();
     let a = Address::from_str(address.trim())
         .map_err(|e| ApiError::bad_request(format!("{address} is not a Bitcoin address: {e}")))?
@@ -61,12 +66,13 @@ pub fn parse_address(app: &App, address: &str) -> Result<String, ApiError> {
 /// A withdrawal request.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct NewWithdrawal {
-    /// `BTC`.
+    /// `BTC`, `ETH`, or an ERC-20 token as `ERC20:0x<contract>`.
     pub asset: String,
     /// The destination; must be on the account's whitelist and active.
     pub address: String,
-    /// Amount in satoshis.
-    pub amount: u64,
+    /// Amount in the asset's base units (satoshis, wei, token units): a JSON number, or a
+    /// decimal string for amounts a JSON number cannot carry exactly.
+    pub amount: crate::eth::Units,
     /// A current TOTP code (step-up 2FA).
     pub totp: Option<String>,
 }
@@ -93,8 +99,10 @@ pub struct WithdrawalView {
     pub asset: String,
     /// Destination.
     pub address: String,
-    /// Amount in satoshis.
+    /// Amount in satoshis (Bitcoin; 0 for other assets).
     pub amount: u64,
+    /// Amount in the asset's base units as a decimal string (every asset).
+    pub amount_units: String,
     /// Unix time requested.
     pub created_at: i64,
     /// Hold status now.
@@ -107,38 +115,64 @@ pub struct WithdrawalView {
     pub approvals: i64,
     /// Hex of the digest approvers sign (`custody_policy::withdrawal_digest`).
     pub approval_digest: Option<String>,
-    /// The unsigned transaction id.
+    /// The unsigned transaction id (Bitcoin); the signed transaction's hash once signed
+    /// (Ethereum).
     pub txid: Option<String>,
+    /// The account nonce of an Ethereum withdrawal, once its signing round chose one.
+    pub nonce: Option<u64>,
     /// Hex of the policy hash the request was evaluated under.
     pub policy_hash: String,
     /// Why it was rejected or failed, if it was.
     pub failure: Option<String>,
 }
 
-struct Row_ {
-    id: String,
-    principal_id: String,
-    state: String,
-    version: i64,
-    asset: String,
-    address: String,
+pub(crate) struct Row_ {
+    pub(crate) id: String,
+    pub(crate) principal_id: String,
+    pub(crate) state: String,
+    pub(crate) version: i64,
+    pub(crate) asset: String,
+    pub(crate) address: String,
     amount: i64,
+    pub(crate) amount_text: Option<String>,
+    pub(crate) eth_intent: Option<String>,
+    pub(crate) eth_tx: Option<String>,
+    pub(crate) eth_nonce: Option<i64>,
+    pub(crate) presign_batch: Option<String>,
+    pub(crate) presign_index: Option<i64>,
+    pub(crate) partials: Option<String>,
     created_at: i64,
     risk_score: i64,
     risk_reasons: String,
     policy_hash: String,
     required_approvals: i64,
     psbt: Option<String>,
-    txid: Option<String>,
-    signers: Option<String>,
-    final_tx: Option<String>,
+    pub(crate) txid: Option<String>,
+    pub(crate) signers: Option<String>,
+    pub(crate) final_tx: Option<String>,
     failure: Option<String>,
 }
 
-async fn load(tx: &mut Tx<'_>, id: &str) -> Result<Row_, ApiError> {
+impl Row_ {
+    /// The amount in base units.
+    pub(crate) fn units(&self) -> u128 {
+        match &self.amount_text {
+            Some(t) => t.parse().unwrap_or(0),
+            None => u128::from(u64::try_from(self.amount).unwrap_or(0)),
+        }
+    }
+
+    /// Whether this is an Ethereum withdrawal (ETH or ERC-20).
+    pub(crate) fn is_eth(&self) -> bool {
+        self.asset != ASSET_BTC
+    }
+}
+
+pub(crate) async fn load(tx: &mut Tx<'_>, id: &str) -> Result<Row_, ApiError> {
     let r = sqlx::query(
         "SELECT id, principal_id, state, version, asset, address, amount, created_at, risk_score, \
-         risk_reasons, policy_hash, required_approvals, psbt, txid, signers, final_tx, failure \
+         risk_reasons, policy_hash, required_approvals, psbt, txid, signers, final_tx, failure, \
+         amount_text, eth_intent, eth_tx, eth_nonce, presign_batch, presign_index, partials \
          FROM withdrawals WHERE id = $1",
     )
     .bind(id)
@@ -153,6 +187,13 @@ async fn load(tx: &mut Tx<'_>, id: &str) -> Result<Row_, ApiError> {
         asset: text(&r, "asset")?,
         address: text(&r, "address")?,
         amount: int(&r, "amount")?,
+        amount_text: opt_text(&r, "amount_text")?,
+        eth_intent: opt_text(&r, "eth_intent")?,
+        eth_tx: opt_text(&r, "eth_tx")?,
+        eth_nonce: opt_int(&r, "eth_nonce")?,
+        presign_batch: opt_text(&r, "presign_batch")?,
+        presign_index: opt_int(&r, "presign_index")?,
+        partials: opt_text(&r, "partials")?,
         created_at: int(&r, "created_at")?,
         risk_score: int(&r, "risk_score")?,
         risk_reasons: text(&r, "risk_reasons")?,
@@ -167,14 +208,14 @@ async fn load(tx: &mut Tx<'_>, id: &str) -> Result<Row_, ApiError> {
 }
 
 /// A value for a column a transition also sets.
-enum Val {
+pub(crate) enum Val {
     Text(Option<String>),
     Int(i64),
 }
 
 /// Moves `w` from its loaded `(state, version)` to `to`, or fails with 409 if someone else
 /// moved it first.
-async fn transition(
+pub(crate) async fn transition(
     tx: &mut Tx<'_>,
     w: &Row_,
     to: &str,
@@ -225,7 +266,7 @@ async fn transition(
     Ok(())
 }
 
-async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<WithdrawalView, ApiError> {
+pub(crate) async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<WithdrawalView, ApiError> {
     let now = app.now();
     let holds = risk::active_holds(tx, &w.principal_id, Some(&w.id), now).await?;
     let all = sqlx::query(
@@ -238,8 +279,12 @@ async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<WithdrawalView, Ap
     .fetch_one(&mut **tx)
     .await?;
     let approvals = distinct_approvals(tx, &w.id).await?;
-    let approval_digest = match &w.txid {
-        Some(txid) => Some(hex::encode(approval_digest(&w.policy_hash, &w.id, txid)?)),
+    let approval_digest = match transaction_digest(w)? {
+        Some(digest) => Some(hex::encode(approval_digest(
+            &w.policy_hash,
+            &w.id,
+            &digest,
+        )?)),
         None => None,
     };
     Ok(WithdrawalView {
@@ -248,6 +293,7 @@ async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<WithdrawalView, Ap
         asset: w.asset.clone(),
         address: w.address.clone(),
         amount: u64::try_from(w.amount).unwrap_or(0),
+        amount_units: w.units().to_string(),
         created_at: w.created_at,
         hold: HoldView {
             active: !holds.is_empty(),
@@ -262,6 +308,7 @@ async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<WithdrawalView, Ap
         approvals,
         approval_digest,
         txid: w.txid.clone(),
+        nonce: w.eth_nonce.and_then(|n| u64::try_from(n).ok()),
         policy_hash: w.policy_hash.clone(),
         failure: w.failure.clone(),
     })
@@ -272,18 +319,28 @@ fn txid_bytes(txid: &str) -> Result<Vec<u8>, ApiError> {
     Ok(bitcoin::hashes::Hash::to_byte_array(t).to_vec())
 }
 
+/// The transaction digest approvals and decisions bind: the unsigned txid (internal byte
+/// order) of a Bitcoin withdrawal, the intent digest of an Ethereum one. `None` before it
+/// exists.
+pub(crate) fn transaction_digest(w: &Row_) -> Result<Option<Vec<u8>>, ApiError> {
+    if w.is_eth() {
+        return w
+            .eth_intent
+            .as_deref()
+            .map(|h| hex::decode(h).map_err(ApiError::internal))
+            .transpose();
+    }
+    w.txid.as_deref().map(txid_bytes).transpose()
+}
+
 /// The digest approvers sign for this withdrawal: the policy hash, the withdrawal id and
-/// the unsigned txid (internal byte order), as `custody_policy::withdrawal_digest`.
-fn approval_digest(policy_hash: &str, id: &str, txid: &str) -> Result<[u8; 32], ApiError> {
+/// the transaction digest, as `custody_policy::withdrawal_digest`.
+fn approval_digest(policy_hash: &str, id: &str, digest: &[u8]) -> Result<[u8; 32], ApiError> {
     let policy: [u8; 32] = hex::decode(policy_hash)
         .ok()
         .and_then(|v| v.try_into().ok())
         .ok_or_else(|| ApiError::internal("bad policy hash in database"))?;
-    Ok(custody_policy::withdrawal_digest(
-        &policy,
-        id,
-        &txid_bytes(txid)?,
-    ))
+    Ok(custody_policy::withdrawal_digest(&policy, id, digest))
 }
 
 async fn distinct_approvals(tx: &mut Tx<'_>, id: &str) -> Result<i64, ApiError> {
@@ -297,11 +354,32 @@ async fn distinct_approvals(tx: &mut Tx<'_>, id: &str) -> Result<i64, ApiError> 
 }
 
 /// The wallet's approved-or-later withdrawals, for velocity limits.
-async fn history(tx: &mut Tx<'_>, except: Option<&str>) -> Result<Vec<PastWithdrawal>, ApiError> {
+pub(crate) async fn history(
+    tx: &mut Tx<'_>,
+    policy: &VerifiedPolicy,
+    asset: &str,
+    now: i64,
+    except: Option<&str>,
+) -> Result<Vec<PastWithdrawal>, ApiError> {
+    // Only what a velocity limit of this asset can see: the same asset, inside the longest
+    // window (so a request costs the same after a year of withdrawals as on the first day).
+    let window = policy
+        .document()
+        .velocity
+        .iter()
+        .filter(|v| v.asset == asset)
+        .map(|v| i64::try_from(v.window_secs).unwrap_or(i64::MAX))
+        .max();
+    let Some(window) = window else {
+        return Ok(Vec::new());
+    };
     let rows = sqlx::query(
-        "SELECT id, asset, amount, created_at FROM withdrawals WHERE state IN \
+        "SELECT id, asset, amount, amount_text, created_at FROM withdrawals WHERE asset = $1 \
+         AND created_at > $2 AND state IN \
          ('approved', 'signing', 'signed', 'broadcasting', 'broadcast', 'confirmed')",
     )
+    .bind(asset)
+    .bind(now.saturating_sub(window))
     .fetch_all(&mut **tx)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -312,7 +390,7 @@ async fn history(tx: &mut Tx<'_>, except: Option<&str>) -> Result<Vec<PastWithdr
         out.push(PastWithdrawal {
             time: u64::try_from(int(r, "created_at")?).unwrap_or(0),
             asset: text(r, "asset")?,
-            amount: u128::from(u64::try_from(int(r, "amount")?).unwrap_or(0)),
+            amount: risk::stored_amount(r)?,
         });
     }
     Ok(out)
@@ -328,7 +406,7 @@ fn policy_withdrawal(asset: &str, address: &str, amount: u64) -> Withdrawal {
     }
 }
 
-fn now_u64(now: i64) -> u64 {
+pub(crate) fn now_u64(now: i64) -> u64 {
     u64::try_from(now).unwrap_or(0)
 }
 
@@ -351,18 +429,37 @@ pub async fn request(
             "only customer accounts request withdrawals",
         ));
     }
-    if req.asset != ASSET_BTC {
-        return Err(ApiError::bad_request(format!(
-            "asset {} is not supported here; use BTC",
-            req.asset
-        )));
-    }
-    if req.amount == 0 || i64::try_from(req.amount).is_err() {
-        return Err(ApiError::bad_request(
-            "amount must be a positive number of satoshis",
-        ));
-    }
-    let address = parse_address(app, &req.address)?;
+    // What is asked for, per asset: the normalised destination, the amount, and what the
+    // policy sees. Ethereum withdrawals get their nonce and fees at signing time, so their
+    // transaction here is a template that fixes what moves (its intent digest).
+    let amount = req.amount.0;
+    let (address, eth) = if req.asset == ASSET_BTC {
+        if amount == 0 || i64::try_from(amount).is_err() {
+            return Err(ApiError::bad_request(
+                "amount must be a positive number of satoshis",
+            ));
+        }
+        let address = parse_address(app, &req.address)?;
+        if address.starts_with("0x") {
+            return Err(ApiError::bad_request(format!(
+                "{address} is an Ethereum address; BTC needs a Bitcoin address"
+            )));
+        }
+        (address, None)
+    } else {
+        let wallet = app.eth()?;
+        let asset = crate::eth::EthAsset::parse(&req.asset)?;
+        if amount == 0 {
+            return Err(ApiError::bad_request("amount must be positive"));
+        }
+        let to = crate::eth::parse_eth_address(&req.address)?;
+        let template = crate::eth::template(wallet, &asset, to, amount)?;
+        (to.to_checksum(None), Some((asset, template)))
+    };
+    let asset_id = match &eth {
+        None => ASSET_BTC.to_owned(),
+        Some((asset, _)) => asset.policy_asset(),
+    };
     risk::ensure_not_frozen(tx, &principal.id).await?;
     accounts::step_up(tx, app, principal, req.totp.as_deref()).await?;
     let id = Uuid::new_v4().to_string();
@@ -386,35 +483,54 @@ pub async fn request(
     };
     let mut required = 0;
     if refusal.is_none() {
-        let w = policy_withdrawal(ASSET_BTC, &address, req.amount);
-        match policy.evaluate_with_history(&w, now_u64(now), &history(tx, None).await?) {
-            Verdict::Allow {
-                required_approvals, ..
-            } => required = i64::from(required_approvals),
-            Verdict::Deny { reason } => {
-                refusal = Some((
-                    "policy_denied",
-                    format!("policy denies the withdrawal: {reason}"),
-                ))
-            }
+        let w = match &eth {
+            None => Ok(policy_withdrawal(
+                ASSET_BTC,
+                &address,
+                u64::try_from(amount).unwrap_or(0),
+            )),
+            Some((_, template)) => template.policy_withdrawal(),
+        };
+        match w {
+            Ok(w) => match policy.evaluate_with_history(
+                &w,
+                now_u64(now),
+                &history(tx, &policy, &asset_id, now, None).await?,
+            ) {
+                Verdict::Allow {
+                    required_approvals, ..
+                } => required = i64::from(required_approvals),
+                Verdict::Deny { reason } => {
+                    refusal = Some((
+                        "policy_denied",
+                        format!("policy denies the withdrawal: {reason}"),
+                    ))
+                }
+            },
+            Err(e) => refusal = Some(("policy_denied", format!("policy cannot allow it: {e}"))),
         }
     }
+    let (amount_sat, amount_text) = match &eth {
+        None => (i64::try_from(amount).unwrap_or(0), None),
+        Some(_) => (0, Some(amount.to_string())),
+    };
     if let Some((code, message)) = refusal {
-        record_attempt(tx, app, &principal.id, &id, req.amount, &client.ip, now).await?;
+        record_attempt(tx, app, &principal.id, &id, amount, &client.ip, now).await?;
         sqlx::query(
             "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
-             updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, failure) \
-             VALUES ($1, $2, $3, $4, $5, 'rejected', 1, $6, $7, 0, 0, '[]', $8, 0, $9)",
+             updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, failure, amount_text) \
+             VALUES ($1, $2, $3, $4, $5, 'rejected', 1, $6, $7, 0, 0, '[]', $8, 0, $9, $10)",
         )
         .bind(&id)
         .bind(&principal.id)
-        .bind(ASSET_BTC)
+        .bind(&asset_id)
         .bind(&address)
-        .bind(i64::try_from(req.amount).unwrap_or(0))
+        .bind(amount_sat)
         .bind(now)
         .bind(now)
         .bind(&policy_hash)
         .bind(&message)
+        .bind(amount_text.clone())
         .execute(&mut **tx)
         .await?;
         crate::audit::append(
@@ -430,16 +546,13 @@ pub async fn request(
         let body = serde_json::json!({ "error": { "code": code, "message": message, "withdrawal_id": id } });
         return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, body));
     }
-    let assessment = risk::assess_withdrawal(
-        tx,
-        app,
-        &principal.id,
-        &address,
-        req.amount,
-        &client.ip,
-        now,
-    )
-    .await?;
+    let attempt = risk::Attempt {
+        address: &address,
+        asset: &asset_id,
+        amount,
+        ip: &client.ip,
+    };
+    let assessment = risk::assess_withdrawal(tx, app, &principal.id, &attempt, now).await?;
     if assessment.score >= app.config.risk.hold_score {
         let until = now + app.config.risk.unusual_withdrawal_hold();
         sqlx::query(
@@ -461,10 +574,22 @@ pub async fn request(
         .execute(&mut **tx)
         .await?;
     }
-    let (psbt, txid) = build_and_reserve(tx, app, &id, &address, req.amount).await?;
+    let (psbt, txid, intent) = match &eth {
+        None => {
+            let (psbt, txid) =
+                build_and_reserve(tx, app, &id, &address, u64::try_from(amount).unwrap_or(0))
+                    .await?;
+            (
+                Some(B64.encode(psbt.serialize())),
+                Some(txid.to_string()),
+                None,
+            )
+        }
+        Some((_, template)) => (None, None, Some(hex::encode(template.intent_digest()))),
+    };
     let holds = risk::active_holds(tx, &principal.id, Some(&id), now).await?;
     let hold_until = holds.iter().map(|h| h.until).max().unwrap_or(0);
-    record_attempt(tx, app, &principal.id, &id, req.amount, &client.ip, now).await?;
+    record_attempt(tx, app, &principal.id, &id, amount, &client.ip, now).await?;
     let state = if required == 0 {
         "approved"
     } else {
@@ -472,14 +597,15 @@ pub async fn request(
     };
     sqlx::query(
         "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
-         updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, psbt, txid) \
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, psbt, txid, \
+         amount_text, eth_intent) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(&id)
     .bind(&principal.id)
-    .bind(ASSET_BTC)
+    .bind(&asset_id)
     .bind(&address)
-    .bind(i64::try_from(req.amount).unwrap_or(0))
+    .bind(amount_sat)
     .bind(state)
     .bind(now)
     .bind(now)
@@ -488,8 +614,10 @@ pub async fn request(
     .bind(serde_json::to_string(&assessment.reasons).unwrap_or_else(|_| "[]".into()))
     .bind(&policy_hash)
     .bind(required)
-    .bind(B64.encode(psbt.serialize()))
-    .bind(txid.to_string())
+    .bind(psbt)
+    .bind(txid.clone())
+    .bind(amount_text)
+    .bind(intent.clone())
     .execute(&mut **tx)
     .await?;
     crate::audit::append(
@@ -499,8 +627,9 @@ pub async fn request(
         &principal.id,
         &id,
         &serde_json::json!({
-            "address": address, "amount": req.amount, "txid": txid.to_string(), "policy": policy_hash,
-            "required_approvals": required, "risk_score": assessment.score, "hold_until": hold_until,
+            "asset": asset_id, "address": address, "amount": crate::eth::amount_json(eth.is_none(), amount), "txid": txid,
+            "intent": intent, "policy": policy_hash, "required_approvals": required,
+            "risk_score": assessment.score, "hold_until": hold_until,
         }),
     )
     .await?;
@@ -509,7 +638,7 @@ pub async fn request(
         app,
         Some(&principal.id),
         if hold_until > now { "withdrawal.held" } else { "withdrawal.requested" },
-        serde_json::json!({ "withdrawal": id, "amount": req.amount, "address": address, "hold_until": hold_until }),
+        serde_json::json!({ "withdrawal": id, "asset": asset_id, "amount": crate::eth::amount_json(eth.is_none(), amount), "address": address, "hold_until": hold_until }),
     )
     .await?;
     metrics::counter!("custody_withdrawals_requested_total").increment(1);
@@ -526,7 +655,7 @@ async fn record_attempt(
     app: &App,
     principal_id: &str,
     id: &str,
-    amount: u64,
+    amount: u128,
     ip: &str,
     now: i64,
 ) -> Result<(), ApiError> {
@@ -538,7 +667,7 @@ async fn record_attempt(
         now,
         EventSource::Coordinator,
         Some(ip),
-        serde_json::json!({ "withdrawal": id, "amount": amount }),
+        serde_json::json!({ "withdrawal": id, "amount": crate::eth::amount_json(u64::try_from(amount).is_ok(), amount) }),
     )
     .await
     .map(drop)
@@ -759,11 +888,9 @@ pub async fn approve(
             policy.document().version
         )));
     }
-    let txid = w
-        .txid
-        .clone()
-        .ok_or_else(|| ApiError::internal("withdrawal without txid"))?;
-    let digest = approval_digest(&w.policy_hash, &w.id, &txid)?;
+    let tx_digest =
+        transaction_digest(&w)?.ok_or_else(|| ApiError::internal("withdrawal without txid"))?;
+    let digest = approval_digest(&w.policy_hash, &w.id, &tx_digest)?;
     let sig: [u8; 64] = hex::decode(req.signature.trim())
         .ok()
         .and_then(|v| v.try_into().ok())
@@ -834,7 +961,7 @@ pub async fn approve(
     ))
 }
 
-async fn approvals_of(tx: &mut Tx<'_>, id: &str) -> Result<Vec<Approval>, ApiError> {
+pub(crate) async fn approvals_of(tx: &mut Tx<'_>, id: &str) -> Result<Vec<Approval>, ApiError> {
     let rows = sqlx::query("SELECT approver_key, signature FROM approvals WHERE withdrawal_id = $1 ORDER BY approved_at, approver_key")
         .bind(id)
         .fetch_all(&mut **tx)
@@ -914,10 +1041,33 @@ fn withdrawal_from_psbt(app: &App, w: &Row_) -> Result<Withdrawal, ApiError> {
     })
 }
 
-async fn gates(
+/// What an Ethereum transaction pays, for the gates: it must carry the approved intent.
+fn withdrawal_from_eth(
+    w: &Row_,
+    eth_tx: &custody_ethereum::EthTransaction,
+) -> Result<Withdrawal, ApiError> {
+    let intent = hex::encode(eth_tx.intent_digest());
+    if Some(&intent) != w.eth_intent.as_ref() {
+        return Err(ApiError::refused(
+            "transaction_changed",
+            format!(
+                "the transaction's intent {intent} is not the one approved ({}); refusing",
+                w.eth_intent.as_deref().unwrap_or("none")
+            ),
+        ));
+    }
+    eth_tx
+        .policy_withdrawal()
+        .map_err(|e| ApiError::refused("policy_denied", format!("policy cannot allow it: {e}")))
+}
+
+/// The gates (see above). `eth_tx` is the Ethereum transaction about to be signed or
+/// broadcast; `None` for Bitcoin, whose PSBT is stored.
+pub(crate) async fn gates(
     tx: &mut Tx<'_>,
     app: &App,
     w: &Row_,
+    eth_tx: Option<&custody_ethereum::EthTransaction>,
 ) -> Result<(Decision, std::sync::Arc<VerifiedPolicy>), ApiError> {
     let now = app.now();
     risk::ensure_not_frozen(tx, &w.principal_id).await?;
@@ -947,10 +1097,8 @@ async fn gates(
             ),
         ));
     }
-    let txid = w
-        .txid
-        .clone()
-        .ok_or_else(|| ApiError::internal("withdrawal without txid"))?;
+    let tx_digest =
+        transaction_digest(w)?.ok_or_else(|| ApiError::internal("withdrawal without txid"))?;
     // The end of the latest hold that applied to this withdrawal (all have passed, checked
     // above): signers refuse before it by their own clocks.
     let ended = sqlx::query(
@@ -966,17 +1114,22 @@ async fn gates(
     let mut decision = Decision {
         policy_hash: *policy.hash(),
         withdrawal_id: w.id.clone(),
-        transaction_digest: txid_bytes(&txid)?,
+        transaction_digest: tx_digest,
         outcome: Outcome::Approved,
         hold_until: u64::try_from(hold_until).unwrap_or(0),
         approvals: approvals_of(tx, &w.id).await?,
         coordinator_signature: [0; 64],
     };
     decision.sign(&app.identity, &mut rand_core::OsRng);
-    let withdrawal = withdrawal_from_psbt(app, w)?;
-    if let Verdict::Deny { reason } =
-        policy.evaluate_with_history(&withdrawal, now_u64(now), &history(tx, Some(&w.id)).await?)
-    {
+    let withdrawal = match eth_tx {
+        Some(eth_tx) => withdrawal_from_eth(w, eth_tx)?,
+        None => withdrawal_from_psbt(app, w)?,
+    };
+    if let Verdict::Deny { reason } = policy.evaluate_with_history(
+        &withdrawal,
+        now_u64(now),
+        &history(tx, &policy, &w.asset, now, Some(&w.id)).await?,
+    ) {
         return Err(ApiError::refused(
             "policy_denied",
             format!("policy denies the withdrawal now: {reason}"),
@@ -1007,8 +1160,13 @@ pub struct NewRound {
 pub struct RoundView {
     /// The withdrawal.
     pub withdrawal_id: String,
-    /// The request PSBT (base64) with the custody signing request and the signed decision.
-    pub psbt: String,
+    /// Bitcoin: the request PSBT (base64) with the custody signing request and the signed
+    /// decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub psbt: Option<String>,
+    /// Ethereum: the signing request, decision and presignature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eth: Option<crate::eth::EthRound>,
     /// The chosen signers.
     pub signers: Vec<u16>,
     /// Suggested USB file name.
@@ -1032,6 +1190,9 @@ pub async fn export_round(
         return Err(ApiError::forbidden("only operators run signing rounds"));
     }
     let w = load(tx, id).await?;
+    if w.is_eth() {
+        return crate::eth::export_round(tx, app, operator, w, &req.signers).await;
+    }
     let file_name = format!("withdrawal-{}.psbt", &w.id[..8.min(w.id.len())]);
     if w.state == "signing" {
         let psbt = w.psbt.clone().unwrap_or_default();
@@ -1039,7 +1200,8 @@ pub async fn export_round(
             serde_json::from_str(w.signers.as_deref().unwrap_or("[]")).unwrap_or_default();
         let v = RoundView {
             withdrawal_id: w.id,
-            psbt,
+            psbt: Some(psbt),
+            eth: None,
             signers,
             file_name,
         };
@@ -1054,7 +1216,7 @@ pub async fn export_round(
             format!("withdrawal is {}, not approved", w.state),
         ));
     }
-    let (decision, _policy) = gates(tx, app, &w).await?;
+    let (decision, _policy) = gates(tx, app, &w, None).await?;
     let wallet = app.wallet()?.clone();
     let mut psbt = Psbt::deserialize(
         &B64.decode(w.psbt.clone().unwrap_or_default())
@@ -1141,7 +1303,8 @@ pub async fn export_round(
     .await?;
     let v = RoundView {
         withdrawal_id: w.id,
-        psbt: encoded,
+        psbt: Some(encoded),
+        eth: None,
         signers,
         file_name,
     };
@@ -1154,8 +1317,10 @@ pub async fn export_round(
 /// Signers' answers.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct NewShares {
-    /// A signer's answer PSBT (base64), as `custody-signer sign` wrote it.
-    pub psbt: String,
+    /// Bitcoin: a signer's answer PSBT (base64), as `custody-signer sign` wrote it.
+    pub psbt: Option<String>,
+    /// Ethereum: a signer's partial signature (hex), as `custody-signer eth sign` wrote it.
+    pub partial_signature: Option<String>,
 }
 
 /// Imports one signer's answer; once every chosen signer answered, aggregates, finalizes
@@ -1178,6 +1343,12 @@ pub async fn import_shares(
         ));
     }
     let w = load(tx, id).await?;
+    if w.is_eth() {
+        let partial = req.partial_signature.as_deref().ok_or_else(|| {
+            ApiError::bad_request("an Ethereum withdrawal takes partial_signature, not psbt")
+        })?;
+        return crate::eth::import_partial(tx, app, operator, w, partial).await;
+    }
     if w.state != "signing" {
         return Err(ApiError::conflict(
             "not_signing",
@@ -1191,7 +1362,12 @@ pub async fn import_shares(
     )
     .map_err(ApiError::internal)?;
     let answer_bytes = B64
-        .decode(req.psbt.trim())
+        .decode(
+            req.psbt
+                .as_deref()
+                .ok_or_else(|| ApiError::bad_request("a Bitcoin withdrawal takes psbt"))?
+                .trim(),
+        )
         .map_err(|_| ApiError::bad_request("psbt must be base64"))?;
     let answer = Psbt::deserialize(&answer_bytes)
         .map_err(|e| ApiError::bad_request(format!("not a PSBT: {e}")))?;
@@ -1276,19 +1452,22 @@ pub async fn broadcast(
     if operator.role != Role::Operator {
         return Err(ApiError::forbidden("only operators broadcast"));
     }
+    let mut tx = app.db.begin().await?;
+    let w = load(&mut tx, id).await?;
+    if w.is_eth() {
+        return crate::eth::broadcast(app, operator, tx, w).await;
+    }
     let chain = app
         .chain
         .clone()
         .ok_or_else(|| ApiError::conflict("no_chain", "no chain backend is configured"))?;
-    let mut tx = app.db.begin().await?;
-    let w = load(&mut tx, id).await?;
     if w.state != "signed" {
         return Err(ApiError::conflict(
             "not_signed",
             format!("withdrawal is {}, not signed", w.state),
         ));
     }
-    gates(&mut tx, app, &w).await?;
+    gates(&mut tx, app, &w, None).await?;
     transition(&mut tx, &w, "broadcasting", now, "", &[]).await?;
     crate::audit::append(
         &mut tx,
@@ -1383,15 +1562,17 @@ async fn send(
 /// # Errors
 /// Storage failure.
 pub async fn resume(app: &App) -> Result<usize, ApiError> {
+    let eth_changed = crate::eth::track(app).await?;
     let Some(chain) = app.chain.clone() else {
-        return Ok(0);
+        return Ok(eth_changed);
     };
     let rows = sqlx::query(
-        "SELECT id, state, txid FROM withdrawals WHERE state IN ('broadcasting', 'broadcast')",
+        "SELECT id, state, txid FROM withdrawals WHERE state IN ('broadcasting', 'broadcast') \
+         AND eth_intent IS NULL",
     )
     .fetch_all(app.db.pool())
     .await?;
-    let mut changed = 0;
+    let mut changed = eth_changed;
     for r in &rows {
         let id = text(r, "id")?;
         match text(r, "state")?.as_str() {

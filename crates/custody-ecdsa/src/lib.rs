@@ -34,6 +34,8 @@ mod plan;
 mod presign;
 mod session;
 mod sign;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use ceremony::{AuxInfoSession, KeygenSession, PresignSession};
 pub use codec::DecodeError;

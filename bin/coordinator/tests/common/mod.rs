@@ -33,6 +33,12 @@ pub const T0: i64 = 1_800_000_000;
 pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 pub const INGEST_TOKEN: &str = "ingest-test-token-0123456789";
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The Ethereum destination every policy whitelists (EIP-55 checksummed).
+pub const ETH_DEST: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+/// The ERC-20 token contract the policies have a rule for.
+pub const TOKEN: &str = "0x1111111111111111111111111111111111111111";
+/// One ether in wei.
+pub const ETHER: u128 = 1_000_000_000_000_000_000;
 
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -536,18 +542,48 @@ pub fn policy_with_velocity(
                 address: regtest_address(8),
                 active_from: 0,
             },
+            WhitelistEntry {
+                address: ETH_DEST.to_owned(),
+                active_from: 0,
+            },
         ],
-        limits: vec![TransactionLimit {
-            asset: "BTC".into(),
-            max_amount: 100_000_000,
-        }],
-        rules: vec![Rule {
-            asset: "BTC".into(),
-            min_amount: 1,
-            max_amount: 100_000_000,
-            window: None,
-            action: Action::Allow { approvals: 2 },
-        }],
+        limits: vec![
+            TransactionLimit {
+                asset: "BTC".into(),
+                max_amount: 100_000_000,
+            },
+            TransactionLimit {
+                asset: "ETH".into(),
+                max_amount: 100 * ETHER,
+            },
+            TransactionLimit {
+                asset: format!("ERC20:{TOKEN}"),
+                max_amount: 1_000_000_000_000,
+            },
+        ],
+        rules: vec![
+            Rule {
+                asset: "BTC".into(),
+                min_amount: 1,
+                max_amount: 100_000_000,
+                window: None,
+                action: Action::Allow { approvals: 2 },
+            },
+            Rule {
+                asset: "ETH".into(),
+                min_amount: 1,
+                max_amount: 100 * ETHER,
+                window: None,
+                action: Action::Allow { approvals: 2 },
+            },
+            Rule {
+                asset: format!("ERC20:{TOKEN}"),
+                min_amount: 1,
+                max_amount: 1_000_000_000_000,
+                window: None,
+                action: Action::Allow { approvals: 2 },
+            },
+        ],
         velocity,
     };
     let mut signed = SignedPolicy::new(doc).expect("valid policy");

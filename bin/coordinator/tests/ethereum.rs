@@ -1,0 +1,522 @@
+//! Ethereum withdrawals through the HTTP API on SQLite and PostgreSQL: a 2-of-3
+//! threshold-ECDSA key (real CGGMP21 ceremonies with public test primes), the development
+//! EVM chain, holds, approvals, the signers' offline checks, presignatures, nonces,
+//! combine, gated broadcast and confirmation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use custody_coordinator::accounts::Role;
+use custody_ecdsa::{EcdsaCeremonyKind, EcdsaKeyShare, EcdsaPlan, MemoryPresignatureStore};
+use custody_ethereum::{Address, EthTransaction, U256};
+use custody_evm::{EvmBackend, FileEvmBackend};
+use custody_threshold::Identity;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde_json::{json, Value};
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Engine::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Engine::Postgres).await;
+            }
+        }
+    };
+}
+
+const CHAIN_ID: u64 = 31_337;
+
+/// The ECDSA key, made once per test binary (the ceremonies are the slow part).
+struct Base {
+    ids: Vec<Identity>,
+    shares: Vec<EcdsaKeyShare>,
+    key_plan: EcdsaPlan,
+}
+
+static BASE: std::sync::OnceLock<Base> = std::sync::OnceLock::new();
+
+fn base() -> &'static Base {
+    BASE.get_or_init(|| {
+        let mut rng = ChaCha20Rng::from_entropy();
+        let ids: Vec<Identity> = ["eth-signer1", "eth-signer2", "eth-signer3"]
+            .iter()
+            .map(|n| Identity::generate(n, &mut rng).expect("identity"))
+            .collect();
+        let key_plan = EcdsaPlan::new(
+            rand_bytes::<16>(),
+            EcdsaCeremonyKind::Key,
+            "coordinator tests ETH",
+            2,
+            ids.iter().map(Identity::card).collect(),
+        )
+        .expect("plan");
+        let shares = custody_ecdsa::testing::generate_key(&key_plan, &ids, &mut rng);
+        Base {
+            ids,
+            shares,
+            key_plan,
+        }
+    })
+}
+
+/// The key holders of the ECDSA key, with a fresh batch of four presignatures of
+/// signers 1 and 2.
+struct Keys {
+    ids: &'static [Identity],
+    shares: &'static [EcdsaKeyShare],
+    key_plan: &'static EcdsaPlan,
+    presign_plan: EcdsaPlan,
+    stores: Vec<MemoryPresignatureStore>,
+}
+
+fn keys() -> Keys {
+    let b = base();
+    let presign_plan =
+        custody_ecdsa::testing::presign_plan(&b.ids, &b.shares[0], &[1, 2], 4, rand_bytes::<16>());
+    let stores = custody_ecdsa::testing::presign(
+        &b.ids,
+        &b.shares,
+        &presign_plan,
+        &mut ChaCha20Rng::from_entropy(),
+    );
+    Keys {
+        ids: &b.ids,
+        shares: &b.shares,
+        key_plan: &b.key_plan,
+        presign_plan,
+        stores,
+    }
+}
+
+struct Eth {
+    h: Harness,
+    keys: Keys,
+    chain: FileEvmBackend,
+    group: Address,
+    operator: Session,
+    approvers: Vec<Session>,
+    user: Session,
+    _files: tempfile::TempDir,
+}
+
+async fn setup(engine: Engine) -> Option<Eth> {
+    let keys = keys();
+    let files = tempfile::tempdir().expect("tempdir");
+    let key_plan_file = files.path().join("eth-key-plan.bin");
+    std::fs::write(&key_plan_file, keys.key_plan.encode()).expect("plan file");
+    let group_file = files.path().join("eth-group.key");
+    std::fs::write(&group_file, keys.shares[0].group_key().encode()).expect("group file");
+    let chain_path = files.path().join("evm.json");
+    let chain = FileEvmBackend::open_or_create(&chain_path, CHAIN_ID).expect("evm chain");
+    let group = Address::from(keys.shares[0].group_key().address());
+    chain
+        .fund(group, U256::from(10 * ETHER))
+        .await
+        .expect("fund");
+    chain
+        .fund_erc20(
+            TOKEN.parse().expect("token"),
+            group,
+            U256::from(5_000_000u64),
+        )
+        .await
+        .expect("fund token");
+    chain.mine(1).await.expect("mine");
+    let ethereum = toml::from_str(&format!(
+        "key_plan_file = {:?}\ngroup_key_file = {:?}\n[chain]\nkind = \"file\"\npath = {:?}\nchain_id = {CHAIN_ID}\n",
+        key_plan_file, group_file, chain_path
+    ))
+    .expect("ethereum config");
+    let h = Harness::with_config(engine, |c| c.ethereum = Some(ethereum)).await?;
+    let operator = h.principal("ops@example.com", Role::Operator, None).await;
+    let mut approvers = Vec::new();
+    for (i, name) in ["alice", "bob"].iter().enumerate() {
+        approvers.push(
+            h.principal(
+                &format!("{name}@example.com"),
+                Role::Approver,
+                Some(&h.approver_ids[i]),
+            )
+            .await,
+        );
+    }
+    let user = h.customer("carol@example.com").await;
+    let code = h.totp(&user);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&user.token),
+            None,
+            Some(json!({ "address": ETH_DEST.to_lowercase(), "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["address"], ETH_DEST, "whitelisted checksummed: {v}");
+    let mut eth = Eth {
+        h,
+        keys,
+        chain,
+        group,
+        operator,
+        approvers,
+        user,
+        _files: files,
+    };
+    // The whitelist activation delay.
+    eth.h.clock.advance(25 * 3600);
+    eth.relogin().await;
+    let (st, v) = eth
+        .h
+        .call(
+            "POST",
+            "/v1/ethereum/presignatures",
+            Some(&eth.operator.token),
+            None,
+            Some(json!({ "plan": hex::encode(eth.keys.presign_plan.encode()) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["added"], 4);
+    Some(eth)
+}
+
+impl Eth {
+    async fn relogin(&mut self) {
+        self.h
+            .relogin_all(&mut [&mut self.operator, &mut self.user])
+            .await;
+        for s in &mut self.approvers {
+            self.h.relogin(s).await;
+        }
+    }
+
+    /// Requests, approves and waits out holds; returns the withdrawal id.
+    async fn approved(&mut self, asset: &str, amount: u128) -> String {
+        let code = self.h.totp(&self.user);
+        let (st, w) = self
+            .h
+            .call(
+                "POST",
+                "/v1/withdrawals",
+                Some(&self.user.token),
+                Some(&new_key()),
+                Some(json!({ "asset": asset, "address": ETH_DEST, "amount": amount.to_string(), "totp": code })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{w}");
+        assert_eq!(w["amount_units"], amount.to_string());
+        let id = w["id"].as_str().expect("id").to_owned();
+        let digest = w["approval_digest"].as_str().expect("digest").to_owned();
+        for i in 0..2 {
+            let code = self.h.totp(&self.approvers[i]);
+            let sig = self.h.approval_signature(i, &digest);
+            let (st, v) = self
+                .h
+                .call(
+                    "POST",
+                    &format!("/v1/withdrawals/{id}/approvals"),
+                    Some(&self.approvers[i].token),
+                    Some(&new_key()),
+                    Some(json!({ "signature": sig, "totp": code })),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        }
+        self.h.clock.advance(25 * 3600);
+        self.relogin().await;
+        id
+    }
+
+    async fn round(&self, id: &str) -> (StatusCode, Value) {
+        self.h
+            .call(
+                "POST",
+                &format!("/v1/withdrawals/{id}/round"),
+                Some(&self.operator.token),
+                Some(&new_key()),
+                Some(json!({ "signers": [1, 2] })),
+            )
+            .await
+    }
+
+    /// What signer `i` (0-based) does offline: decode the transaction, recompute the hash
+    /// and the intent, check the coordinator's decision against the policy, spend the
+    /// named presignature. Returns the partial signature (hex).
+    fn sign(&mut self, i: usize, round: &Value) -> Result<String, String> {
+        let eth = &round["eth"];
+        let raw = hex::decode(eth["transaction"].as_str().unwrap()).unwrap();
+        let tx = EthTransaction::decode_unsigned(&raw).map_err(|e| e.to_string())?;
+        let request =
+            custody_ethereum::EthSignRequest::from_ur(eth["sign_request"].as_str().unwrap())
+                .map_err(|e| e.to_string())?;
+        let from_request = request.transaction().map_err(|e| e.to_string())?;
+        from_request
+            .ensure_same_as(&tx)
+            .map_err(|e| e.to_string())?;
+        let decision = custody_policy::Decision::decode(
+            &hex::decode(eth["decision"].as_str().unwrap()).unwrap(),
+        )
+        .map_err(|e| e.to_string())?;
+        let withdrawal = tx.policy_withdrawal().map_err(|e| e.to_string())?;
+        let policy = verified_policy(&self.h.signed_policy);
+        custody_policy::verify_decision(
+            &decision,
+            &policy,
+            &withdrawal,
+            &tx.intent_digest(),
+            u64::try_from(custody_coordinator::Clock::now(&self.h.clock)).unwrap(),
+        )
+        .map_err(|e| e.to_string())?;
+        let id = custody_ecdsa::PresignatureId {
+            batch: hex::decode(eth["presignature_batch"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+            index: u16::try_from(eth["presignature_index"].as_u64().unwrap()).unwrap(),
+        };
+        let prehash = tx.signing_hash().0;
+        let partial = custody_ecdsa::sign_prehash(
+            &self.keys.shares[i],
+            &self.keys.ids[i],
+            &mut self.keys.stores[i],
+            &id,
+            &prehash,
+            &mut ChaCha20Rng::from_entropy(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(hex::encode(partial.encode()))
+    }
+
+    async fn submit(&self, id: &str, partial: &str) -> (StatusCode, Value) {
+        self.h
+            .call(
+                "POST",
+                &format!("/v1/withdrawals/{id}/shares"),
+                Some(&self.operator.token),
+                Some(&new_key()),
+                Some(json!({ "partial_signature": partial })),
+            )
+            .await
+    }
+
+    async fn signed(&mut self, asset: &str, amount: u128) -> (String, Value) {
+        let id = self.approved(asset, amount).await;
+        let (st, round) = self.round(&id).await;
+        assert_eq!(st, StatusCode::OK, "{round}");
+        for i in 0..2 {
+            let partial = self.sign(i, &round).expect("signer accepts");
+            let (st, v) = self.submit(&id, &partial).await;
+            assert!(st.is_success(), "{v}");
+        }
+        (id, round)
+    }
+
+    async fn get(&self, id: &str) -> Value {
+        self.h
+            .call(
+                "GET",
+                &format!("/v1/withdrawals/{id}"),
+                Some(&self.operator.token),
+                None,
+                None,
+            )
+            .await
+            .1
+    }
+}
+
+async fn ether_withdrawal_is_signed_broadcast_and_confirmed(engine: Engine) {
+    let Some(mut e) = setup(engine).await else {
+        return;
+    };
+    let amount = 3 * ETHER / 2;
+    let (id, round) = e.signed("ETH", amount).await;
+    assert_eq!(round["eth"]["summary"]["chain_id"], CHAIN_ID, "{round}");
+    let v = e.get(&id).await;
+    assert_eq!(v["state"], "signed", "{v}");
+    assert_eq!(v["nonce"], 0);
+    let (st, v) =
+        e.h.call(
+            "POST",
+            &format!("/v1/withdrawals/{id}/broadcast"),
+            Some(&e.operator.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let dest: Address = ETH_DEST.parse().unwrap();
+    custody_coordinator::tick(&e.h.app).await.unwrap();
+    assert_eq!(e.get(&id).await["state"], "broadcast", "not mined yet");
+    e.chain.mine(1).await.unwrap();
+    assert_eq!(e.chain.balance(dest).await.unwrap(), U256::from(amount));
+    custody_coordinator::tick(&e.h.app).await.unwrap();
+    assert_eq!(e.get(&id).await["state"], "confirmed");
+    // The group paid the value and at most the worst-case fee.
+    let left = e.chain.balance(e.group).await.unwrap();
+    assert!(left < U256::from(10 * ETHER - amount), "fees were paid");
+    assert_eq!(e.h.audit_count("withdrawal.confirmed").await, 1);
+    custody_coordinator::audit::verify(&e.h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(ether_withdrawal_is_signed_broadcast_and_confirmed);
+
+async fn token_withdrawal_pays_the_token_and_nonces_follow_each_other(engine: Engine) {
+    let Some(mut e) = setup(engine).await else {
+        return;
+    };
+    let (first, _) = e.signed("ETH", ETHER).await;
+    let (second, round) = e.signed(&format!("ERC20:{TOKEN}"), 1_250_000).await;
+    let action = &round["eth"]["summary"]["action"];
+    assert_eq!(action["kind"], "erc20_transfer", "{round}");
+    assert_eq!(action["recipient"], ETH_DEST);
+    assert_eq!(action["amount"], "1250000");
+    assert_eq!(e.get(&first).await["nonce"], 0);
+    assert_eq!(e.get(&second).await["nonce"], 1, "no gap, no reuse");
+    for id in [&first, &second] {
+        let (st, v) =
+            e.h.call(
+                "POST",
+                &format!("/v1/withdrawals/{id}/broadcast"),
+                Some(&e.operator.token),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    e.chain.mine(1).await.unwrap();
+    let dest: Address = ETH_DEST.parse().unwrap();
+    assert_eq!(
+        e.chain
+            .erc20_balance(TOKEN.parse().unwrap(), dest)
+            .await
+            .unwrap(),
+        U256::from(1_250_000u64)
+    );
+    assert_eq!(e.chain.balance(dest).await.unwrap(), U256::from(ETHER));
+}
+on_both!(token_withdrawal_pays_the_token_and_nonces_follow_each_other);
+
+async fn tampered_answers_and_spent_presignatures_are_refused(engine: Engine) {
+    let Some(mut e) = setup(engine).await else {
+        return;
+    };
+    let id = e.approved("ETH", ETHER).await;
+    let (st, round) = e.round(&id).await;
+    assert_eq!(st, StatusCode::OK, "{round}");
+    // Exporting again gives the same round (same nonce, same presignature).
+    let (_, again) = e.round(&id).await;
+    assert_eq!(again["eth"]["transaction"], round["eth"]["transaction"]);
+    assert_eq!(
+        again["eth"]["presignature_index"],
+        round["eth"]["presignature_index"]
+    );
+    // A signer shown another recipient than approved refuses offline (the decision's
+    // intent no longer matches).
+    let mut forged = round.clone();
+    let raw = hex::decode(round["eth"]["transaction"].as_str().unwrap()).unwrap();
+    let tx = EthTransaction::decode_unsigned(&raw).unwrap();
+    let other = EthTransaction::eip1559(custody_ethereum::Eip1559Fields {
+        chain_id: tx.chain_id(),
+        nonce: tx.nonce(),
+        to: Address::repeat_byte(0x66),
+        value: tx.value(),
+        gas_limit: tx.gas_limit(),
+        max_fee_per_gas: tx.max_fee_per_gas(),
+        max_priority_fee_per_gas: tx.max_priority_fee_per_gas().unwrap(),
+        input: tx.input().clone(),
+    })
+    .unwrap();
+    forged["eth"]["transaction"] = json!(hex::encode(other.encode_unsigned()));
+    let err = e.sign(0, &forged).expect_err("tampered transaction");
+    assert!(err.contains("to") || err.contains("recipient"), "{err}");
+    // A partial over another transaction is refused by the coordinator.
+    let batch: [u8; 16] = hex::decode(round["eth"]["presignature_batch"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let index = u16::try_from(round["eth"]["presignature_index"].as_u64().unwrap()).unwrap();
+    let stray = custody_ecdsa::sign_prehash(
+        &e.keys.shares[1],
+        &e.keys.ids[1],
+        &mut e.keys.stores[1],
+        &custody_ecdsa::PresignatureId {
+            batch,
+            index: index + 1,
+        },
+        &other.signing_hash().0,
+        &mut ChaCha20Rng::from_entropy(),
+    )
+    .expect("signs whatever it is given");
+    let (st, v) = e.submit(&id, &hex::encode(stray.encode())).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another transaction"),
+        "{v}"
+    );
+    let partial = e.sign(0, &round).expect("honest");
+    let (st, v) = e.submit(&id, &partial).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    // The same presignature cannot be spent twice by a signer.
+    let err = e.sign(0, &round).expect_err("presignature reuse");
+    assert!(err.contains("already") || err.contains("used"), "{err}");
+    // Garbage is a clear 400.
+    let (st, v) = e.submit(&id, "00ff").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let partial = e.sign(1, &round).expect("honest");
+    let (st, v) = e.submit(&id, &partial).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(e.get(&id).await["state"], "signed");
+}
+on_both!(tampered_answers_and_spent_presignatures_are_refused);
+
+async fn a_hold_or_freeze_after_signing_blocks_the_broadcast(engine: Engine) {
+    let Some(mut e) = setup(engine).await else {
+        return;
+    };
+    let (id, _) = e.signed("ETH", ETHER).await;
+    let (st, v) = e
+        .h
+        .call(
+            "POST",
+            "/v1/events",
+            Some(INGEST_TOKEN),
+            None,
+            Some(json!({ "email": "carol@example.com", "kind": "two_factor_reset", "occurred_at": 0 })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let (st, v) =
+        e.h.call(
+            "POST",
+            &format!("/v1/withdrawals/{id}/broadcast"),
+            Some(&e.operator.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "hold_active");
+    let dest: Address = ETH_DEST.parse().unwrap();
+    assert_eq!(
+        e.chain.balance(dest).await.unwrap(),
+        U256::ZERO,
+        "nothing left"
+    );
+}
+on_both!(a_hold_or_freeze_after_signing_blocks_the_broadcast);
