@@ -87,6 +87,10 @@ pub enum CommandArgs {
     /// Signs a withdrawal's approval digest with this identity (approvers), in the policy
     /// domain; prints the fingerprint and the digest first, then the signature hex.
     Approve(ApproveArgs),
+    /// Ethereum (threshold ECDSA): Paillier primes, key ceremony, presignatures, signing
+    /// EIP-1559 / EIP-155 transactions from EIP-4527 requests.
+    #[command(subcommand)]
+    Eth(crate::eth_cli::EthArgs),
 }
 
 /// `approve`

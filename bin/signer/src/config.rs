@@ -206,6 +206,8 @@ pub enum Command {
         /// The approval digest.
         digest: [u8; 32],
     },
+    /// `eth …`.
+    Eth(crate::eth::EthCommand),
 }
 
 /// Who a backup is encrypted to.
@@ -232,7 +234,7 @@ pub struct Config {
     pub command: Command,
 }
 
-fn existing_dir(path: &Path, what: &str) -> Result<PathBuf> {
+pub(crate) fn existing_dir(path: &Path, what: &str) -> Result<PathBuf> {
     if !path.is_dir() {
         bail!(
             "the {what} {} is not a directory; check the path (is the USB stick mounted?)",
@@ -242,7 +244,7 @@ fn existing_dir(path: &Path, what: &str) -> Result<PathBuf> {
     Ok(path.to_owned())
 }
 
-fn existing_file(path: &Path, what: &str) -> Result<PathBuf> {
+pub(crate) fn existing_file(path: &Path, what: &str) -> Result<PathBuf> {
     if !path.is_file() {
         bail!(
             "the {what} {} does not exist or is not a file; check the path",
@@ -462,6 +464,7 @@ impl Config {
                 Command::WalletShow { count }
             }
             CommandArgs::Status => Command::Status,
+            CommandArgs::Eth(args) => Command::Eth(crate::eth::resolve(args)?),
             CommandArgs::Approve(ApproveArgs { digest }) => Command::Approve {
                 digest: hex::decode(digest.trim())
                     .ok()
@@ -481,7 +484,7 @@ impl Config {
     }
 }
 
-fn ceremony(c: CeremonyArgs) -> Result<Ceremony> {
+pub(crate) fn ceremony(c: CeremonyArgs) -> Result<Ceremony> {
     if c.timeout_secs == 0 || c.poll_ms == 0 {
         bail!("--timeout-secs and --poll-ms must be greater than zero");
     }

@@ -18,6 +18,8 @@
 //!   `record verify` checks records against;
 //! - `policy-admins.json` and `policies/`: the pinned admin quorum and the installed
 //!   signed policies ([`policy`]);
+//! - `eth/`: the Ethereum (threshold ECDSA) key share, presignatures and group key
+//!   ([`eth`]);
 //! - `keystore.next/`, `keystore.old/`: only during a share replacement (refresh, repair);
 //!   an interrupted replacement is finished on the next start.
 //!
@@ -33,6 +35,9 @@ pub mod cli;
 pub mod commitments;
 pub mod config;
 mod dkg;
+pub mod eth;
+pub mod eth_ceremony;
+pub mod eth_cli;
 mod home;
 mod output;
 mod plan;
@@ -145,6 +150,7 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
         Command::WalletShow { count } => status::wallet_show(&home, *count, &out),
         Command::Status => status::status(config, &home, &out),
         Command::Approve { digest } => approve::approve(config, &home, digest, &out),
+        Command::Eth(c) => eth::run(config, &home, c, &out),
     }
 }
 

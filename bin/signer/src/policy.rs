@@ -113,6 +113,14 @@ fn chain(home: &Home) -> Result<Vec<VerifiedPolicy>> {
     Ok(verified)
 }
 
+/// Whether any policy is installed (verified or not).
+///
+/// # Errors
+/// When the installed policies do not verify.
+pub(crate) fn installed(home: &Home) -> Result<bool> {
+    Ok(!chain(home)?.is_empty())
+}
+
 /// The policy in force at `now`: the newest installed one that is effective.
 ///
 /// # Errors

@@ -214,7 +214,7 @@ pub(crate) fn sign(
 }
 
 /// Asks on the terminal; anything but `yes` declines.
-fn confirm() -> Result<()> {
+pub(crate) fn confirm() -> Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!("not asking for confirmation in a pipe: run on a terminal, or pass --yes after checking the summary");
     }

@@ -19,10 +19,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod ecdsa;
 mod fsutil;
 pub mod journal;
 mod keystore;
 
+pub use ecdsa::{
+    open_ecdsa_backup, restore_ecdsa_backup, EcdsaKeystore, EcdsaKeystoreError,
+    FilePresignatureStore, PresignFaultHook, PresignFaultPoint,
+};
 pub use fsutil::{write_new_private, WriteFileError};
 pub use journal::{FaultHook, FaultPoint, FileNonceStore, JournalError};
 pub use keystore::{
