@@ -191,6 +191,33 @@ echo "descriptor: $(cat "$OUT/wallet/descriptor.txt")"
 echo "alice and bob derive the same descriptor and addresses; first address $(head -1 "$OUT/wallet/addresses.txt")"
 DEPOSIT_ADDRESS="$(head -1 "$OUT/wallet/addresses.txt")"
 
+step "2b. the same key holders make the Ethereum key (threshold ECDSA) and two presignatures"
+echo "DRILL: published test Paillier primes are imported (a real ceremony generates them: custody-signer eth primes)"
+PRIMES="$ROOT/crates/custody-ecdsa/tests/data/paillier-primes.hex"
+USB_ETH="$WORK/usb-eth"
+mkdir -p "$USB_ETH" "$OUT/eth"
+i=0
+for w in "${HOLDERS[@]}"; do
+    signer "$w" eth primes --import "$PRIMES" --line "$i"
+    i=$((i + 1))
+done
+eth_cards=()
+for w in "${HOLDERS[@]}"; do eth_cards+=(--card "$WORK/$w/identity.card"); done
+signer alice eth plan key --threshold 2 --purpose "quickstart ETH" "${eth_cards[@]}" \
+    --out "$USB_ETH/eth-key-plan.bin"
+parallel eth-keygen "${HOLDERS[@]}" -- eth keygen --plan "$USB_ETH/eth-key-plan.bin" \
+    --usb "$USB_ETH" --timeout-secs "$TIMEOUT" --poll-ms 100
+ETH_ADDRESSES="$(for w in "${HOLDERS[@]}"; do signer "$w" eth address; done | sort -u)"
+[ "$(echo "$ETH_ADDRESSES" | wc -l)" -eq 1 ] || fail "the key holders disagree on the Ethereum address"
+echo "$ETH_ADDRESSES" > "$OUT/eth/address.txt"
+echo "the group's Ethereum address: $(cat "$OUT/eth/address.txt")"
+signer alice eth plan presign --group "$WORK/alice/eth/group.key" --threshold 2 "${eth_cards[@]}" \
+    --signer alice --signer bob --count 2 --purpose "quickstart ETH withdrawals" \
+    --out "$USB_ETH/eth-presign-plan.bin"
+parallel eth-presign alice bob -- eth presign --plan "$USB_ETH/eth-presign-plan.bin" \
+    --usb "$USB_ETH" --timeout-secs "$TIMEOUT" --poll-ms 100
+echo "alice and bob hold two presignatures each (one air-gap trip per Ethereum withdrawal)"
+
 step "3. the coordinator: configuration, identity, policy, staff accounts, then the daemon"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 cat > "$CFG" <<EOF
@@ -207,6 +234,15 @@ plan_file = "$WORK/usb-dkg/plan.bin"
 kind = "file"
 path = "$WORK/dev-chain.json"
 network = "regtest"
+
+[ethereum]
+key_plan_file = "$USB_ETH/eth-key-plan.bin"
+group_key_file = "$WORK/alice/eth/group.key"
+
+[ethereum.chain]
+kind = "file"
+path = "$WORK/dev-evm-chain.json"
+chain_id = 31337
 EOF
 coord init
 for a in dana eve; do
@@ -215,9 +251,11 @@ for a in dana eve; do
 done
 DEST="$("$COORD" address --seed 7)"
 echo "the destination the customer will whitelist: $DEST"
+ETH_DEST="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 echo "-- the admins sign the first policy: this coordinator, approvers dana and eve, the destination"
 coord dev policy --dir "$WORK/admins" --approver-card "$WORK/dana/identity.card" \
-    --approver-card "$WORK/eve/identity.card" --whitelist "$DEST" --limit-sat 100000000
+    --approver-card "$WORK/eve/identity.card" --whitelist "$DEST" --whitelist "$ETH_DEST" \
+    --limit-sat 100000000 --limit-wei 5000000000000000000
 POLICY="$WORK/admins/policy-v1.policy"
 coord policy install --file "$POLICY" --trust-first
 for w in "${HOLDERS[@]}"; do
@@ -252,6 +290,9 @@ call 200 POST /v1/admin/utxos/sync "$(token ops)"
 echo "the coordinator sees $(jget "$RESP" 'd["utxos"]') unspent coin(s) of the wallet"
 call 201 POST /v1/me/whitelist "$(token user)" "{\"address\":\"$DEST\",\"totp\":\"$(totp user)\"}"
 echo "whitelisted $DEST; usable only after the 24-hour activation delay (from $(jget "$RESP" 'utc(d["active_from"])') on the development clock)"
+coord dev eth-fund --address "$(cat "$OUT/eth/address.txt")" --wei 2000000000000000000
+call 201 POST /v1/me/whitelist "$(token user)" "{\"address\":\"$ETH_DEST\",\"totp\":\"$(totp user)\"}"
+echo "whitelisted $ETH_DEST too (an Ethereum address, stored EIP-55 checksummed)"
 
 step "5. a day later: the password is reset, then the customer asks for a withdrawal"
 stop_coordinator
@@ -335,6 +376,51 @@ call 200 POST "/v1/withdrawals/$WID/broadcast" "$(token ops)"
 echo "broadcast to the development chain: $(jget "$RESP" 'd["state"]')"
 call 200 GET "/v1/withdrawals/$WID" "$(token user)"
 echo "the customer sees the withdrawal as $(jget "$RESP" 'd["state"]')"
+
+step "8b. Ethereum: 0.5 ETH through the same gates, signed with the threshold-ECDSA key"
+ETH_AMOUNT=500000000000000000
+call 201 POST /v1/withdrawals "$(token user)" \
+    "{\"asset\":\"ETH\",\"address\":\"$ETH_DEST\",\"amount\":\"$ETH_AMOUNT\",\"totp\":\"$(totp user)\"}" "$(idem)"
+EWID="$(jget "$RESP" 'd["id"]')"
+EDIGEST="$(jget "$RESP" 'd["approval_digest"]')"
+echo "withdrawal $EWID of $ETH_AMOUNT wei to $ETH_DEST: $(jget "$RESP" 'd["state"]'), hold active: $(jget "$RESP" 'd["hold"]["active"]')"
+for a in dana eve; do
+    SIG="$(signer_json "$a" approval approve --digest "$EDIGEST" | python3 -c 'import json,sys; print(json.load(sys.stdin)["signature"])')"
+    call 200 POST "/v1/withdrawals/$EWID/approvals" "$(token "$a")" \
+        "{\"signature\":\"$SIG\",\"totp\":\"$(totp "$a")\"}" "$(idem)"
+done
+echo "approved by dana and eve (they signed the intent: chain, recipient, value)"
+call 200 POST /v1/ethereum/presignatures "$(token ops)" \
+    "{\"plan\":\"$(python3 -c 'import sys; print(open(sys.argv[1],"rb").read().hex())' "$USB_ETH/eth-presign-plan.bin")\"}"
+echo "the operator registered the presignature batch ($(jget "$RESP" 'd["added"]') presignatures)"
+call 200 POST "/v1/withdrawals/$EWID/round" "$(token ops)" '{"signers":[1,2]}' "$(idem)"
+ETH_USB="$WORK/usb-eth-sign"
+mkdir -p "$ETH_USB"
+jget "$RESP" 'd["eth"]["sign_request"]' > "$ETH_USB/eth-withdrawal.ur"
+jget "$RESP" 'd["eth"]["decision"]' > "$ETH_USB/eth-withdrawal.decision"
+PRESIG="$(jget "$RESP" 'd["eth"]["presignature_batch"] + "/" + str(d["eth"]["presignature_index"])')"
+echo "signing round: nonce $(jget "$RESP" 'd["eth"]["summary"]["nonce"]'), presignature $PRESIG"
+for w in alice bob; do
+    signer "$w" eth sign --request "$ETH_USB/eth-withdrawal.ur" --decision "$ETH_USB/eth-withdrawal.decision" \
+        --presignature "$PRESIG" --usb "$ETH_USB" --yes
+done
+PARTS=("$ETH_USB"/eth-withdrawal-*-part.ethsig)
+[ "${#PARTS[@]}" -eq 2 ] || fail "expected two partial signatures, found ${#PARTS[@]}"
+for p in "${PARTS[@]}"; do
+    status=202
+    [ "$p" = "${PARTS[-1]}" ] && status=200
+    call "$status" POST "/v1/withdrawals/$EWID/shares" "$(token ops)" \
+        "{\"partial_signature\":\"$(python3 -c 'import sys; print(open(sys.argv[1],"rb").read().hex())' "$p")\"}" "$(idem)"
+done
+ETH_HASH="$(jget "$RESP" 'd["txid"]')"
+echo "combined; the sender recovers to the group address; transaction $ETH_HASH"
+signer alice eth combine --request "$ETH_USB/eth-withdrawal.ur" --plan "$USB_ETH/eth-presign-plan.bin" \
+    --partial "${PARTS[0]}" --partial "${PARTS[1]}" > /dev/null
+cp "$ETH_USB/eth-withdrawal-final.txn" "$OUT/eth/tx.hex"
+call 200 POST "/v1/withdrawals/$EWID/broadcast" "$(token ops)"
+[ "$(jget "$RESP" 'd["txid"]')" = "$ETH_HASH" ] || fail "the broadcast reports another transaction"
+coord dev eth-mine --blocks 1
+echo "broadcast to the development EVM chain and mined: $ETH_HASH"
 stop_coordinator
 
 step "9. the audit log, the artifacts, and where everything is"
@@ -344,9 +430,10 @@ coord audit export --out "$OUT/audit/log.jsonl"
 coord dev signed --id "$WID" --psbt-out "$OUT/withdrawal/signed.psbt" --tx-out "$OUT/withdrawal/tx.hex"
 coord dev check-tx --tx-hex "$OUT/withdrawal/tx.hex" --signed-psbt "$OUT/withdrawal/signed.psbt" --txid "$TXID"
 coord dev holds --out "$OUT/holds.json"
-python3 - "$OUT" "$WID" <<'PY'
+python3 - "$OUT" "$WID" "$ETH_HASH" "$ETH_DEST" "$ETH_AMOUNT" <<'PY'
 import json, re, sys, pathlib
 out, wid = pathlib.Path(sys.argv[1]), sys.argv[2]
+eth_hash, eth_dest, eth_amount = sys.argv[3], sys.argv[4].lower(), sys.argv[5]
 def check(ok, what):
     if not ok:
         sys.exit("artifact check failed: " + what)
@@ -369,6 +456,14 @@ rules = {h["rule"] for h in holds}
 check({"password_reset", "unusual_withdrawal"} <= rules, "holds.json holds the password-reset and unusual-withdrawal holds")
 check(all(h["reason"] and h["until"] > h["since"] for h in holds), "every hold has a reason, a start and an end")
 check(any(h["withdrawal_id"] == wid for h in holds), "holds.json names the withdrawal")
+e = (out / "eth/address.txt").read_text()
+check(e.count("\n") == 1 and re.fullmatch(r"0x[0-9a-fA-F]{40}", e.strip()) is not None, "eth/address.txt is one checksummed address")
+et = (out / "eth/tx.hex").read_text()
+check(et.count("\n") <= 1 and re.fullmatch(r"0x02[0-9a-f]+", et.strip()) is not None, "eth/tx.hex is one line: 0x and an EIP-1559 transaction")
+evm = json.loads((out / "work/dev-evm-chain.json").read_text())
+mined = [t for t in evm["transactions"] if t["hash"] == eth_hash]
+check(len(mined) == 1 and mined[0]["raw"].lower() == et.strip().lower(), "the development EVM chain holds eth/tx.hex under the coordinator's hash")
+check(evm["accounts"][eth_dest]["balance"] == eth_amount, "the recipient received exactly the withdrawn wei")
 print("every artifact has the documented shape")
 PY
 
@@ -385,6 +480,8 @@ Artifacts in $OUT:
   withdrawal/qr/             the request as UR:CRYPTO-PSBT QR frames (alice signed from these)
   withdrawal/signed.psbt     the finalized PSBT
   withdrawal/tx.hex          the final transaction
+  eth/address.txt            the group's Ethereum address (EIP-55 checksummed)
+  eth/tx.hex                 the signed EIP-1559 transaction of the ETH withdrawal (0x-hex)
   audit/log.jsonl            the coordinator's audit log (verified above)
   holds.json                 every hold placed during the run
   work/                      signer homes, "USB" directories, the coordinator's data and log

@@ -32,10 +32,7 @@ fn hex_lines(bytes: &[u8]) -> String {
 }
 
 fn key(hex: &str) -> [u8; 33] {
-    hex::decode(hex)
-        .expect("hex")
-        .try_into()
-        .expect("33 bytes")
+    hex::decode(hex).expect("hex").try_into().expect("33 bytes")
 }
 
 /// A partial signature laid out field by field as `docs/formats/ecdsa-messages.md` says
@@ -79,8 +76,14 @@ fn seeds() -> Seeds {
         .map(|n| Identity::generate(n, &mut rng).expect("identity"))
         .collect();
     let cards = |n: usize| ids[..n].iter().map(Identity::card).collect::<Vec<_>>();
-    let key_plan = EcdsaPlan::new([1; 16], EcdsaCeremonyKind::Key, "cold wallet ETH", 2, cards(3))
-        .expect("plan");
+    let key_plan = EcdsaPlan::new(
+        [1; 16],
+        EcdsaCeremonyKind::Key,
+        "cold wallet ETH",
+        2,
+        cards(3),
+    )
+    .expect("plan");
     let big_plan =
         EcdsaPlan::new([2; 16], EcdsaCeremonyKind::Key, "ETH 3-of-5", 3, cards(5)).expect("plan");
     let presign_plan = EcdsaPlan::new(
@@ -170,7 +173,10 @@ fn write_negative(target: &str, name: &str, bytes: Vec<u8>, comment: &str, err: 
     )
     .expect("write vector");
     std::fs::write(
-        root().join("corpus").join(target).join(format!("neg-{name}")),
+        root()
+            .join("corpus")
+            .join(target)
+            .join(format!("neg-{name}")),
         &bytes,
     )
     .expect("write corpus copy");
@@ -182,9 +188,21 @@ fn truncations(good: &[u8]) -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let mut bad_version = good.to_vec();
     bad_version[4] = 2;
     vec![
-        ("truncated", good[..good.len() - 1].to_vec(), "the last byte is missing"),
-        ("truncated_header", good[..5].to_vec(), "magic and version only"),
-        ("trailing_bytes", [good, &[0]].concat(), "one byte after the end"),
+        (
+            "truncated",
+            good[..good.len() - 1].to_vec(),
+            "the last byte is missing",
+        ),
+        (
+            "truncated_header",
+            good[..5].to_vec(),
+            "magic and version only",
+        ),
+        (
+            "trailing_bytes",
+            [good, &[0]].concat(),
+            "one byte after the end",
+        ),
         ("bad_magic", bad_magic, "first magic byte replaced by X"),
         ("wrong_version", bad_version, "format version 2"),
     ]
@@ -219,7 +237,11 @@ fn regenerate_ecdsa_corpus() {
         let mut cases = truncations(good);
         let mut wrong_type = good.clone();
         wrong_type[5] = if wrong_type[5] == 1 { 2 } else { 1 };
-        cases.push(("wrong_type", wrong_type, "the type byte of another encoding"));
+        cases.push((
+            "wrong_type",
+            wrong_type,
+            "the type byte of another encoding",
+        ));
         match target {
             "ecdsa_partial_signature" => {
                 let mut zero_signer = good.clone();

@@ -84,6 +84,22 @@ pub enum DevCommand {
         #[arg(long, value_name = "SAT")]
         amount: u64,
     },
+    /// Credits WEI to ADDR in the development EVM chain file (`[ethereum.chain] kind =
+    /// "file"` only) and mines a block.
+    EthFund {
+        /// The receiving `0x` address.
+        #[arg(long)]
+        address: String,
+        /// The amount in wei.
+        #[arg(long, value_name = "WEI")]
+        wei: u128,
+    },
+    /// Mines N blocks on the development EVM chain file (pending transactions are mined).
+    EthMine {
+        /// How many blocks.
+        #[arg(long, default_value_t = 1)]
+        blocks: u64,
+    },
     /// Prints the current TOTP code of an `otpauth://` URI (a simulated authenticator).
     Totp {
         /// A file whose first line is the URI `POST /v1/me/totp` returned (it holds the
@@ -129,12 +145,15 @@ pub enum DevCommand {
         /// An approver's identity card (`custody-signer identity create` wrote it).
         #[arg(long = "approver-card", value_name = "FILE", required = true)]
         approver_cards: Vec<PathBuf>,
-        /// A whitelisted destination.
+        /// A whitelisted destination (a Bitcoin address, or an Ethereum `0x` address).
         #[arg(long = "whitelist", value_name = "ADDR", required = true)]
         whitelist: Vec<String>,
         /// The per-transaction limit in satoshis.
         #[arg(long, default_value_t = 100_000_000)]
         limit_sat: u64,
+        /// Also allow ETH withdrawals up to this many wei per transaction (same approvals).
+        #[arg(long, value_name = "WEI")]
+        limit_wei: Option<u128>,
         /// Approvals every withdrawal needs.
         #[arg(long, default_value_t = 2)]
         approvals: u16,
@@ -237,6 +256,26 @@ pub async fn run(config: Config, cmd: DevCommand) -> Result<Vec<String>> {
     refuse_mainnet(&config)?;
     match cmd {
         DevCommand::Fund { address, amount } => fund(&config, &address, amount).await,
+        DevCommand::EthFund { address, wei } => {
+            let chain = dev_evm(&config)?;
+            let to = crate::eth::parse_eth_address(&address).map_err(|e| refuse(e.to_string()))?;
+            if wei == 0 {
+                return Err(refuse("--wei must be at least 1"));
+            }
+            chain
+                .fund(to, custody_evm::U256::from(wei))
+                .await
+                .context("funding")?;
+            let height = chain.mine(1).await.context("mining")?;
+            Ok(vec![format!(
+                "funded {} with {wei} wei in block {height}",
+                to.to_checksum(None)
+            )])
+        }
+        DevCommand::EthMine { blocks } => {
+            let height = dev_evm(&config)?.mine(blocks).await.context("mining")?;
+            Ok(vec![format!("mined to block {height}")])
+        }
         DevCommand::Totp {
             otpauth_uri_file,
             offset_secs,
@@ -254,13 +293,14 @@ pub async fn run(config: Config, cmd: DevCommand) -> Result<Vec<String>> {
             approver_cards,
             whitelist,
             limit_sat,
+            limit_wei,
             approvals,
         } => policy(
             &config,
             &dir,
             &approver_cards,
             &whitelist,
-            limit_sat,
+            (limit_sat, limit_wei),
             approvals,
         ),
         DevCommand::CheckTx {
@@ -293,6 +333,18 @@ pub async fn run(config: Config, cmd: DevCommand) -> Result<Vec<String>> {
             r
         }
     }
+}
+
+/// The development EVM chain file of the configuration.
+fn dev_evm(config: &Config) -> Result<custody_evm::FileEvmBackend> {
+    let Some(custody_evm::EvmConfig::File(file)) = config.ethereum.as_ref().map(|e| &e.chain)
+    else {
+        return Err(refuse(
+            "this works only with the development EVM chain file ([ethereum.chain] kind = \"file\")",
+        ));
+    };
+    custody_evm::FileEvmBackend::open_or_create(&file.path, file.chain_id)
+        .context("opening the development EVM chain")
 }
 
 async fn fund(config: &Config, address: &str, amount: u64) -> Result<Vec<String>> {
@@ -439,7 +491,7 @@ fn policy(
     dir: &Path,
     approver_cards: &[PathBuf],
     whitelist: &[String],
-    limit_sat: u64,
+    (limit_sat, limit_wei): (u64, Option<u128>),
     approvals: u16,
 ) -> Result<Vec<String>> {
     let coordinator_card = config.data_dir.join(crate::CARD_FILE);
@@ -455,11 +507,18 @@ fn policy(
         .map(|p| read_card(p))
         .collect::<Result<Vec<_>>>()?;
     let network = config.network.to_bitcoin();
+    let mut entries = Vec::with_capacity(whitelist.len());
     for a in whitelist {
+        if a.starts_with("0x") {
+            let eth = crate::eth::parse_eth_address(a).map_err(|e| refuse(e.to_string()))?;
+            entries.push(eth.to_checksum(None));
+            continue;
+        }
         Address::from_str(a)
             .with_context(|| format!("{a} is not a Bitcoin address"))?
             .require_network(network)
             .with_context(|| format!("{a} is not a {network} address"))?;
+        entries.push(a.clone());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let admins = ["admin-1", "admin-2"]
@@ -493,24 +552,40 @@ fn policy(
         },
         coordinator,
         approvers,
-        whitelist: whitelist
+        whitelist: entries
             .iter()
             .map(|a| WhitelistEntry {
                 address: a.clone(),
                 active_from: 0,
             })
             .collect(),
-        limits: vec![TransactionLimit {
-            asset: crate::withdrawals::ASSET_BTC.into(),
-            max_amount: limit,
-        }],
-        rules: vec![Rule {
-            asset: crate::withdrawals::ASSET_BTC.into(),
-            min_amount: 1,
-            max_amount: limit,
-            window: None,
-            action: Action::Allow { approvals },
-        }],
+        limits: [
+            (crate::withdrawals::ASSET_BTC, Some(limit)),
+            (crate::eth::ASSET_ETH, limit_wei),
+        ]
+        .into_iter()
+        .filter_map(|(asset, max)| {
+            max.map(|max_amount| TransactionLimit {
+                asset: asset.into(),
+                max_amount,
+            })
+        })
+        .collect(),
+        rules: [
+            (crate::withdrawals::ASSET_BTC, Some(limit)),
+            (crate::eth::ASSET_ETH, limit_wei),
+        ]
+        .into_iter()
+        .filter_map(|(asset, max)| {
+            max.map(|max_amount| Rule {
+                asset: asset.into(),
+                min_amount: 1,
+                max_amount,
+                window: None,
+                action: Action::Allow { approvals },
+            })
+        })
+        .collect(),
         velocity: Vec::new(),
     };
     let mut signed = SignedPolicy::new(doc).map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;

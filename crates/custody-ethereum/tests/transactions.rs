@@ -540,5 +540,8 @@ fn intent_digest_covers_what_moves_and_not_nonce_or_fees() {
     }
     // Pinned (recomputed independently with Python's hashlib): the digest is what
     // approvers sign; a change breaks their tooling.
-    assert_eq!(hex::encode(base.intent_digest()), "1ad986ee45f3d7b7189de4859c9f1dd90aae22e9510118dd245ea3b0fb5e3344");
+    assert_eq!(
+        hex::encode(base.intent_digest()),
+        "1ad986ee45f3d7b7189de4859c9f1dd90aae22e9510118dd245ea3b0fb5e3344"
+    );
 }
