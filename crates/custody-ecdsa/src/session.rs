@@ -125,18 +125,48 @@ where
     }
 
     /// Runs every lane as far as it can go and seals what they want to send.
+    ///
+    /// One envelope (per destination) carries one protocol round: a lane that sent in this
+    /// pass stops before it consumes messages of the next round, which the next pass takes
+    /// up under the next sequence number. Without that, messages that arrived early (a peer
+    /// one round ahead) would let a lane send two rounds at once, and receivers refuse an
+    /// envelope with two messages of one lane.
     pub(crate) fn pump<R: RngCore + CryptoRng>(
         &mut self,
         identity: &Identity,
         rng: &mut R,
     ) -> Result<Vec<EcdsaMessage>, EcdsaCeremonyError> {
-        // Items per destination: BROADCAST or a plan index.
+        let mut messages = Vec::new();
+        loop {
+            let out = self.pass()?;
+            if out.is_empty() {
+                return Ok(messages);
+            }
+            let sequence = self.next_sequence;
+            self.next_sequence = self.next_sequence.wrapping_add(1);
+            for (to, items) in out {
+                let body = encode_items(&items);
+                messages.push(EcdsaMessage::seal(
+                    &self.plan, identity, self.step, to, sequence, &body, rng,
+                )?);
+            }
+        }
+    }
+
+    /// One pass over the lanes: each runs until it needs a message it does not have, has
+    /// its output, or has sent and would go on to the next round. Returns the items to
+    /// send, by destination (BROADCAST or a plan index).
+    #[allow(clippy::type_complexity)]
+    fn pass(
+        &mut self,
+    ) -> Result<BTreeMap<ParticipantIndex, Vec<(u16, Vec<u8>)>>, EcdsaCeremonyError> {
         let mut out: BTreeMap<ParticipantIndex, Vec<(u16, Vec<u8>)>> = BTreeMap::new();
         for (l, lane) in self.lanes.iter_mut().enumerate() {
             let lane_no = l as u16;
             if lane.output.is_some() {
                 continue;
             }
+            let mut sent = false;
             loop {
                 match lane.machine.proceed() {
                     ProceedResult::SendMsg(Outgoing { recipient, msg }) => {
@@ -149,7 +179,9 @@ where
                         };
                         let bytes = to_cbor(&msg).map_err(|e| protocol(lane_no, e))?;
                         out.entry(to).or_default().push((lane_no, bytes));
+                        sent = true;
                     }
+                    ProceedResult::NeedsOneMoreMessage if sent => break,
                     ProceedResult::NeedsOneMoreMessage => match lane.pending.pop_front() {
                         Some(incoming) => {
                             if lane.machine.received_msg(incoming).is_err() {
@@ -173,19 +205,7 @@ where
                 }
             }
         }
-        if out.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sequence = self.next_sequence;
-        self.next_sequence = self.next_sequence.wrapping_add(1);
-        let mut messages = Vec::with_capacity(out.len());
-        for (to, items) in out {
-            let body = encode_items(&items);
-            messages.push(EcdsaMessage::seal(
-                &self.plan, identity, self.step, to, sequence, &body, rng,
-            )?);
-        }
-        Ok(messages)
+        Ok(out)
     }
 
     /// Verifies `messages`, queues their contents for the lanes and pumps.

@@ -399,3 +399,53 @@ fn a_presignature_is_refused_the_second_time_and_after_restore() {
         SignError::Store(PresignatureStoreError::Unknown { .. })
     ));
 }
+
+/// A party that falls a round behind and then receives two rounds at once (the others'
+/// first and second round in one USB copy) sends one envelope per round, under
+/// consecutive sequence numbers, and the others accept them: the ceremony finishes.
+#[test]
+fn messages_that_arrive_a_round_early_still_travel_one_round_per_envelope() {
+    let ids = identities(3, &mut rng(40));
+    let plan = key_plan(&ids, 2, [40; 16], "early delivery");
+    let mut r = rng(41);
+    let mut sessions = Vec::new();
+    let mut round1 = Vec::new();
+    for id in &ids {
+        let (s, out) = KeygenSession::start(&plan, id, &mut r).expect("start");
+        sessions.push(s);
+        round1.extend(out);
+    }
+    // Bob and carol go one round ahead; alice sees nothing yet.
+    let mut ahead = Vec::new();
+    for i in 1..3 {
+        ahead.extend(sessions[i].receive(&ids[i], &round1, &mut r).expect("round 2"));
+    }
+    assert!(!ahead.is_empty(), "bob and carol sent their second round");
+    let mut both_rounds = round1.clone();
+    both_rounds.extend(ahead.iter().cloned());
+    let from_alice = sessions[0]
+        .receive(&ids[0], &both_rounds, &mut r)
+        .expect("alice catches up");
+    let sequences: std::collections::BTreeSet<u16> =
+        from_alice.iter().map(EcdsaMessage::sequence).collect();
+    assert!(
+        sequences.len() >= 2,
+        "two rounds went out under two sequence numbers: {sequences:?}"
+    );
+    let mut pending = ahead;
+    pending.extend(from_alice);
+    for _ in 0..12 {
+        if sessions.iter().all(KeygenSession::is_finished) {
+            break;
+        }
+        let mut next = Vec::new();
+        for (i, s) in sessions.iter_mut().enumerate() {
+            next.extend(s.receive(&ids[i], &pending, &mut r).expect("accepted"));
+        }
+        pending = next;
+    }
+    assert!(
+        sessions.iter().all(KeygenSession::is_finished),
+        "key generation finished for everyone"
+    );
+}
