@@ -100,7 +100,10 @@ fn keys() -> Keys {
 struct Eth {
     h: Harness,
     keys: Keys,
-    chain: FileEvmBackend,
+    /// The development chain file, when the test runs on it (it mines on demand).
+    file: Option<FileEvmBackend>,
+    /// Balances and receipts, whatever the backend.
+    chain: std::sync::Arc<dyn EvmBackend>,
     group: Address,
     operator: Session,
     approvers: Vec<Session>,
@@ -108,13 +111,10 @@ struct Eth {
     _files: tempfile::TempDir,
 }
 
+/// On the development chain file (funded with ETH and the `TOKEN` ERC-20).
 async fn setup(engine: Engine) -> Option<Eth> {
     let keys = keys();
     let files = tempfile::tempdir().expect("tempdir");
-    let key_plan_file = files.path().join("eth-key-plan.bin");
-    std::fs::write(&key_plan_file, keys.key_plan.encode()).expect("plan file");
-    let group_file = files.path().join("eth-group.key");
-    std::fs::write(&group_file, keys.shares[0].group_key().encode()).expect("group file");
     let chain_path = files.path().join("evm.json");
     let chain = FileEvmBackend::open_or_create(&chain_path, CHAIN_ID).expect("evm chain");
     let group = Address::from(keys.shares[0].group_key().address());
@@ -131,9 +131,60 @@ async fn setup(engine: Engine) -> Option<Eth> {
         .await
         .expect("fund token");
     chain.mine(1).await.expect("mine");
+    let backend: std::sync::Arc<dyn EvmBackend> = std::sync::Arc::new(chain.clone());
+    let config = format!(
+        "[chain]\nkind = \"file\"\npath = {:?}\nchain_id = {CHAIN_ID}\n",
+        chain_path
+    );
+    finish_setup(engine, keys, files, config, backend, Some(chain)).await
+}
+
+/// On a real Hardhat node (`.ci/evm-node.sh`): the group is funded from a development
+/// account and holds the test ERC-20, deployed first (so at `HARDHAT_TOKEN`).
+async fn setup_on_node(engine: Engine, node: &custody_evm::test_node::HardhatNode) -> Option<Eth> {
+    let keys = keys();
+    let files = tempfile::tempdir().expect("tempdir");
+    let group = Address::from(keys.shares[0].group_key().address());
+    let token = node
+        .deploy_test_token()
+        .await
+        .expect("deploy the test token");
+    assert_eq!(
+        token,
+        HARDHAT_TOKEN.parse::<Address>().expect("token"),
+        "the test token is the first contract of development account 0"
+    );
+    node.fund(group, U256::from(10 * ETHER))
+        .await
+        .expect("fund");
+    node.transfer_token(token, group, U256::from(5_000_000u64))
+        .await
+        .expect("fund token");
+    let backend: std::sync::Arc<dyn EvmBackend> = std::sync::Arc::new(node.backend());
+    let config = format!(
+        "[chain]\nkind = \"json-rpc\"\nurl = {:?}\nchain_id = {}\n",
+        node.url().expose_secret().as_str(),
+        node.chain_id()
+    );
+    finish_setup(engine, keys, files, config, backend, None).await
+}
+
+async fn finish_setup(
+    engine: Engine,
+    keys: Keys,
+    files: tempfile::TempDir,
+    chain_config: String,
+    backend: std::sync::Arc<dyn EvmBackend>,
+    file: Option<FileEvmBackend>,
+) -> Option<Eth> {
+    let group = Address::from(keys.shares[0].group_key().address());
+    let key_plan_file = files.path().join("eth-key-plan.bin");
+    std::fs::write(&key_plan_file, keys.key_plan.encode()).expect("plan file");
+    let group_file = files.path().join("eth-group.key");
+    std::fs::write(&group_file, keys.shares[0].group_key().encode()).expect("group file");
     let ethereum = toml::from_str(&format!(
-        "key_plan_file = {:?}\ngroup_key_file = {:?}\n[chain]\nkind = \"file\"\npath = {:?}\nchain_id = {CHAIN_ID}\n",
-        key_plan_file, group_file, chain_path
+        "key_plan_file = {:?}\ngroup_key_file = {:?}\n{chain_config}",
+        key_plan_file, group_file
     ))
     .expect("ethereum config");
     let h = Harness::with_config(engine, |c| c.ethereum = Some(ethereum)).await?;
@@ -165,7 +216,8 @@ async fn setup(engine: Engine) -> Option<Eth> {
     let mut eth = Eth {
         h,
         keys,
-        chain,
+        file,
+        chain: backend,
         group,
         operator,
         approvers,
@@ -358,7 +410,7 @@ async fn ether_withdrawal_is_signed_broadcast_and_confirmed(engine: Engine) {
     let dest: Address = ETH_DEST.parse().unwrap();
     custody_coordinator::tick(&e.h.app).await.unwrap();
     assert_eq!(e.get(&id).await["state"], "broadcast", "not mined yet");
-    e.chain.mine(1).await.unwrap();
+    e.file.as_ref().unwrap().mine(1).await.unwrap();
     assert_eq!(e.chain.balance(dest).await.unwrap(), U256::from(amount));
     custody_coordinator::tick(&e.h.app).await.unwrap();
     assert_eq!(e.get(&id).await["state"], "confirmed");
@@ -396,7 +448,7 @@ async fn token_withdrawal_pays_the_token_and_nonces_follow_each_other(engine: En
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
     }
-    e.chain.mine(1).await.unwrap();
+    e.file.as_ref().unwrap().mine(1).await.unwrap();
     let dest: Address = ETH_DEST.parse().unwrap();
     assert_eq!(
         e.chain
@@ -520,3 +572,51 @@ async fn a_hold_or_freeze_after_signing_blocks_the_broadcast(engine: Engine) {
     );
 }
 on_both!(a_hold_or_freeze_after_signing_blocks_the_broadcast);
+
+async fn broadcast(e: &Eth, id: &str) {
+    let (st, v) =
+        e.h.call(
+            "POST",
+            &format!("/v1/withdrawals/{id}/broadcast"),
+            Some(&e.operator.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+
+/// A real EVM node (Hardhat on loopback) accepts the threshold-signed ETH and ERC-20
+/// withdrawals: mined, the recipient's balances change by exactly the amounts, and the
+/// coordinator marks both confirmed from their receipts.
+async fn a_real_node_mines_ether_and_token_withdrawals(engine: Engine) {
+    let Some(node) = custody_evm::test_node::HardhatNode::start_for_test().await else {
+        return;
+    };
+    let Some(mut e) = setup_on_node(engine, &node).await else {
+        return;
+    };
+    let dest: Address = ETH_DEST.parse().unwrap();
+    let token: Address = HARDHAT_TOKEN.parse().unwrap();
+    let before = e.chain.balance(dest).await.unwrap();
+    let (ether, _) = e.signed("ETH", ETHER / 4).await;
+    let (tokens, round) = e.signed(&format!("ERC20:{HARDHAT_TOKEN}"), 1_250_000).await;
+    assert_eq!(round["eth"]["summary"]["action"]["kind"], "erc20_transfer");
+    assert_eq!(e.get(&tokens).await["nonce"], 1, "nonces follow the node's");
+    broadcast(&e, &ether).await;
+    broadcast(&e, &tokens).await;
+    assert_eq!(
+        e.chain.balance(dest).await.unwrap(),
+        before + U256::from(ETHER / 4),
+        "the recipient received exactly the ether"
+    );
+    assert_eq!(
+        e.chain.erc20_balance(token, dest).await.unwrap(),
+        U256::from(1_250_000u64),
+        "the recipient received exactly the tokens"
+    );
+    custody_coordinator::tick(&e.h.app).await.unwrap();
+    assert_eq!(e.get(&ether).await["state"], "confirmed");
+    assert_eq!(e.get(&tokens).await["state"], "confirmed");
+}
+on_both!(a_real_node_mines_ether_and_token_withdrawals);

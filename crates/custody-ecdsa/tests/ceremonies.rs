@@ -418,7 +418,11 @@ fn messages_that_arrive_a_round_early_still_travel_one_round_per_envelope() {
     // Bob and carol go one round ahead; alice sees nothing yet.
     let mut ahead = Vec::new();
     for i in 1..3 {
-        ahead.extend(sessions[i].receive(&ids[i], &round1, &mut r).expect("round 2"));
+        ahead.extend(
+            sessions[i]
+                .receive(&ids[i], &round1, &mut r)
+                .expect("round 2"),
+        );
     }
     assert!(!ahead.is_empty(), "bob and carol sent their second round");
     let mut both_rounds = round1.clone();

@@ -37,6 +37,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub const ETH_DEST: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
 /// The ERC-20 token contract the policies have a rule for.
 pub const TOKEN: &str = "0x1111111111111111111111111111111111111111";
+/// The test ERC-20 Hardhat deploys as the first contract of development account 0.
+pub const HARDHAT_TOKEN: &str = "0x5fbdb2315678afecb367f032d93f642f64180aa3";
 /// One ether in wei.
 pub const ETHER: u128 = 1_000_000_000_000_000_000;
 
@@ -560,6 +562,10 @@ pub fn policy_with_velocity(
                 asset: format!("ERC20:{TOKEN}"),
                 max_amount: 1_000_000_000_000,
             },
+            TransactionLimit {
+                asset: format!("ERC20:{HARDHAT_TOKEN}"),
+                max_amount: 1_000_000_000_000,
+            },
         ],
         rules: vec![
             Rule {
@@ -578,6 +584,13 @@ pub fn policy_with_velocity(
             },
             Rule {
                 asset: format!("ERC20:{TOKEN}"),
+                min_amount: 1,
+                max_amount: 1_000_000_000_000,
+                window: None,
+                action: Action::Allow { approvals: 2 },
+            },
+            Rule {
+                asset: format!("ERC20:{HARDHAT_TOKEN}"),
                 min_amount: 1,
                 max_amount: 1_000_000_000_000,
                 window: None,
