@@ -338,13 +338,14 @@ async fn take_nonce(tx: &mut Tx<'_>, chain_next: u64, id: &str) -> Result<u64, A
         .bind(id)
         .execute(&mut **tx)
         .await
-        .map_err(|e| {
-            tracing::info!(error = %e, "nonce taken concurrently");
-            ApiError::new(
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "retry",
                 "another signing round took the same nonce; retry with the same idempotency key",
-            )
+            ),
+            // Anything else is a storage failure, reported as one (not as a race).
+            _ => ApiError::from(crate::db::DbError::from(e)),
         })?;
     Ok(candidate)
 }
