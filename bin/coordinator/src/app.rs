@@ -80,6 +80,8 @@ pub struct App {
     pub policies: Arc<crate::policy::PolicyCache>,
     /// When the background work last did what.
     pub worker: Arc<WorkerState>,
+    /// The key file for data at rest.
+    pub vault: Arc<crate::vault::Vault>,
 }
 
 /// Times (unix seconds) of the last periodic jobs.

@@ -143,6 +143,18 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Ethereum withdrawals (ETH and ERC-20, threshold ECDSA); none refuses them.
     pub ethereum: Option<EthereumConfig>,
+    /// Encryption at rest: the vault key file.
+    pub vault: VaultConfig,
+}
+
+/// Encryption at rest (KYC records, TOTP secrets, API key secrets).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultConfig {
+    /// The key file (mode 0600): key-encryption keys and the blind-index key. Default
+    /// `<data_dir>/vault.key`, created on first start. Keep a backup off the box: without
+    /// it the sealed data cannot be read.
+    pub key_file: Option<PathBuf>,
 }
 
 /// The Ethereum wallet: the threshold-ECDSA key and the chain it spends on.
@@ -216,6 +228,7 @@ impl Default for Config {
             trust_forwarded_for: false,
             worker: WorkerConfig::default(),
             ethereum: None,
+            vault: VaultConfig::default(),
         }
     }
 }
@@ -657,6 +670,15 @@ impl Config {
                 "sqlite://{}?mode=rwc",
                 self.data_dir.join("coordinator.db").display()
             ),
+        }
+    }
+
+    /// The vault key file, resolved under `data_dir`.
+    pub fn vault_key_file(&self) -> PathBuf {
+        match &self.vault.key_file {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => self.data_dir.join(p),
+            None => self.data_dir.join(crate::vault::VAULT_KEY_FILE),
         }
     }
 

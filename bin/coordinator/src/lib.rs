@@ -25,6 +25,7 @@ pub mod notify;
 pub mod policy;
 pub mod risk;
 pub mod signing;
+pub mod vault;
 pub mod withdrawals;
 
 use std::path::Path;
@@ -129,6 +130,7 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
         .context("connecting to the database")?;
     db.migrate().await.context("migrating the database")?;
     let identity = load_or_create_identity(&config.data_dir)?;
+    let vault = vault::Vault::load_or_create(&config.vault_key_file())?;
     let wallet = match &config.wallet.group_key_file {
         Some(p) => Some(Arc::new(Wallet::load(p)?)),
         None => None,
@@ -167,6 +169,7 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
         ingest_token_hash,
         policies: Arc::new(policy::PolicyCache::default()),
         worker: Arc::new(app::WorkerState::default()),
+        vault: Arc::new(vault),
     })
 }
 
