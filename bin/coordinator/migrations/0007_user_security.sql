@@ -6,8 +6,8 @@ ALTER TABLE principals ADD COLUMN phone TEXT;
 ALTER TABLE principals ADD COLUMN phone_verified BIGINT NOT NULL DEFAULT 0;
 -- The account's IP allowlist in canonical text form (one CIDR per line); NULL allows any.
 ALTER TABLE principals ADD COLUMN ip_allowlist TEXT;
--- 1: withdrawals only to active whitelisted addresses.
-ALTER TABLE principals ADD COLUMN whitelist_only BIGINT NOT NULL DEFAULT 0;
+-- 1 (the default): withdrawals only to active whitelisted addresses; turning it off places a hold.
+ALTER TABLE principals ADD COLUMN whitelist_only BIGINT NOT NULL DEFAULT 1;
 
 -- A device may withdraw once confirmed (the device an account is opened from is confirmed
 -- with it); a revoked device's sessions end and it must be confirmed again.
@@ -77,3 +77,11 @@ CREATE TABLE api_nonces (
     PRIMARY KEY (key_id, nonce)
 );
 CREATE INDEX api_nonces_expiry ON api_nonces(expires_at);
+
+-- The coordinator's own small secrets (the key for code and recovery-code hashes), sealed
+-- by the vault key file.
+CREATE TABLE coordinator_secrets (
+    name TEXT PRIMARY KEY,
+    sealed TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);

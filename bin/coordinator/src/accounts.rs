@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use crate::app::App;
 use crate::auth;
 use crate::db::{int, opt_text, text, Tx};
 use crate::error::ApiError;
+use crate::factors::StepUp;
 use crate::risk::{self, EventKind, EventSource};
+use custody_auth::Action;
 
 /// What a principal may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -72,6 +73,36 @@ pub struct Principal {
     pub totp_enabled: bool,
     /// Hex of the approver's identity card, for approvers.
     pub approver_card: Option<String>,
+    /// The account's IP allowlist (canonical text), if any.
+    pub ip_allowlist: Option<String>,
+    /// Withdrawals only to active whitelisted addresses.
+    pub whitelist_only: bool,
+    /// How this request was authenticated.
+    pub via: Via,
+    /// The client address of this request (empty outside requests).
+    pub client_ip: String,
+}
+
+/// How a request was authenticated.
+#[derive(Clone, Debug, Default)]
+pub enum Via {
+    /// Not by a request (administrative commands, tests).
+    #[default]
+    Internal,
+    /// A session from signing in.
+    Session {
+        /// The session's public id.
+        session_id: String,
+        /// The device the session was opened from.
+        device_id: String,
+    },
+    /// A signed request with an API key.
+    ApiKey {
+        /// The key id.
+        key_id: String,
+        /// What the key may do.
+        scopes: custody_auth::ScopeSet,
+    },
 }
 
 /// Where a request came from.
@@ -115,10 +146,38 @@ fn principal_from_row(row: &sqlx::any::AnyRow) -> Result<Principal, ApiError> {
         role: Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in database"))?,
         totp_enabled: int(row, "totp_enabled")? != 0,
         approver_card: opt_text(row, "approver_card")?,
+        ip_allowlist: opt_text(row, "ip_allowlist")?,
+        whitelist_only: int(row, "whitelist_only")? != 0,
+        via: Via::Internal,
+        client_ip: String::new(),
     })
 }
 
-const PRINCIPAL_COLUMNS: &str = "id, email, role, totp_enabled, approver_card";
+const PRINCIPAL_COLUMNS: &str =
+    "id, email, role, totp_enabled, approver_card, ip_allowlist, whitelist_only";
+
+/// Refuses a client address outside the account's IP allowlist (403 `ip_not_allowed`).
+///
+/// # Errors
+/// The refusal.
+pub fn check_ip_allowlist(principal: &Principal, ip: &str) -> Result<(), ApiError> {
+    let Some(list) = &principal.ip_allowlist else {
+        return Ok(());
+    };
+    let list = custody_auth::IpAllowlist::parse(list).map_err(ApiError::internal)?;
+    let allowed = ip
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|addr| list.contains(addr));
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+            format!("this account does not allow requests from {ip} (its IP allowlist)"),
+        ))
+    }
+}
 
 /// Creates a principal. Approvers must bring their identity card (hex).
 ///
@@ -228,85 +287,101 @@ pub struct SessionCreated {
     pub role: Role,
 }
 
-/// Signs in with email, password and (once enrolled) a TOTP code. Records a new device
-/// or new IP address as security events, which place holds (DESIGN.md).
-///
-/// # Errors
-/// 401 with one message for every wrong credential (no account enumeration).
-pub async fn login(
+/// Checks email and password (rate limit, lockout, IP allowlist first). A wrong password
+/// is recorded against the account after the answer (lockout count, event).
+async fn check_password_login(
     app: &App,
     email: &str,
     password: &str,
-    totp_code: Option<&str>,
     client: &ClientInfo,
-) -> Result<SessionCreated, ApiError> {
+) -> Result<Principal, ApiError> {
     let wrong = || ApiError::unauthorized("email, password or 2FA code is wrong");
-    let now = app.now();
     let email = normalise_email(email).map_err(|_| wrong())?;
     let mut tx = app.db.begin().await?;
-    let row = sqlx::query(
-        "SELECT id, email, role, totp_enabled, approver_card, password_hash, totp_secret, \
-         totp_last_step FROM principals WHERE email = $1",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {PRINCIPAL_COLUMNS}, password_hash FROM principals WHERE email = $1"
+    ))
     .bind(&email)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
+        // Unknown accounts are limited by IP like known ones, and cost the same.
+        crate::factors::take_attempt(app, custody_auth::AttemptKind::Login, &email, &client.ip)?;
         app.passwords.verify_unknown_account(password);
         return Err(wrong());
     };
     let principal = principal_from_row(&row)?;
+    crate::factors::take_attempt(
+        app,
+        custody_auth::AttemptKind::Login,
+        &principal.id,
+        &client.ip,
+    )?;
+    crate::factors::ensure_not_locked(&mut tx, app, &principal.id).await?;
+    check_ip_allowlist(&principal, &client.ip)?;
     let stored = text(&row, "password_hash")?;
+    drop(tx);
     if !app.passwords.verify(password, &stored) {
-        risk::record_event(
-            &mut tx,
-            app,
-            &principal.id,
-            EventKind::LoginFailed,
-            now,
-            EventSource::Coordinator,
-            Some(&client.ip),
-            serde_json::json!({ "reason": "password" }),
-        )
-        .await?;
-        tx.commit().await?;
-        return Err(wrong());
+        let mut e = wrong();
+        e.auth_failure = Some(crate::factors::AuthFailure {
+            principal_id: principal.id.clone(),
+            ip: client.ip.clone(),
+            what: "password",
+        });
+        return Err(e);
     }
-    if principal.totp_enabled {
-        let secret = Zeroizing::new(opt_text(&row, "totp_secret")?.unwrap_or_default());
-        let last = int(&row, "totp_last_step")?;
-        let code = totp_code.ok_or_else(wrong)?;
-        match auth::totp_check(&secret, code, now, last).map_err(ApiError::internal)? {
-            Some(step) => {
-                sqlx::query("UPDATE principals SET totp_last_step = $1 WHERE id = $2")
-                    .bind(step)
-                    .bind(&principal.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            None => {
-                risk::record_event(
-                    &mut tx,
-                    app,
-                    &principal.id,
-                    EventKind::LoginFailed,
-                    now,
-                    EventSource::Coordinator,
-                    Some(&client.ip),
-                    serde_json::json!({ "reason": "2fa" }),
-                )
-                .await?;
-                tx.commit().await?;
-                return Err(wrong());
-            }
+    Ok(principal)
+}
+
+/// Signs in with email, password and, once the account has a second factor, one of them
+/// (`totp`, `webauthn`, `email_code`, `sms_code` or `recovery_code`; the last four answer
+/// a challenge from [`login_challenge`]). Records a new device or new IP address as
+/// security events, which place holds (DESIGN.md).
+///
+/// # Errors
+/// 401 with one message for every wrong credential (no account enumeration); 401
+/// `second_factor_required` when the password was right but no factor was sent; 403
+/// `ip_not_allowed`; 429 when locked or rate-limited.
+pub async fn login(
+    app: &App,
+    email: &str,
+    password: &str,
+    proof: &StepUp,
+    client: &ClientInfo,
+) -> Result<SessionCreated, ApiError> {
+    let now = app.now();
+    let principal = check_password_login(app, email, password, client).await?;
+    let mut tx = app.db.begin().await?;
+    let factors = if crate::factors::enrolled(&mut tx, &principal.id)
+        .await?
+        .any_second_factor()
+    {
+        if proof.is_empty() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "second_factor_required",
+                "this account has two-factor authentication: send `totp`, or start a challenge with POST /v1/sessions/challenges and send its answer",
+            ));
         }
-    }
+        crate::factors::step_up(&mut tx, app, &principal, proof, Action::SignIn, &client.ip)
+            .await
+            .map_err(|mut e| {
+                if e.code == "bad_2fa" {
+                    let failure = e.auth_failure.take();
+                    e = ApiError::unauthorized("email, password or 2FA code is wrong");
+                    e.auth_failure = failure;
+                }
+                e
+            })?
+    } else {
+        Vec::new()
+    };
     note_device_and_ip(&mut tx, app, &principal.id, client, now).await?;
     let (token, hash) = auth::new_token();
     let expires_at = now + app.config.auth.session_minutes * 60;
     sqlx::query(
         "INSERT INTO sessions (token_hash, principal_id, created_at, expires_at, last_used_at, \
-         ip, user_agent, device_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         ip, user_agent, device_id, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&hash)
     .bind(&principal.id)
@@ -316,8 +391,10 @@ pub async fn login(
     .bind(&client.ip)
     .bind(&client.user_agent)
     .bind(&client.device_id)
+    .bind(Uuid::new_v4().to_string())
     .execute(&mut *tx)
     .await?;
+    let factor_names: Vec<&str> = factors.iter().map(|f| f.as_str()).collect();
     risk::record_event(
         &mut tx,
         app,
@@ -326,7 +403,7 @@ pub async fn login(
         now,
         EventSource::Coordinator,
         Some(&client.ip),
-        serde_json::json!({ "device": client.device_id }),
+        serde_json::json!({ "device": client.device_id, "factors": factor_names }),
     )
     .await?;
     tx.commit().await?;
@@ -336,6 +413,22 @@ pub async fn login(
         principal_id: principal.id,
         role: principal.role,
     })
+}
+
+/// Before signing in with a security key, an email code or an SMS code: checks email and
+/// password and starts the challenge to answer in [`login`].
+///
+/// # Errors
+/// As [`login`] for the password; 409 `not_enrolled` for a method the account lacks.
+pub async fn login_challenge(
+    app: &App,
+    email: &str,
+    password: &str,
+    method: crate::factors::ChallengeMethod,
+    client: &ClientInfo,
+) -> Result<crate::factors::Challenge, ApiError> {
+    let principal = check_password_login(app, email, password, client).await?;
+    crate::factors::start_challenge(app, &principal, method, &client.ip).await
 }
 
 async fn note_device_and_ip(
@@ -351,31 +444,56 @@ async fn note_device_and_ip(
         .await?;
     let first_login = int(&first_login, "n")? == 0;
     let known =
-        sqlx::query("SELECT last_seen FROM devices WHERE principal_id = $1 AND device_id = $2")
+        sqlx::query("SELECT revoked_at FROM devices WHERE principal_id = $1 AND device_id = $2")
             .bind(principal_id)
             .bind(&client.device_id)
             .fetch_optional(&mut **tx)
             .await?;
-    if known.is_some() {
-        sqlx::query("UPDATE devices SET last_seen = $1 WHERE principal_id = $2 AND device_id = $3")
+    let revoked = match &known {
+        Some(r) => r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+        None => false,
+    };
+    if known.is_some() && !revoked {
+        sqlx::query(
+            "UPDATE devices SET last_seen = $1, last_ip = $2 WHERE principal_id = $3 AND device_id = $4",
+        )
+        .bind(now)
+        .bind(&client.ip)
+        .bind(principal_id)
+        .bind(&client.device_id)
+        .execute(&mut **tx)
+        .await?;
+    } else {
+        // The device an account is opened from is confirmed with it; every later one (and
+        // a revoked one coming back) is new and must be confirmed before it may withdraw.
+        let confirmed_at = first_login.then_some(now);
+        if revoked {
+            sqlx::query(
+                "UPDATE devices SET first_seen = $1, last_seen = $1, user_agent = $2, confirmed_at = NULL, \
+                 revoked_at = NULL, last_ip = $3 WHERE principal_id = $4 AND device_id = $5",
+            )
             .bind(now)
+            .bind(&client.user_agent)
+            .bind(&client.ip)
             .bind(principal_id)
             .bind(&client.device_id)
             .execute(&mut **tx)
             .await?;
-    } else {
-        sqlx::query(
-            "INSERT INTO devices (principal_id, device_id, first_seen, last_seen, user_agent) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(principal_id)
-        .bind(&client.device_id)
-        .bind(now)
-        .bind(now)
-        .bind(&client.user_agent)
-        .execute(&mut **tx)
-        .await?;
-        // The device an account is opened from is not "new"; every later one is.
+        } else {
+            sqlx::query(
+                "INSERT INTO devices (principal_id, device_id, first_seen, last_seen, user_agent, confirmed_at, last_ip) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(principal_id)
+            .bind(&client.device_id)
+            .bind(now)
+            .bind(now)
+            .bind(&client.user_agent)
+            .bind(confirmed_at)
+            .bind(&client.ip)
+            .execute(&mut **tx)
+            .await?;
+        }
         if !first_login {
             risk::record_event(
                 tx,
@@ -424,15 +542,20 @@ async fn note_device_and_ip(
 ///
 /// # Errors
 /// 401 when the token is unknown, expired or revoked.
-pub async fn authenticate(app: &App, token: &str) -> Result<Principal, ApiError> {
+pub async fn authenticate(
+    app: &App,
+    token: &str,
+    client: &ClientInfo,
+) -> Result<Principal, ApiError> {
     let now = app.now();
     let hash = auth::token_hash(token);
     let mut tx = app.db.begin().await?;
-    let row =
-        sqlx::query("SELECT principal_id, expires_at, revoked, last_used_at FROM sessions WHERE token_hash = $1")
-            .bind(&hash)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let row = sqlx::query(
+        "SELECT principal_id, expires_at, revoked, last_used_at, id, device_id FROM sessions WHERE token_hash = $1",
+    )
+    .bind(&hash)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(row) = row else {
         return Err(ApiError::unauthorized(
             "sign in first: the session token is not valid",
@@ -443,17 +566,24 @@ pub async fn authenticate(app: &App, token: &str) -> Result<Principal, ApiError>
             "the session has ended; sign in again",
         ));
     }
-    let principal = get(&mut tx, &text(&row, "principal_id")?).await?;
+    let mut principal = get(&mut tx, &text(&row, "principal_id")?).await?;
+    check_ip_allowlist(&principal, &client.ip)?;
     // Last use is recorded to the minute, so reading requests do not each cost a durable
     // write.
     if int(&row, "last_used_at")? + 60 <= now {
-        sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2")
+        sqlx::query("UPDATE sessions SET last_used_at = $1, ip = $2 WHERE token_hash = $3")
             .bind(now)
+            .bind(&client.ip)
             .bind(&hash)
             .execute(&mut *tx)
             .await?;
     }
     tx.commit().await?;
+    principal.via = Via::Session {
+        session_id: opt_text(&row, "id")?.unwrap_or_else(|| hash[..16].to_owned()),
+        device_id: text(&row, "device_id")?,
+    };
+    principal.client_ip = client.ip.clone();
     Ok(principal)
 }
 
@@ -469,54 +599,23 @@ pub async fn logout(app: &App, token: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Requires a valid, unused TOTP code from `principal` (step-up 2FA for sensitive actions).
+/// Step-up 2FA for a sensitive action: the factors in `proof` must be right and together
+/// authorise `action` (see [`crate::factors::step_up`]).
 ///
 /// # Errors
-/// 403 `totp_required` when not enrolled; 401 `bad_2fa` for a wrong or replayed code (a
-/// `two_factor_failed` event is recorded by the caller's transaction).
+/// 403 `totp_required` when no second factor is enrolled; 401 `bad_2fa`; 403
+/// `insufficient_factors`; 429 when locked or rate-limited.
 pub async fn step_up(
     tx: &mut Tx<'_>,
     app: &App,
     principal: &Principal,
-    code: Option<&str>,
+    proof: &StepUp,
+    action: Action,
+    ip: &str,
 ) -> Result<(), ApiError> {
-    let row = sqlx::query(
-        "SELECT totp_enabled, totp_secret, totp_last_step FROM principals WHERE id = $1",
-    )
-    .bind(&principal.id)
-    .fetch_one(&mut **tx)
-    .await?;
-    if int(&row, "totp_enabled")? == 0 {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "totp_required",
-            "this action needs two-factor authentication; enrol TOTP first (POST /v1/me/totp)",
-        ));
-    }
-    let Some(code) = code else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "bad_2fa",
-            "this action needs a current 2FA code in `totp`",
-        ));
-    };
-    let secret = Zeroizing::new(opt_text(&row, "totp_secret")?.unwrap_or_default());
-    let last = int(&row, "totp_last_step")?;
-    match auth::totp_check(&secret, code, app.now(), last).map_err(ApiError::internal)? {
-        Some(step) => {
-            sqlx::query("UPDATE principals SET totp_last_step = $1 WHERE id = $2")
-                .bind(step)
-                .bind(&principal.id)
-                .execute(&mut **tx)
-                .await?;
-            Ok(())
-        }
-        None => Err(ApiError::new(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "bad_2fa",
-            "the 2FA code is wrong or was already used",
-        )),
-    }
+    crate::factors::step_up(tx, app, principal, proof, action, ip)
+        .await
+        .map(|_| ())
 }
 
 impl std::fmt::Debug for SessionCreated {
@@ -557,8 +656,9 @@ pub async fn begin_totp(app: &App, principal: &Principal) -> Result<TotpEnrolmen
         ));
     }
     let secret = auth::new_totp_secret();
+    let sealed = crate::factors::seal_totp(app, &principal.id, &secret)?;
     sqlx::query("UPDATE principals SET totp_secret = $1 WHERE id = $2 AND totp_enabled = 0")
-        .bind(secret.as_str())
+        .bind(&sealed)
         .bind(&principal.id)
         .execute(app.db.pool())
         .await?;
@@ -581,7 +681,7 @@ pub async fn confirm_totp(app: &App, principal: &Principal, code: &str) -> Resul
         .bind(&principal.id)
         .fetch_one(&mut *tx)
         .await?;
-    let Some(secret) = opt_text(&row, "totp_secret")?.map(Zeroizing::new) else {
+    let Some(stored) = opt_text(&row, "totp_secret")? else {
         return Err(ApiError::conflict(
             "no_enrolment",
             "start enrolment first (POST /v1/me/totp)",
@@ -590,6 +690,7 @@ pub async fn confirm_totp(app: &App, principal: &Principal, code: &str) -> Resul
     if int(&row, "totp_enabled")? != 0 {
         return Err(ApiError::conflict("totp_active", "TOTP is already active"));
     }
+    let secret = crate::factors::open_totp(app, &principal.id, &stored)?;
     let Some(step) = auth::totp_check(&secret, code, now, 0).map_err(ApiError::internal)? else {
         return Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
@@ -658,7 +759,7 @@ pub async fn change_password(
     principal: &Principal,
     current: &str,
     new: &str,
-    totp: Option<&str>,
+    proof: &StepUp,
     client: &ClientInfo,
 ) -> Result<(), ApiError> {
     check_password(new)?;
@@ -671,8 +772,19 @@ pub async fn change_password(
     if !app.passwords.verify(current, &text(&row, "password_hash")?) {
         return Err(ApiError::unauthorized("the current password is wrong"));
     }
-    if principal.totp_enabled {
-        step_up(&mut tx, app, principal, totp).await?;
+    if crate::factors::enrolled(&mut tx, &principal.id)
+        .await?
+        .any_second_factor()
+    {
+        step_up(
+            &mut tx,
+            app,
+            principal,
+            proof,
+            Action::SensitiveChange,
+            &client.ip,
+        )
+        .await?;
     }
     let hash = app.passwords.hash(new).map_err(ApiError::internal)?;
     sqlx::query("UPDATE principals SET password_hash = $1 WHERE id = $2")
@@ -743,13 +855,21 @@ pub async fn change_email(
     app: &App,
     principal: &Principal,
     new_email: &str,
-    totp: Option<&str>,
+    proof: &StepUp,
     client: &ClientInfo,
 ) -> Result<(), ApiError> {
     let new_email = normalise_email(new_email)?;
     let now = app.now();
     let mut tx = app.db.begin().await?;
-    step_up(&mut tx, app, principal, totp).await?;
+    step_up(
+        &mut tx,
+        app,
+        principal,
+        proof,
+        Action::SensitiveChange,
+        &client.ip,
+    )
+    .await?;
     let taken = sqlx::query("SELECT id FROM principals WHERE email = $1")
         .bind(&new_email)
         .fetch_optional(&mut *tx)
@@ -800,14 +920,22 @@ pub async fn whitelist_add(
     app: &App,
     principal: &Principal,
     address: &str,
-    totp: Option<&str>,
+    proof: &StepUp,
     client: &ClientInfo,
 ) -> Result<WhitelistedAddress, ApiError> {
     let address = crate::withdrawals::parse_address(app, address)?;
     let now = app.now();
     let active_from = now + app.config.auth.whitelist_activation_hours * 3600;
     let mut tx = app.db.begin().await?;
-    step_up(&mut tx, app, principal, totp).await?;
+    step_up(
+        &mut tx,
+        app,
+        principal,
+        proof,
+        Action::SensitiveChange,
+        &client.ip,
+    )
+    .await?;
     let exists = sqlx::query(
         "SELECT added_at FROM address_whitelist WHERE principal_id = $1 AND address = $2",
     )

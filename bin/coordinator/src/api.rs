@@ -53,10 +53,16 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 impl FromRequestParts<App> for Auth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        if let Some(signed) = parts.extensions.get::<crate::apikeys::SignedBy>() {
+            return Ok(Auth(signed.0.clone(), String::new()));
+        }
         let token = bearer(&parts.headers).ok_or_else(|| {
-            ApiError::unauthorized("sign in first: send Authorization: Bearer <token>")
+            ApiError::unauthorized(
+                "sign in first: send Authorization: Bearer <token>, or sign the request with an API key",
+            )
         })?;
-        let p = accounts::authenticate(app, &token).await?;
+        let client = client_info(parts, app);
+        let p = accounts::authenticate(app, &token, &client).await?;
         Ok(Auth(p, token))
     }
 }
@@ -64,36 +70,42 @@ impl FromRequestParts<App> for Auth {
 /// Who is calling from where.
 pub struct Client(pub ClientInfo);
 
+/// The client address (the peer, or the first `X-Forwarded-For` entry behind a trusted
+/// proxy), user agent and device id of a request.
+pub fn client_info(parts: &Parts, app: &App) -> ClientInfo {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "127.0.0.1".to_owned(), |c| c.0.ip().to_string());
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect::<String>())
+    };
+    let ip = if app.config.trust_forwarded_for {
+        header("x-forwarded-for")
+            .and_then(|v| v.split(',').next().map(|s| s.trim().to_owned()))
+            .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
+            .unwrap_or(peer)
+    } else {
+        peer
+    };
+    let user_agent = header("user-agent").unwrap_or_default();
+    let device_id = header("x-device-id")
+        .unwrap_or_else(|| hex::encode(&Sha256::digest(user_agent.as_bytes())[..8]));
+    ClientInfo {
+        ip,
+        user_agent,
+        device_id,
+    }
+}
+
 impl FromRequestParts<App> for Client {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "127.0.0.1".to_owned(), |c| c.0.ip().to_string());
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(256).collect::<String>())
-        };
-        let ip = if app.config.trust_forwarded_for {
-            header("x-forwarded-for")
-                .and_then(|v| v.split(',').next().map(|s| s.trim().to_owned()))
-                .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
-                .unwrap_or(peer)
-        } else {
-            peer
-        };
-        let user_agent = header("user-agent").unwrap_or_default();
-        let device_id = header("x-device-id")
-            .unwrap_or_else(|| hex::encode(&Sha256::digest(user_agent.as_bytes())[..8]));
-        Ok(Client(ClientInfo {
-            ip,
-            user_agent,
-            device_id,
-        }))
+        Ok(Client(client_info(parts, app)))
     }
 }
 
@@ -190,7 +202,7 @@ where
 
 /// Builds the router with every route and the OpenAPI document.
 pub fn router(app: App) -> Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(register))
         .routes(routes!(login))
@@ -219,8 +231,8 @@ pub fn router(app: App) -> Router {
         .routes(routes!(install_policy, list_policies))
         .routes(routes!(sync_utxos))
         .routes(routes!(audit_entries))
-        .routes(routes!(metrics_text))
-        .split_for_parts();
+        .routes(routes!(metrics_text));
+    let (router, openapi) = crate::api_security::routes(router).split_for_parts();
     let doc = openapi.clone();
     router
         .route(
@@ -233,6 +245,15 @@ pub fn router(app: App) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             replay_idempotent,
+        ))
+        // Signatures are checked before anything may answer from the idempotency store.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::apikeys::authenticate_signed,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::factors::record_failures,
         ))
         .layer(axum::middleware::from_fn(track_metrics))
         .with_state(app)
@@ -249,7 +270,13 @@ const TRANSACTIONAL_IDEMPOTENCY: [&str; 4] = [
 
 /// Routes whose answers carry a secret shown once (a session token, a TOTP secret): they
 /// are never stored for replay, so the idempotency table holds no credentials.
-const CARRIES_SECRETS: [&str; 2] = ["/v1/sessions", "/v1/me/totp"];
+const CARRIES_SECRETS: [&str; 5] = [
+    "/v1/sessions",
+    "/v1/me/totp",
+    "/v1/me/api-keys",
+    "/v1/me/recovery-codes",
+    "/v1/sessions/challenges",
+];
 
 /// Any other mutating request may carry an `Idempotency-Key`: the first answer (success or
 /// refusal, not a server error) is stored under the caller's credentials and the key, and
@@ -279,15 +306,22 @@ async fn replay_idempotent(
     {
         return next.run(req).await;
     }
-    let scope = format!(
-        "credential:{}",
-        hex::encode(Sha256::digest(
-            req.headers()
-                .get(axum::http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes().to_vec())
-                .unwrap_or_default()
-        ))
-    );
+    let scope = {
+        let mut h = Sha256::new();
+        for name in [
+            axum::http::header::AUTHORIZATION.as_str(),
+            custody_auth::HEADER_KEY,
+        ] {
+            h.update(
+                req.headers()
+                    .get(name)
+                    .map(|v| v.as_bytes())
+                    .unwrap_or_default(),
+            );
+            h.update([0]);
+        }
+        format!("credential:{}", hex::encode(h.finalize()))
+    };
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
         return ApiError::bad_request("request body too large").into_response();
@@ -439,8 +473,10 @@ pub struct Login {
     pub email: String,
     /// Password.
     pub password: String,
-    /// TOTP code, once enrolled.
-    pub totp: Option<String>,
+    /// Second-factor proof: `totp`, `webauthn`, `email_code` + `sms_code`, or (for
+    /// security changes) `recovery_code`.
+    #[serde(flatten)]
+    pub factors: crate::factors::StepUp,
 }
 
 /// Signs in and returns a session token.
@@ -450,7 +486,7 @@ async fn login(
     Client(c): Client,
     Json(l): Json<Login>,
 ) -> Result<(StatusCode, Json<accounts::SessionCreated>), ApiError> {
-    let s = accounts::login(&app, &l.email, &l.password, l.totp.as_deref(), &c).await?;
+    let s = accounts::login(&app, &l.email, &l.password, &l.factors, &c).await?;
     Ok((StatusCode::CREATED, Json(s)))
 }
 
@@ -519,8 +555,10 @@ pub struct PasswordChange {
     pub current: String,
     /// New password.
     pub new: String,
-    /// TOTP code, once enrolled.
-    pub totp: Option<String>,
+    /// Second-factor proof: `totp`, `webauthn`, `email_code` + `sms_code`, or (for
+    /// security changes) `recovery_code`.
+    #[serde(flatten)]
+    pub factors: crate::factors::StepUp,
 }
 
 /// Changes the password (starts a 24-hour withdrawal hold).
@@ -531,7 +569,7 @@ async fn change_password(
     Client(c): Client,
     Json(r): Json<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
-    accounts::change_password(&app, &p, &r.current, &r.new, r.totp.as_deref(), &c).await?;
+    accounts::change_password(&app, &p, &r.current, &r.new, &r.factors, &c).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -540,8 +578,10 @@ async fn change_password(
 pub struct EmailChange {
     /// New email.
     pub email: String,
-    /// TOTP code.
-    pub totp: Option<String>,
+    /// Second-factor proof: `totp`, `webauthn`, `email_code` + `sms_code`, or (for
+    /// security changes) `recovery_code`.
+    #[serde(flatten)]
+    pub factors: crate::factors::StepUp,
 }
 
 /// Changes the email (starts a 48-hour withdrawal hold).
@@ -552,7 +592,7 @@ async fn change_email(
     Client(c): Client,
     Json(r): Json<EmailChange>,
 ) -> Result<StatusCode, ApiError> {
-    accounts::change_email(&app, &p, &r.email, r.totp.as_deref(), &c).await?;
+    accounts::change_email(&app, &p, &r.email, &r.factors, &c).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -570,8 +610,10 @@ async fn list_whitelist(
 pub struct NewAddress {
     /// The address.
     pub address: String,
-    /// TOTP code.
-    pub totp: Option<String>,
+    /// Second-factor proof: `totp`, `webauthn`, `email_code` + `sms_code`, or (for
+    /// security changes) `recovery_code`.
+    #[serde(flatten)]
+    pub factors: crate::factors::StepUp,
 }
 
 /// Adds a withdrawal address; usable after the activation delay.
@@ -584,7 +626,7 @@ async fn add_whitelist(
 ) -> Result<(StatusCode, Json<accounts::WhitelistedAddress>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(accounts::whitelist_add(&app, &p, &r.address, r.totp.as_deref(), &c).await?),
+        Json(accounts::whitelist_add(&app, &p, &r.address, &r.factors, &c).await?),
     ))
 }
 
@@ -622,7 +664,7 @@ async fn create_withdrawal(
                 asset: r.asset.clone(),
                 address: r.address.clone(),
                 amount: r.amount,
-                totp: r.totp.clone(),
+                factors: r.factors.clone(),
             },
             c.clone(),
         );
@@ -696,7 +738,7 @@ async fn approve_withdrawal(
             id.clone(),
             NewApproval {
                 signature: r.signature.clone(),
-                totp: r.totp.clone(),
+                factors: r.factors.clone(),
             },
         );
         Box::pin(async move { withdrawals::approve(tx, &app, &p, &id, &r).await })
@@ -871,10 +913,22 @@ async fn add_presignatures(
 }
 
 /// An admin action: the admin role and a fresh 2FA code.
-async fn admin_step_up(app: &App, p: &Principal, totp: Option<&str>) -> Result<(), ApiError> {
+async fn admin_step_up(
+    app: &App,
+    p: &Principal,
+    proof: &crate::factors::StepUp,
+) -> Result<(), ApiError> {
     require(p, Role::Admin)?;
     let mut tx = app.db.begin().await?;
-    accounts::step_up(&mut tx, app, p, totp).await?;
+    accounts::step_up(
+        &mut tx,
+        app,
+        p,
+        proof,
+        custody_auth::Action::SensitiveChange,
+        &p.client_ip,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -901,8 +955,10 @@ pub struct NewPrincipal {
     pub role: Role,
     /// Approvers: hex of their identity card.
     pub approver_card: Option<String>,
-    /// The admin's TOTP code.
-    pub totp: Option<String>,
+    /// Second-factor proof: `totp`, `webauthn`, `email_code` + `sms_code`, or (for
+    /// security changes) `recovery_code`.
+    #[serde(flatten)]
+    pub factors: crate::factors::StepUp,
 }
 
 /// Creates an operator, approver, admin, service or user account.
@@ -912,7 +968,7 @@ async fn create_principal(
     Auth(p, _t): Auth,
     Json(n): Json<NewPrincipal>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    admin_step_up(&app, &p, n.totp.as_deref()).await?;
+    admin_step_up(&app, &p, &n.factors).await?;
     let id = accounts::create(
         &app,
         &n.email,
@@ -928,8 +984,10 @@ async fn create_principal(
 /// An admin action with 2FA.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct AdminAction {
-    /// The admin's TOTP code.
-    pub totp: Option<String>,
+    /// Second-factor proof: `totp`, `webauthn`, `email_code` + `sms_code`, or (for
+    /// security changes) `recovery_code`.
+    #[serde(flatten)]
+    pub factors: crate::factors::StepUp,
     /// New password, for a password reset.
     pub new_password: Option<String>,
 }
@@ -942,7 +1000,7 @@ async fn reset_two_factor(
     Path(id): Path<String>,
     Json(a): Json<AdminAction>,
 ) -> Result<StatusCode, ApiError> {
-    admin_step_up(&app, &p, a.totp.as_deref()).await?;
+    admin_step_up(&app, &p, &a.factors).await?;
     accounts::reset_totp(&app, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -955,7 +1013,7 @@ async fn reset_password(
     Path(id): Path<String>,
     Json(a): Json<AdminAction>,
 ) -> Result<StatusCode, ApiError> {
-    admin_step_up(&app, &p, a.totp.as_deref()).await?;
+    admin_step_up(&app, &p, &a.factors).await?;
     let new = a
         .new_password
         .ok_or_else(|| ApiError::bad_request("new_password is required"))?;
@@ -970,8 +1028,10 @@ pub struct FreezeRequest {
     pub principal_id: Option<String>,
     /// Why (recorded in the audit log).
     pub reason: String,
-    /// TOTP code (unfreezing needs it; freezing never waits for it).
-    pub totp: Option<String>,
+    /// Second-factor proof: `totp`, `webauthn`, `email_code` + `sms_code`, or (for
+    /// security changes) `recovery_code`.
+    #[serde(flatten)]
+    pub factors: crate::factors::StepUp,
 }
 
 /// Emergency freeze: stops every signing round and broadcast at once. Any admin or
@@ -996,7 +1056,7 @@ async fn unfreeze(
     Auth(p, _t): Auth,
     Json(f): Json<FreezeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    admin_step_up(&app, &p, f.totp.as_deref()).await?;
+    admin_step_up(&app, &p, &f.factors).await?;
     risk::set_freeze(&app, &p.id, f.principal_id.as_deref(), false, &f.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -82,6 +82,12 @@ pub struct App {
     pub worker: Arc<WorkerState>,
     /// The key file for data at rest.
     pub vault: Arc<crate::vault::Vault>,
+    /// The WebAuthn relying party.
+    pub webauthn: Arc<custody_auth::WebAuthn>,
+    /// Sign-in and code attempt limits per account and per IP (in memory).
+    pub limiter: Arc<custody_auth::AttemptLimiter>,
+    /// The key for email/SMS code and recovery-code hashes (sealed in the database).
+    pub hash_key: Arc<custody_auth::HashKey>,
 }
 
 /// Times (unix seconds) of the last periodic jobs.

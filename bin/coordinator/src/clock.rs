@@ -116,3 +116,20 @@ mod tests {
         assert_eq!(c.now(), 86_500);
     }
 }
+
+/// The coordinator's clock as the time source of `custody-auth`'s attempt limiters, so
+/// tests that move a fake clock move the limits with it.
+#[derive(Clone)]
+pub struct AuthTime(pub std::sync::Arc<dyn Clock>);
+
+impl std::fmt::Debug for AuthTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthTime")
+    }
+}
+
+impl custody_auth::TimeSource for AuthTime {
+    fn unix_seconds(&self) -> i64 {
+        self.0.now()
+    }
+}

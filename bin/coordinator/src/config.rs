@@ -397,6 +397,175 @@ pub struct AuthConfig {
     /// Path of a file holding the ingestion token the exchange's account system presents
     /// (`Authorization: Bearer …`) to `POST /v1/events`. Unset disables ingestion.
     pub ingest_token_file: Option<PathBuf>,
+    /// Hold after the whitelist-only mode is turned off. Default and floor 24 h.
+    pub whitelist_off_hold_hours: i64,
+    /// WebAuthn (security keys and passkeys).
+    pub webauthn: WebAuthnSettings,
+    /// Attempt limits and lockout.
+    pub limits: LimitSettings,
+    /// Where SMS codes go: a provider webhook or (development) a file.
+    pub sms: SmsSettings,
+    /// How many recovery codes a set has. Default 10.
+    pub recovery_codes: usize,
+    /// Signed API requests: how far a request's timestamp may be from the server's time, in
+    /// seconds. Default 120, at most 300.
+    pub api_replay_window_secs: i64,
+}
+
+/// The WebAuthn relying party.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebAuthnSettings {
+    /// The relying party id: the site's registrable domain. Default `localhost`.
+    pub rp_id: String,
+    /// The name authenticators show. Default `CoinPort Custody`.
+    pub rp_name: String,
+    /// The web origins allowed to answer ceremonies. Default `https://localhost:8750`.
+    pub origins: Vec<String>,
+    /// How long a ceremony may take, in seconds. Default 300.
+    pub timeout_secs: i64,
+}
+
+impl Default for WebAuthnSettings {
+    fn default() -> Self {
+        WebAuthnSettings {
+            rp_id: "localhost".into(),
+            rp_name: "CoinPort Custody".into(),
+            origins: vec!["https://localhost:8750".into()],
+            timeout_secs: 300,
+        }
+    }
+}
+
+/// Attempt limits (per account and per IP, in memory) and the lockout (per account,
+/// stored).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Password sign-ins per account: burst. Default 10.
+    pub login_burst_per_account: u32,
+    /// Password sign-ins per account: one more every this many seconds. Default 60.
+    pub login_period_per_account_secs: u32,
+    /// Password sign-ins per IP: burst. Default 30.
+    pub login_burst_per_ip: u32,
+    /// Password sign-ins per IP: one more every this many seconds. Default 10.
+    pub login_period_per_ip_secs: u32,
+    /// Code attempts (2FA, recovery) per account: burst. Default 5.
+    pub code_burst_per_account: u32,
+    /// Code attempts per account: one more every this many seconds. Default 60.
+    pub code_period_per_account_secs: u32,
+    /// Code attempts per IP: burst. Default 20.
+    pub code_burst_per_ip: u32,
+    /// Code attempts per IP: one more every this many seconds. Default 10.
+    pub code_period_per_ip_secs: u32,
+    /// Failures (password or code) that lock an account. Default 5.
+    pub lockout_failures: u32,
+    /// The window those failures must fall in, in seconds. Default 900.
+    pub lockout_window_secs: i64,
+    /// The first lock, in seconds; each consecutive lock doubles it. Default 900.
+    pub lockout_secs: i64,
+    /// The longest lock, in seconds. Default 86400.
+    pub lockout_max_secs: i64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let l = custody_auth::AttemptLimits::default();
+        let p = custody_auth::LockoutPolicy::default();
+        LimitSettings {
+            login_burst_per_account: l.login_per_account.burst,
+            login_period_per_account_secs: l.login_per_account.period_secs,
+            login_burst_per_ip: l.login_per_ip.burst,
+            login_period_per_ip_secs: l.login_per_ip.period_secs,
+            code_burst_per_account: l.code_per_account.burst,
+            code_period_per_account_secs: l.code_per_account.period_secs,
+            code_burst_per_ip: l.code_per_ip.burst,
+            code_period_per_ip_secs: l.code_per_ip.period_secs,
+            lockout_failures: p.max_failures,
+            lockout_window_secs: p.window_secs,
+            lockout_secs: p.lock_secs,
+            lockout_max_secs: p.max_lock_secs,
+        }
+    }
+}
+
+impl LimitSettings {
+    /// The limiter settings.
+    pub fn attempt_limits(&self) -> custody_auth::AttemptLimits {
+        let rate = |burst, period_secs| custody_auth::AttemptRate { burst, period_secs };
+        custody_auth::AttemptLimits {
+            login_per_account: rate(
+                self.login_burst_per_account,
+                self.login_period_per_account_secs,
+            ),
+            login_per_ip: rate(self.login_burst_per_ip, self.login_period_per_ip_secs),
+            code_per_account: rate(
+                self.code_burst_per_account,
+                self.code_period_per_account_secs,
+            ),
+            code_per_ip: rate(self.code_burst_per_ip, self.code_period_per_ip_secs),
+        }
+    }
+
+    /// The lockout policy.
+    pub fn lockout(&self) -> custody_auth::LockoutPolicy {
+        custody_auth::LockoutPolicy {
+            max_failures: self.lockout_failures,
+            window_secs: self.lockout_window_secs,
+            lock_secs: self.lockout_secs,
+            max_lock_secs: self.lockout_max_secs,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let all = [
+            self.login_burst_per_account,
+            self.login_period_per_account_secs,
+            self.login_burst_per_ip,
+            self.login_period_per_ip_secs,
+            self.code_burst_per_account,
+            self.code_period_per_account_secs,
+            self.code_burst_per_ip,
+            self.code_period_per_ip_secs,
+            self.lockout_failures,
+        ];
+        if all.contains(&0) {
+            return Err(ConfigError::Invalid {
+                key: "auth.limits",
+                message: "bursts, periods and lockout_failures must be at least 1".into(),
+            });
+        }
+        if self.lockout_failures > 100 {
+            return Err(ConfigError::Invalid {
+                key: "auth.limits.lockout_failures",
+                message: "more than 100 failures before a lockout is no lockout".into(),
+            });
+        }
+        if self.lockout_window_secs < 60
+            || self.lockout_secs < 60
+            || self.lockout_max_secs < self.lockout_secs
+        {
+            return Err(ConfigError::Invalid {
+                key: "auth.limits.lockout_secs",
+                message: "the lockout window and lock must be at least 60 s, and lockout_max_secs at least lockout_secs".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// SMS delivery through a provider adapter.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsSettings {
+    /// The provider's webhook: the coordinator POSTs `{"to": "+…", "text": "…"}` signed like
+    /// notification webhooks (`X-Custody-Signature`).
+    pub webhook_url: Option<String>,
+    /// A file with the webhook's HMAC secret (first line).
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Development sink: every SMS is appended to this JSON Lines file (relative paths are
+    /// under `data_dir`). Used when no webhook is set.
+    pub file_sink: Option<PathBuf>,
 }
 
 impl Default for AuthConfig {
@@ -407,11 +576,41 @@ impl Default for AuthConfig {
             argon2_iterations: 2,
             whitelist_activation_hours: 24,
             ingest_token_file: None,
+            whitelist_off_hold_hours: 24,
+            webauthn: WebAuthnSettings::default(),
+            limits: LimitSettings::default(),
+            sms: SmsSettings {
+                file_sink: Some(PathBuf::from("sms.jsonl")),
+                ..SmsSettings::default()
+            },
+            recovery_codes: 10,
+            api_replay_window_secs: 120,
         }
     }
 }
 
 impl AuthConfig {
+    /// The WebAuthn relying-party configuration (origins that do not parse are reported by
+    /// [`validate`](Self::validate)).
+    pub fn webauthn_config(&self) -> custody_auth::WebAuthnConfig {
+        custody_auth::WebAuthnConfig {
+            rp_id: self.webauthn.rp_id.clone(),
+            rp_name: self.webauthn.rp_name.clone(),
+            origins: self
+                .webauthn
+                .origins
+                .iter()
+                .filter_map(|o| url::Url::parse(o).ok())
+                .collect(),
+            ceremony_timeout_secs: self.webauthn.timeout_secs,
+        }
+    }
+
+    /// The hold after the whitelist-only mode is turned off, in seconds.
+    pub fn whitelist_off_hold(&self) -> i64 {
+        self.whitelist_off_hold_hours * 3600
+    }
+
     /// Refuses weak password hashing, silly session lengths and short activation delays.
     ///
     /// # Errors
@@ -436,6 +635,50 @@ impl AuthConfig {
                 floor: 24,
             });
         }
+        if self.whitelist_off_hold_hours < 24 {
+            return Err(ConfigError::BelowFloor {
+                key: "auth.whitelist_off_hold_hours",
+                value: self.whitelist_off_hold_hours,
+                floor: 24,
+            });
+        }
+        self.limits.validate()?;
+        if !(1..=custody_auth::MAX_RECOVERY_CODES).contains(&self.recovery_codes) {
+            return Err(ConfigError::Invalid {
+                key: "auth.recovery_codes",
+                message: format!("must be between 1 and {}", custody_auth::MAX_RECOVERY_CODES),
+            });
+        }
+        if !(1..=custody_auth::MAX_REPLAY_WINDOW_SECS).contains(&self.api_replay_window_secs) {
+            return Err(ConfigError::Invalid {
+                key: "auth.api_replay_window_secs",
+                message: format!(
+                    "must be between 1 and {}",
+                    custody_auth::MAX_REPLAY_WINDOW_SECS
+                ),
+            });
+        }
+        if self.sms.webhook_url.is_some() != self.sms.webhook_secret_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "auth.sms.webhook_url",
+                message: "a webhook needs webhook_secret_file, and the other way round".into(),
+            });
+        }
+        if let Some(bad) = self
+            .webauthn
+            .origins
+            .iter()
+            .find(|o| url::Url::parse(o).is_err())
+        {
+            return Err(ConfigError::Invalid {
+                key: "auth.webauthn.origins",
+                message: format!("{bad:?} is not a URL (https://host[:port])"),
+            });
+        }
+        custody_auth::WebAuthn::new(&self.webauthn_config()).map_err(|e| ConfigError::Invalid {
+            key: "auth.webauthn",
+            message: e.to_string(),
+        })?;
         Ok(())
     }
 }

@@ -19,6 +19,9 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong and what to do.
     pub message: String,
+    /// A failed password or second factor to count towards the account's lockout once
+    /// the request's transaction is gone (see `factors::record_failures`).
+    pub auth_failure: Option<crate::factors::AuthFailure>,
 }
 
 /// The JSON body of an error.
@@ -44,6 +47,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            auth_failure: None,
         }
     }
     /// 400 `bad_request`.
@@ -134,6 +138,17 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(failure) = self.auth_failure {
+            response.extensions_mut().insert(failure);
+        }
+        if self.code == "locked_out" || self.code == "rate_limited" {
+            // A hint for clients; the message says when.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("60"),
+            );
+        }
+        response
     }
 }

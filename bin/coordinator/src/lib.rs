@@ -11,6 +11,8 @@
 
 pub mod accounts;
 pub mod api;
+pub mod api_security;
+pub mod apikeys;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -19,8 +21,10 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod dev;
+pub mod devices;
 pub mod error;
 pub mod eth;
+pub mod factors;
 pub mod notify;
 pub mod policy;
 pub mod risk;
@@ -156,6 +160,24 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
     };
     let passwords =
         auth::PasswordPolicy::new(config.auth.argon2_memory_kib, config.auth.argon2_iterations);
+    let webauthn = custody_auth::WebAuthn::new(&config.auth.webauthn_config())
+        .context("setting up WebAuthn from auth.webauthn")?;
+    let limiter = custody_auth::AttemptLimiter::new(
+        config.auth.limits.attempt_limits(),
+        Arc::new(clock::AuthTime(clock.clone())),
+    );
+    let sealed = factors::seal_legacy_totp_secrets(&db, &vault)
+        .await
+        .context("sealing TOTP secrets stored in plain text")?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "sealed TOTP secrets stored in plain text by an earlier version"
+        );
+    }
+    let hash_key = factors::load_or_create_hash_key(&db, &vault, clock.now())
+        .await
+        .context("loading the code-hash key")?;
     Ok(App {
         db,
         clock,
@@ -170,6 +192,9 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
         policies: Arc::new(policy::PolicyCache::default()),
         worker: Arc::new(app::WorkerState::default()),
         vault: Arc::new(vault),
+        webauthn: Arc::new(webauthn),
+        limiter: Arc::new(limiter),
+        hash_key: Arc::new(hash_key),
     })
 }
 

@@ -119,17 +119,24 @@ pub async fn deliver_pending(app: &App, limit: i64) -> Result<usize, ApiError> {
             "file" => deliver_file(app, &p),
             "email" => deliver_email(app, &p).await,
             "webhook" => deliver_webhook(app, &p).await,
+            "sms" => crate::factors::deliver_sms(app, &p.payload).await,
             other => Err(format!("unknown channel {other}")),
         };
         let attempts = p.attempts + 1;
         match result {
             Ok(()) => {
-                sqlx::query("UPDATE outbox SET delivered_at = $1, attempts = $2, last_error = NULL WHERE id = $3")
-                    .bind(now)
-                    .bind(attempts)
-                    .bind(&p.id)
-                    .execute(app.db.pool())
-                    .await?;
+                // A delivered one-time code is not kept.
+                let scrub = p.kind.starts_with("otp.");
+                sqlx::query(
+                    "UPDATE outbox SET delivered_at = $1, attempts = $2, last_error = NULL, \
+                             payload = CASE WHEN $4 = 1 THEN '{}' ELSE payload END WHERE id = $3",
+                )
+                .bind(now)
+                .bind(attempts)
+                .bind(&p.id)
+                .bind(i64::from(scrub))
+                .execute(app.db.pool())
+                .await?;
                 delivered += 1;
                 metrics::counter!("custody_notifications_delivered_total", "channel" => p.channel.clone()).increment(1);
             }

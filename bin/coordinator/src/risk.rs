@@ -50,8 +50,28 @@ pub enum EventKind {
     ApiKeyCreated,
     /// A successful sign-in.
     Login,
-    /// A failed sign-in or 2FA code.
+    /// A failed sign-in (password).
     LoginFailed,
+    /// A wrong, replayed or expired second factor.
+    TwoFactorFailed,
+    /// Repeated failures locked the account for a while.
+    AccountLocked,
+    /// A second factor was removed or replaced (security key, phone number).
+    TwoFactorRemoved,
+    /// New recovery codes were generated.
+    RecoveryCodesGenerated,
+    /// A recovery code was used.
+    RecoveryCodeUsed,
+    /// An API key was revoked.
+    ApiKeyRevoked,
+    /// The account's IP allowlist changed.
+    IpAllowlistChange,
+    /// The whitelist-only mode was turned off.
+    WhitelistModeOff,
+    /// A device was confirmed from the emailed link.
+    DeviceConfirmed,
+    /// A device or session was revoked.
+    DeviceRevoked,
 }
 
 impl EventKind {
@@ -70,6 +90,16 @@ impl EventKind {
             EventKind::ApiKeyCreated => "api_key_created",
             EventKind::Login => "login",
             EventKind::LoginFailed => "login_failed",
+            EventKind::TwoFactorFailed => "two_factor_failed",
+            EventKind::AccountLocked => "account_locked",
+            EventKind::TwoFactorRemoved => "two_factor_removed",
+            EventKind::RecoveryCodesGenerated => "recovery_codes_generated",
+            EventKind::RecoveryCodeUsed => "recovery_code_used",
+            EventKind::ApiKeyRevoked => "api_key_revoked",
+            EventKind::IpAllowlistChange => "ip_allowlist_change",
+            EventKind::WhitelistModeOff => "whitelist_mode_off",
+            EventKind::DeviceConfirmed => "device_confirmed",
+            EventKind::DeviceRevoked => "device_revoked",
         }
     }
 
@@ -81,7 +111,15 @@ impl EventKind {
                 | EventKind::PasswordReset
                 | EventKind::TwoFactorReset
                 | EventKind::EmailChange
+                | EventKind::TwoFactorRemoved
+                | EventKind::WhitelistModeOff
         )
+    }
+
+    /// Whether the owner gets an alert for this one event. Single failures do not alert
+    /// (a burst does, as `account_locked`).
+    pub fn alerts(self) -> bool {
+        !matches!(self, EventKind::LoginFailed | EventKind::TwoFactorFailed)
     }
 
     fn hold(self, app: &App) -> Option<(i64, &'static str)> {
@@ -94,6 +132,14 @@ impl EventKind {
                 (r.two_factor_reset_hold(), "two-factor authentication reset")
             }
             EventKind::EmailChange => (r.email_change_hold(), "email address changed"),
+            EventKind::TwoFactorRemoved => (
+                r.two_factor_reset_hold(),
+                "a second factor was removed or replaced",
+            ),
+            EventKind::WhitelistModeOff => (
+                app.config.auth.whitelist_off_hold(),
+                "whitelist-only withdrawals turned off",
+            ),
             _ => return None,
         })
     }
@@ -183,16 +229,18 @@ pub async fn record_event(
         &audit,
     )
     .await?;
-    crate::notify::enqueue(
-        tx,
-        app,
-        Some(principal_id),
-        &format!("security.{}", kind.as_str()),
-        serde_json::json!({
-            "kind": kind.as_str(), "at": now, "ip": ip, "hold_until": audit.get("hold_until"),
-        }),
-    )
-    .await?;
+    if kind.alerts() {
+        crate::notify::enqueue(
+            tx,
+            app,
+            Some(principal_id),
+            &format!("security.{}", kind.as_str()),
+            serde_json::json!({
+                "kind": kind.as_str(), "at": now, "ip": ip, "hold_until": audit.get("hold_until"),
+            }),
+        )
+        .await?;
+    }
     Ok(id)
 }
 

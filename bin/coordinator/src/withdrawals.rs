@@ -73,8 +73,10 @@ pub struct NewWithdrawal {
     /// Amount in the asset's base units (satoshis, wei, token units): a JSON number, or a
     /// decimal string for amounts a JSON number cannot carry exactly.
     pub amount: crate::eth::Units,
-    /// A current TOTP code (step-up 2FA).
-    pub totp: Option<String>,
+    /// Second-factor proof: `totp`, `webauthn`, `email_code` + `sms_code`, or (for
+    /// security changes) `recovery_code`.
+    #[serde(flatten)]
+    pub factors: crate::factors::StepUp,
 }
 
 /// The hold on a withdrawal as the API shows it.
@@ -461,7 +463,22 @@ pub async fn request(
         Some((asset, _)) => asset.policy_asset(),
     };
     risk::ensure_not_frozen(tx, &principal.id).await?;
-    accounts::step_up(tx, app, principal, req.totp.as_deref()).await?;
+    crate::devices::ensure_device_confirmed(tx, principal).await?;
+    // A signed API request was checked for the `withdraw` scope and the key's IP binding
+    // before it got here; a person steps up with their second factors.
+    let by_key = matches!(principal.via, accounts::Via::ApiKey { .. });
+    if !by_key {
+        accounts::step_up(
+            tx,
+            app,
+            principal,
+            &req.factors,
+            custody_auth::Action::Withdrawal,
+            &client.ip,
+        )
+        .await?;
+    }
+    let whitelist_required = principal.whitelist_only || by_key;
     let id = Uuid::new_v4().to_string();
     // The attempt is recorded as a security event at the end of this transaction, on every
     // outcome.
@@ -469,9 +486,14 @@ pub async fn request(
     let policy_hash = hex::encode(policy.hash());
     let mut refusal = match accounts::whitelist_status(tx, &principal.id, &address, now).await? {
         Ok(()) => None,
+        Err(None) if !whitelist_required => None,
         Err(None) => Some((
             "not_whitelisted",
-            format!("{address} is not on this account's withdrawal whitelist"),
+            if by_key {
+                format!("{address} is not on this account's withdrawal whitelist; API keys withdraw only to whitelisted addresses")
+            } else {
+                format!("{address} is not on this account's withdrawal whitelist")
+            },
         )),
         Err(Some(from)) => Some((
             "address_not_yet_active",
@@ -841,8 +863,10 @@ pub struct NewApproval {
     /// Hex BIP340 signature by the approver's identity key, in the policy domain, over the
     /// withdrawal's `approval_digest`.
     pub signature: String,
-    /// A current TOTP code.
-    pub totp: Option<String>,
+    /// Second-factor proof: `totp`, `webauthn`, `email_code` + `sms_code`, or (for
+    /// security changes) `recovery_code`.
+    #[serde(flatten)]
+    pub factors: crate::factors::StepUp,
 }
 
 /// Records an approval (the body of `POST /v1/withdrawals/{id}/approvals`).
@@ -871,7 +895,15 @@ pub async fn approve(
             format!("withdrawal is {}, not pending_approval", w.state),
         ));
     }
-    accounts::step_up(tx, app, approver, req.totp.as_deref()).await?;
+    accounts::step_up(
+        tx,
+        app,
+        approver,
+        &req.factors,
+        custody_auth::Action::Withdrawal,
+        &approver.client_ip,
+    )
+    .await?;
     let card_hex = approver
         .approver_card
         .clone()

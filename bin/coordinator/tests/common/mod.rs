@@ -185,6 +185,12 @@ impl Harness {
         let token_file = dir.path().join("ingest.token");
         std::fs::write(&token_file, INGEST_TOKEN).expect("token file");
         config.auth.ingest_token_file = Some(token_file);
+        // Tests sign in and step up far more often than people; the limits have their own
+        // test (user_security.rs), the lockout keeps its defaults.
+        config.auth.limits.login_burst_per_account = 1000;
+        config.auth.limits.login_burst_per_ip = 1000;
+        config.auth.limits.code_burst_per_account = 1000;
+        config.auth.limits.code_burst_per_ip = 1000;
         adjust(&mut config);
         let app = build_app(config.clone(), Arc::new(clock.clone()))
             .await

@@ -1,0 +1,1012 @@
+//! User-level security through the HTTP API: every second factor end to end (WebAuthn
+//! with a software authenticator), TOTP replay, lockout, API-key scopes and IP binding,
+//! the account IP allowlist, whitelist delay/removal/mode, devices and sessions, and the
+//! TOTP secret sealed at rest. Each runs on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::{new_key, Engine, Harness, Session, PASSWORD};
+use custody_auth::{ApiKeyId, ApiKeySecret, RequestToSign};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Engine::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Engine::Postgres).await;
+            }
+        }
+    };
+}
+
+const ORIGIN: &str = "https://localhost:8750";
+
+/// Delivers the outbox and returns every line of a development sink file.
+async fn sink(h: &Harness, file: &str) -> Vec<Value> {
+    custody_coordinator::notify::deliver_pending(&h.app, 1000)
+        .await
+        .expect("deliver");
+    let path = h.config.data_dir.join(file);
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// The latest code sent by email to `principal_id` (from the development file sink).
+async fn last_email_code(h: &Harness, principal_id: &str) -> String {
+    sink(h, "notifications.jsonl")
+        .await
+        .iter()
+        .rev()
+        .find(|n| n["kind"] == "otp.email" && n["principal_id"] == principal_id)
+        .and_then(|n| n["payload"]["code"].as_str().map(str::to_owned))
+        .expect("an email code was sent")
+}
+
+/// The latest SMS text sent to `phone`.
+async fn last_sms_code(h: &Harness, phone: &str) -> String {
+    let text = sink(h, "sms.jsonl")
+        .await
+        .iter()
+        .rev()
+        .find(|n| n["to"] == phone)
+        .and_then(|n| n["text"].as_str().map(str::to_owned))
+        .expect("an SMS was sent");
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("six digits")
+        .to_owned()
+}
+
+/// Starts an SMS challenge and returns its answer.
+async fn sms_only(h: &Harness, s: &Session, phone: &str) -> Value {
+    let (st, ch) = h
+        .call(
+            "POST",
+            "/v1/me/second-factor/challenges",
+            Some(&s.token),
+            None,
+            Some(json!({ "method": "sms" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    let code = last_sms_code(h, phone).await;
+    json!({ "challenge_id": ch["challenge_id"], "code": code })
+}
+
+/// Registers a soft security key on `s` (which has TOTP, so registration steps up).
+async fn register_key(h: &Harness, s: &Session, key: &mut SoftPasskey) {
+    let code = h.totp(s);
+    let (st, reg) = h
+        .call(
+            "POST",
+            "/v1/me/webauthn/registrations",
+            Some(&s.token),
+            None,
+            Some(json!({ "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{reg}");
+    let options = serde_json::from_value(reg["options"].clone()).expect("creation options");
+    let credential = key
+        .do_registration(url::Url::parse(ORIGIN).expect("url"), options)
+        .expect("the authenticator registers");
+    let id = reg["registration_id"].as_str().expect("id");
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/me/webauthn/registrations/{id}"),
+            Some(&s.token),
+            None,
+            Some(json!({ "name": "soft key", "credential": credential })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+}
+
+/// Answers a WebAuthn challenge with the soft key.
+fn webauthn_answer(key: &mut SoftPasskey, challenge: &Value) -> Value {
+    let options = serde_json::from_value(challenge["webauthn_options"].clone()).expect("options");
+    let credential = key
+        .do_authentication(url::Url::parse(ORIGIN).expect("url"), options)
+        .expect("the authenticator answers");
+    json!({ "challenge_id": challenge["challenge_id"], "credential": credential })
+}
+
+async fn every_factor_signs_in_and_steps_up(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let mut s = h.customer("factors@example.com").await;
+
+    // A security key: registered with step-up, then used to sign in and to step up.
+    let mut key = SoftPasskey::new(true);
+    register_key(&h, &s, &mut key).await;
+    let (st, creds) = h
+        .call(
+            "GET",
+            "/v1/me/webauthn/credentials",
+            Some(&s.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(creds.as_array().expect("list").len(), 1);
+    let (st, ch) = h
+        .call(
+            "POST",
+            "/v1/sessions/challenges",
+            None,
+            None,
+            Some(json!({ "email": s.email, "password": PASSWORD, "method": "webauthn" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    let answer = webauthn_answer(&mut key, &ch);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(json!({ "email": s.email, "password": PASSWORD, "webauthn": answer.clone() })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "signed in with the key: {v}");
+    // The same answer again: the challenge is used up.
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(json!({ "email": s.email, "password": PASSWORD, "webauthn": answer })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "a WebAuthn answer works once");
+    // Without any factor: the password alone is not enough.
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(json!({ "email": s.email, "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"]["code"], "second_factor_required");
+
+    // Step-up with the key for a sensitive change.
+    let (st, ch) = h
+        .call(
+            "POST",
+            "/v1/me/second-factor/challenges",
+            Some(&s.token),
+            None,
+            Some(json!({ "method": "webauthn" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(json!({ "address": common::regtest_address(21), "webauthn": webauthn_answer(&mut key, &ch) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "stepped up with the key: {v}");
+
+    // Email codes: sign in with one.
+    let (st, ch) = h
+        .call(
+            "POST",
+            "/v1/sessions/challenges",
+            None,
+            None,
+            Some(json!({ "email": s.email, "password": PASSWORD, "method": "email" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    let code = last_email_code(&h, &s.id).await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(json!({ "email": s.email, "password": PASSWORD,
+                "email_code": { "challenge_id": ch["challenge_id"], "code": code } })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "signed in with an email code: {v}");
+
+    // SMS: set the phone (step-up), confirm it with the code sent there.
+    let phone = "+4915112345678";
+    let code = h.totp(&s);
+    let (st, ch) = h
+        .call(
+            "POST",
+            "/v1/me/phone",
+            Some(&s.token),
+            None,
+            Some(json!({ "phone": "+49 151 1234 5678", "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    let sms = last_sms_code(&h, phone).await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/phone/verify",
+            Some(&s.token),
+            None,
+            Some(json!({ "challenge_id": ch["challenge_id"], "code": sms })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    // SMS alone never authorises a withdrawal or a security change…
+    let answer = sms_only(&h, &s, phone).await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/withdrawals",
+            Some(&s.token),
+            Some(&new_key()),
+            Some(json!({ "asset": "BTC", "address": h.destination, "amount": 10_000, "sms_code": answer })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "insufficient_factors");
+    // …but with an email code it does (both restricted channels together).
+    let sms = sms_only(&h, &s, phone).await;
+    let (st, ch) = h
+        .call(
+            "POST",
+            "/v1/me/second-factor/challenges",
+            Some(&s.token),
+            None,
+            Some(json!({ "method": "email" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let email =
+        json!({ "challenge_id": ch["challenge_id"], "code": last_email_code(&h, &s.id).await });
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(json!({ "address": common::regtest_address(22), "sms_code": sms, "email_code": email })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "email + SMS step up: {v}");
+
+    // Recovery codes: shown once, each works once, for security changes only.
+    let code = h.totp(&s);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/recovery-codes",
+            Some(&s.token),
+            None,
+            Some(json!({ "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let codes: Vec<String> = serde_json::from_value(v["codes"].clone()).expect("codes");
+    assert_eq!(codes.len(), 10);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(json!({ "address": common::regtest_address(23), "recovery_code": codes[0] })),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "recovery code steps up a change: {v}"
+    );
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(json!({ "address": common::regtest_address(24), "recovery_code": codes[0] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "a recovery code works once");
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/withdrawals",
+            Some(&s.token),
+            Some(&new_key()),
+            Some(json!({ "asset": "BTC", "address": h.destination, "amount": 10_000, "recovery_code": codes[1] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "insufficient_factors");
+    let (st, v) = h
+        .call("GET", "/v1/me/second-factors", Some(&s.token), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["totp"], true);
+    assert_eq!(v["webauthn_credentials"], 1);
+    assert_eq!(v["sms"], true);
+    // One was spent; the one sent with the refused withdrawal was not (the refusal
+    // changed nothing).
+    assert_eq!(v["recovery_codes_left"], 9, "{v}");
+    h.relogin(&mut s).await;
+}
+on_both!(every_factor_signs_in_and_steps_up);
+
+async fn a_totp_code_is_never_accepted_twice(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("replay@example.com").await;
+    let code = h.totp(&s);
+    let body = |addr: u8| json!({ "address": common::regtest_address(addr), "totp": code });
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(body(31)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(body(32)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["error"]["code"], "bad_2fa");
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(json!({ "email": s.email, "password": PASSWORD, "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "nor at sign-in");
+}
+on_both!(a_totp_code_is_never_accepted_twice);
+
+async fn repeated_failures_lock_the_account_and_alert(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("lockout@example.com").await;
+    for _ in 0..5 {
+        let (st, _) = h
+            .call(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(json!({ "email": s.email, "password": "wrong password 123" })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    // Locked: even the right password and code are refused, with when it ends.
+    let code = h.totp(&s);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(json!({ "email": s.email, "password": PASSWORD, "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["code"], "locked_out");
+    // The owner was told once, as a burst, not per failure.
+    let alerts = sink(&h, "notifications.jsonl").await;
+    let mine = |kind: &str| {
+        alerts
+            .iter()
+            .filter(|n| n["principal_id"] == s.id.as_str() && n["kind"] == kind)
+            .count()
+    };
+    assert_eq!(mine("security.account_locked"), 1);
+    assert_eq!(mine("security.login_failed"), 0);
+    // Step-up failures count too, and a locked account cannot step up.
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(json!({ "address": common::regtest_address(41), "totp": "000000" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    // After the lock (15 minutes) the right credentials work again.
+    h.clock.advance(16 * 60);
+    let code = h.totp(&s);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(json!({ "email": s.email, "password": PASSWORD, "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // Wrong codes lock as well.
+    for _ in 0..5 {
+        let (st, _) = h
+            .call(
+                "POST",
+                "/v1/me/whitelist",
+                Some(&s.token),
+                None,
+                Some(json!({ "address": common::regtest_address(42), "totp": "000000" })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        h.clock.advance(61);
+    }
+    let code = h.totp(&s);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(json!({ "address": common::regtest_address(42), "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+}
+on_both!(repeated_failures_lock_the_account_and_alert);
+
+/// A request signed with an API key, from `ip`.
+async fn signed(
+    h: &Harness,
+    key: &Value,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    ip: &str,
+    nonce: Option<&str>,
+) -> (StatusCode, Value) {
+    let id = ApiKeyId::parse(key["key"]["id"].as_str().expect("id")).expect("key id");
+    let secret = ApiKeySecret::from_text(key["secret"].as_str().expect("secret")).expect("secret");
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    let now = custody_coordinator::Clock::now(&h.clock);
+    let nonce = nonce.map_or_else(custody_auth::new_nonce, str::to_owned);
+    let sig = custody_auth::sign_request(
+        &id,
+        &secret,
+        &RequestToSign {
+            method,
+            path_and_query: path,
+            body: bytes.as_bytes(),
+        },
+        now,
+        &nonce,
+    )
+    .expect("sign");
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", ip)
+        .header("idempotency-key", new_key());
+    for (name, value) in sig.headers() {
+        req = req.header(name, value);
+    }
+    let res = h
+        .router()
+        .oneshot(req.body(Body::from(bytes)).expect("request"))
+        .await
+        .expect("infallible");
+    let status = res.status();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, v)
+}
+
+async fn api_keys_keep_to_their_scopes_and_addresses(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let mut s = h.customer("keys@example.com").await;
+    let create = |scopes: Value, allow: Option<&str>, code: String| json!({ "name": "bot", "scopes": scopes, "ip_allowlist": allow, "totp": code });
+    let (st, read) = h
+        .call(
+            "POST",
+            "/v1/me/api-keys",
+            Some(&s.token),
+            None,
+            Some(create(json!(["read"]), None, h.totp(&s))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{read}");
+    // Read works; withdrawing is out of scope.
+    let (st, v) = signed(&h, &read, "GET", "/v1/withdrawals", None, "10.0.0.1", None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let withdrawal = json!({ "asset": "BTC", "address": h.destination, "amount": 10_000 });
+    let (st, v) = signed(
+        &h,
+        &read,
+        "POST",
+        "/v1/withdrawals",
+        Some(withdrawal.clone()),
+        "10.0.0.1",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "scope_missing");
+    // A replayed request (same nonce) is refused.
+    let (st, _) = signed(
+        &h,
+        &read,
+        "GET",
+        "/v1/withdrawals",
+        None,
+        "10.0.0.1",
+        Some("nonce-0123456789abcdef"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = signed(
+        &h,
+        &read,
+        "GET",
+        "/v1/withdrawals",
+        None,
+        "10.0.0.1",
+        Some("nonce-0123456789abcdef"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    // A withdraw key needs an IP allowlist.
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/api-keys",
+            Some(&s.token),
+            None,
+            Some(create(json!(["withdraw"]), None, h.totp(&s))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    // An admin key cannot grant what it lacks.
+    let (st, admin) = h
+        .call(
+            "POST",
+            "/v1/me/api-keys",
+            Some(&s.token),
+            None,
+            Some(create(json!(["read", "admin"]), None, h.totp(&s))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{admin}");
+    let (st, v) = signed(
+        &h,
+        &admin,
+        "POST",
+        "/v1/me/api-keys",
+        Some(json!({ "name": "escalate", "scopes": ["withdraw"], "ip_allowlist": "10.0.0.1" })),
+        "10.0.0.1",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "scope_escalation");
+    // Security settings are never changed with a key.
+    let (st, v) = signed(
+        &h,
+        &admin,
+        "POST",
+        "/v1/me/ip-allowlist",
+        Some(json!({ "ip_allowlist": "10.0.0.0/8" })),
+        "10.0.0.1",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "needs_person");
+    // A withdraw key bound to one address: refused from elsewhere, accepted from there,
+    // and only to whitelisted destinations.
+    let (st, wd) = h
+        .call(
+            "POST",
+            "/v1/me/api-keys",
+            Some(&s.token),
+            None,
+            Some(create(json!(["withdraw"]), Some("10.0.0.1"), h.totp(&s))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{wd}");
+    let (st, v) = signed(
+        &h,
+        &wd,
+        "POST",
+        "/v1/withdrawals",
+        Some(withdrawal.clone()),
+        "10.0.0.2",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "ip_not_allowed");
+    // The customer's destination becomes usable after its activation delay; the wallet's
+    // coins are known.
+    h.clock.advance(25 * 3600);
+    custody_coordinator::withdrawals::sync_utxos(&h.app, 20)
+        .await
+        .expect("sync");
+    let elsewhere =
+        json!({ "asset": "BTC", "address": common::regtest_address(51), "amount": 10_000 });
+    let (st, v) = signed(
+        &h,
+        &wd,
+        "POST",
+        "/v1/withdrawals",
+        Some(elsewhere),
+        "10.0.0.1",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "not_whitelisted");
+    let (st, v) = signed(
+        &h,
+        &wd,
+        "POST",
+        "/v1/withdrawals",
+        Some(withdrawal.clone()),
+        "10.0.0.1",
+        None,
+    )
+    .await;
+    assert!(
+        st.is_success(),
+        "a bound withdraw key withdraws to the whitelist: {st} {v}"
+    );
+    // Revoked: refused at once.
+    h.relogin(&mut s).await;
+    let id = wd["key"]["id"].as_str().expect("id");
+    let (st, _) = h
+        .call(
+            "POST",
+            &format!("/v1/me/api-keys/{id}/revoke"),
+            Some(&s.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, v) = signed(&h, &wd, "GET", "/v1/withdrawals", None, "10.0.0.1", None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    let (st, keys) = h
+        .call("GET", "/v1/me/api-keys", Some(&s.token), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(keys.as_array().expect("list").len(), 3);
+    assert!(
+        keys.to_string().find("cpks_").is_none(),
+        "no secrets in the list"
+    );
+}
+on_both!(api_keys_keep_to_their_scopes_and_addresses);
+
+async fn the_account_ip_allowlist_refuses_other_addresses(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("allowlist@example.com").await;
+    // A list that would lock the caller out is refused.
+    let (st, v) = h
+        .call(
+            "PUT",
+            "/v1/me/ip-allowlist",
+            Some(&s.token),
+            None,
+            Some(json!({ "ip_allowlist": "192.0.2.0/24", "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v) = h
+        .call(
+            "PUT",
+            "/v1/me/ip-allowlist",
+            Some(&s.token),
+            None,
+            Some(json!({ "ip_allowlist": "10.0.0.1/32", "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["ip_allowlist"], "10.0.0.1/32");
+    let (st, _) = h.call("GET", "/v1/me", Some(&s.token), None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = common::call(
+        &h.app,
+        "GET",
+        "/v1/me",
+        Some(&s.token),
+        None,
+        None,
+        "10.0.0.9",
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "ip_not_allowed");
+    let (st, v) = common::call(
+        &h.app,
+        "POST",
+        "/v1/sessions",
+        None,
+        None,
+        Some(json!({ "email": s.email, "password": PASSWORD, "totp": h.totp(&s) })),
+        "10.0.0.9",
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let holds = sink(&h, "notifications.jsonl").await;
+    assert!(holds
+        .iter()
+        .any(|n| n["kind"] == "security.ip_allowlist_change"));
+}
+on_both!(the_account_ip_allowlist_refuses_other_addresses);
+
+async fn whitelist_delay_removal_and_mode(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("whitelist@example.com").await;
+    let fresh = common::regtest_address(61);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(json!({ "address": fresh, "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // Still inside its activation delay: refused, and the refusal says until when.
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/withdrawals",
+            Some(&s.token),
+            Some(&new_key()),
+            Some(json!({ "asset": "BTC", "address": fresh, "amount": 10_000, "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "address_not_yet_active");
+    // Removal is immediate.
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist/remove",
+            Some(&s.token),
+            None,
+            Some(json!({ "address": fresh, "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let (_, list) = h
+        .call("GET", "/v1/me/whitelist", Some(&s.token), None, None)
+        .await;
+    assert!(!list.to_string().contains(&fresh));
+    // Turning whitelist-only off places a hold on withdrawals.
+    let (st, v) = h
+        .call(
+            "PUT",
+            "/v1/me/whitelist-mode",
+            Some(&s.token),
+            None,
+            Some(json!({ "whitelist_only": false, "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let (st, holds) = h
+        .call("GET", "/v1/me/holds", Some(&s.token), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let hold = holds
+        .as_array()
+        .expect("holds")
+        .iter()
+        .find(|x| x["rule"] == "whitelist_mode_off")
+        .unwrap_or_else(|| panic!("a hold for turning the mode off: {holds}"));
+    assert!(
+        hold["until"].as_i64().expect("until") - hold["since"].as_i64().expect("since")
+            >= 24 * 3600
+    );
+}
+on_both!(whitelist_delay_removal_and_mode);
+
+async fn devices_and_sessions_are_listed_and_revocable(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let mut s = h.customer("devices@example.com").await;
+    let first = s.token.clone();
+    h.relogin(&mut s).await;
+    let (st, v) = h
+        .call("GET", "/v1/me/sessions", Some(&s.token), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let list = v.as_array().expect("sessions");
+    assert_eq!(list.len(), 2, "{v}");
+    assert_eq!(list.iter().filter(|x| x["current"] == true).count(), 1);
+    assert!(list
+        .iter()
+        .all(|x| x["ip"] == "10.0.0.1" && x["user_agent"] == "coordinator-tests"));
+    let (st, v) = h
+        .call("GET", "/v1/me/devices", Some(&s.token), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v.as_array().expect("devices").len(), 1);
+    assert!(
+        v[0]["confirmed_at"].is_i64(),
+        "the first device is confirmed: {v}"
+    );
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/sessions/revoke-others",
+            Some(&s.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["ended"], 1);
+    let (st, _) = h.call("GET", "/v1/me", Some(&first), None, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the other session ended");
+    let (st, _) = h.call("GET", "/v1/me", Some(&s.token), None, None).await;
+    assert_eq!(st, StatusCode::OK, "this one did not");
+}
+on_both!(devices_and_sessions_are_listed_and_revocable);
+
+async fn totp_secrets_are_sealed_at_rest(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("sealed@example.com").await;
+    let uri = url::Url::parse(s.totp_uri.as_deref().expect("uri")).expect("url");
+    let secret_b32 = uri
+        .query_pairs()
+        .find(|(k, _)| k == "secret")
+        .map(|(_, v)| v.into_owned())
+        .expect("secret");
+    let row = sqlx::query("SELECT totp_secret FROM principals WHERE id = $1")
+        .bind(&s.id)
+        .fetch_one(h.app.db.pool())
+        .await
+        .expect("row");
+    let stored: String = sqlx::Row::try_get(&row, "totp_secret").expect("text");
+    let raw = totp_rs::Secret::Encoded(secret_b32.clone())
+        .to_bytes()
+        .expect("base32");
+    assert!(!stored.contains(&hex::encode(&raw)), "not the hex secret");
+    assert!(!stored.contains(&secret_b32), "not the base32 secret");
+    // A sealed value moved to another account does not open there.
+    let other = h.customer("sealed2@example.com").await;
+    sqlx::query("UPDATE principals SET totp_secret = $1 WHERE id = $2")
+        .bind(&stored)
+        .bind(&other.id)
+        .execute(h.app.db.pool())
+        .await
+        .expect("move");
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&other.token),
+            None,
+            Some(json!({ "address": common::regtest_address(71), "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert!(!v.to_string().contains(&secret_b32));
+}
+on_both!(totp_secrets_are_sealed_at_rest);
+
+async fn sign_in_attempts_are_rate_limited_per_ip(engine: Engine) {
+    let Some(h) = Harness::with_config(engine, |c| {
+        c.auth.limits.login_burst_per_ip = 3;
+        c.auth.limits.login_period_per_ip_secs = 60;
+    })
+    .await
+    else {
+        return;
+    };
+    let login = |email: &'static str| json!({ "email": email, "password": "not the password 1" });
+    for email in ["a@example.com", "b@example.com", "c@example.com"] {
+        let (st, _) = common::call(
+            &h.app,
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(login(email)),
+            "10.9.9.9",
+        )
+        .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    let (st, v) = common::call(
+        &h.app,
+        "POST",
+        "/v1/sessions",
+        None,
+        None,
+        Some(login("d@example.com")),
+        "10.9.9.9",
+    )
+    .await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["code"], "rate_limited");
+    // Another address is not affected; a minute later this one may try again.
+    let (st, _) = common::call(
+        &h.app,
+        "POST",
+        "/v1/sessions",
+        None,
+        None,
+        Some(login("d@example.com")),
+        "10.9.9.8",
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    h.clock.advance(61);
+    let (st, _) = common::call(
+        &h.app,
+        "POST",
+        "/v1/sessions",
+        None,
+        None,
+        Some(login("d@example.com")),
+        "10.9.9.9",
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+on_both!(sign_in_attempts_are_rate_limited_per_ip);
