@@ -204,7 +204,11 @@ pub async fn create(
             "an approver needs an identity card: approvals are signed with its key",
         ));
     }
-    let hash = app.passwords.hash(password).map_err(ApiError::internal)?;
+    let hash = app
+        .passwords
+        .hash_off_thread(password)
+        .await
+        .map_err(ApiError::internal)?;
     let id = Uuid::new_v4().to_string();
     let now = app.now();
     let mut tx = app.db.begin().await?;
@@ -307,7 +311,9 @@ async fn check_password_login(
     let Some(row) = row else {
         // Unknown accounts are limited by IP like known ones, and cost the same.
         crate::factors::take_attempt(app, custody_auth::AttemptKind::Login, &email, &client.ip)?;
-        app.passwords.verify_unknown_account(password);
+        app.passwords
+            .verify_unknown_account_off_thread(password)
+            .await;
         return Err(wrong());
     };
     let principal = principal_from_row(&row)?;
@@ -321,7 +327,7 @@ async fn check_password_login(
     check_ip_allowlist(&principal, &client.ip)?;
     let stored = text(&row, "password_hash")?;
     drop(tx);
-    if !app.passwords.verify(password, &stored) {
+    if !app.passwords.verify_off_thread(password, &stored).await {
         let mut e = wrong();
         e.auth_failure = Some(crate::factors::AuthFailure {
             principal_id: principal.id.clone(),
@@ -769,7 +775,11 @@ pub async fn change_password(
         .bind(&principal.id)
         .fetch_one(&mut *tx)
         .await?;
-    if !app.passwords.verify(current, &text(&row, "password_hash")?) {
+    if !app
+        .passwords
+        .verify_off_thread(current, &text(&row, "password_hash")?)
+        .await
+    {
         return Err(ApiError::unauthorized("the current password is wrong"));
     }
     if crate::factors::enrolled(&mut tx, &principal.id)
@@ -786,7 +796,11 @@ pub async fn change_password(
         )
         .await?;
     }
-    let hash = app.passwords.hash(new).map_err(ApiError::internal)?;
+    let hash = app
+        .passwords
+        .hash_off_thread(new)
+        .await
+        .map_err(ApiError::internal)?;
     sqlx::query("UPDATE principals SET password_hash = $1 WHERE id = $2")
         .bind(&hash)
         .bind(&principal.id)
@@ -820,7 +834,11 @@ pub async fn reset_password(
 ) -> Result<(), ApiError> {
     check_password(new)?;
     let now = app.now();
-    let hash = app.passwords.hash(new).map_err(ApiError::internal)?;
+    let hash = app
+        .passwords
+        .hash_off_thread(new)
+        .await
+        .map_err(ApiError::internal)?;
     let mut tx = app.db.begin().await?;
     get(&mut tx, principal_id).await?;
     sqlx::query("UPDATE principals SET password_hash = $1 WHERE id = $2")

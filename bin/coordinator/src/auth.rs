@@ -70,6 +70,38 @@ impl PasswordPolicy {
         false
     }
 
+    /// [`verify`](Self::verify) on the blocking thread pool, so the deliberate cost of
+    /// argon2id never stalls the async workers that serve other requests.
+    pub async fn verify_off_thread(&self, password: &str, stored: &str) -> bool {
+        let (me, password, stored) = (
+            self.clone(),
+            Zeroizing::new(password.to_owned()),
+            stored.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || me.verify(&password, &stored))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// [`verify_unknown_account`](Self::verify_unknown_account) on the blocking pool.
+    pub async fn verify_unknown_account_off_thread(&self, password: &str) -> bool {
+        let (me, password) = (self.clone(), Zeroizing::new(password.to_owned()));
+        tokio::task::spawn_blocking(move || me.verify_unknown_account(&password))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// [`hash`](Self::hash) on the blocking pool.
+    ///
+    /// # Errors
+    /// [`AuthError::Hash`].
+    pub async fn hash_off_thread(&self, password: &str) -> Result<String, AuthError> {
+        let (me, password) = (self.clone(), Zeroizing::new(password.to_owned()));
+        tokio::task::spawn_blocking(move || me.hash(&password))
+            .await
+            .map_err(|e| AuthError::Hash(e.to_string()))?
+    }
+
     /// Whether `password` matches the stored PHC string (parameters are read from it).
     pub fn verify(&self, password: &str, stored: &str) -> bool {
         let Ok(parsed) = PasswordHash::new(stored) else {
