@@ -35,6 +35,8 @@ async fn openapi_document_lists_every_route() {
         "/v1/admin/freeze",
         "/v1/admin/policies",
         "/v1/audit",
+        "/v1/me/anti-phishing-code",
+        "/v1/links/{token}",
     ] {
         assert!(paths.contains_key(p), "OpenAPI lacks {p}");
     }
