@@ -97,13 +97,13 @@ else:
 RESP="$WORK/response.json"
 call() {
     local expect="$1" method="$2" path="$3" token="$4" body="${5:-}" idem="${6:-}"
-    local args=(-sS -o "$RESP" -w '%{http_code}' -X "$method"
+    local args=(-sS --cacert "$WORK/coordinator-data/dev-cert.pem" -o "$RESP" -w '%{http_code}' -X "$method"
         -H 'content-type: application/json' -H 'user-agent: coinport-quickstart')
     [ -n "$token" ] && args+=(-H "authorization: Bearer $token")
     [ -n "$idem" ] && args+=(-H "idempotency-key: $idem")
     [ -n "$body" ] && args+=(--data "$body")
     local status
-    status="$(curl "${args[@]}" "http://127.0.0.1:$PORT$path")" || fail "$method $path: no answer"
+    status="$(curl "${args[@]}" "https://127.0.0.1:$PORT$path")" || fail "$method $path: no answer"
     if [ "$status" != "$expect" ]; then
         echo "$method $path answered $status, expected $expect:" >&2
         cat "$RESP" >&2 || true
@@ -118,8 +118,11 @@ start_coordinator() {
     "$CC" --config "$CFG" serve --dev-clock-offset-secs="$OFFSET" >> "$WORK/coordinator.log" 2>&1 &
     CPID=$!
     for _ in $(seq 1 150); do
-        if curl -fsS "http://127.0.0.1:$PORT/healthz" > /dev/null 2>&1; then
-            echo "coordinator running (pid $CPID) on 127.0.0.1:$PORT, development clock offset ${OFFSET}s"
+        # HTTPS with the development certificate the daemon made in its data directory on
+        # first start; curl trusts exactly that certificate (--cacert), nothing is skipped.
+        if [ -f "$WORK/coordinator-data/dev-cert.pem" ] && curl -fsS --cacert "$WORK/coordinator-data/dev-cert.pem" \
+            "https://127.0.0.1:$PORT/healthz" > /dev/null 2>&1; then
+            echo "coordinator running (pid $CPID) on https://127.0.0.1:$PORT, development clock offset ${OFFSET}s"
             return 0
         fi
         kill -0 "$CPID" 2>/dev/null || fail "the coordinator exited; see $WORK/coordinator.log"

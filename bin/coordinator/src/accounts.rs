@@ -512,6 +512,15 @@ async fn note_device_and_ip(
                 serde_json::json!({ "device": client.device_id, "user_agent": client.user_agent }),
             )
             .await?;
+            crate::notify::enqueue_device_confirmation(
+                tx,
+                app,
+                principal_id,
+                &client.device_id,
+                &client.user_agent,
+                &client.ip,
+            )
+            .await?;
         }
     }
     let ip_known =
@@ -912,6 +921,16 @@ pub async fn change_email(
         EventSource::Coordinator,
         Some(&client.ip),
         serde_json::json!({}),
+    )
+    .await?;
+    // The alert above reaches the new address; the old one — the owner, if this was not
+    // them — is told too, with its own "this wasn't me" link.
+    crate::notify::enqueue(
+        &mut tx,
+        app,
+        Some(&principal.id),
+        "security.email_change",
+        serde_json::json!({ "at": now, "ip": client.ip, crate::notify::TO_EMAIL_KEY: principal.email }),
     )
     .await?;
     tx.commit().await?;

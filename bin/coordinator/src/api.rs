@@ -208,6 +208,8 @@ pub fn router(app: App) -> Router {
         .routes(routes!(login))
         .routes(routes!(logout))
         .routes(routes!(me))
+        .routes(routes!(crate::links::set_anti_phishing_code))
+        .routes(routes!(crate::links::show_link, crate::links::follow_link))
         .routes(routes!(begin_totp))
         .routes(routes!(confirm_totp))
         .routes(routes!(change_password))
@@ -508,17 +510,22 @@ pub struct Me {
     pub role: Role,
     /// Whether TOTP is active.
     pub totp_enabled: bool,
+    /// Whether an anti-phishing code is set (the code itself is shown only in emails:
+    /// see docs/user-security.md).
+    pub anti_phishing_code_set: bool,
 }
 
 /// Who am I.
 #[utoipa::path(get, path = "/v1/me", responses((status = 200, body = Me)))]
-async fn me(Auth(p, _t): Auth) -> Json<Me> {
-    Json(Me {
+async fn me(State(app): State<App>, Auth(p, _t): Auth) -> Result<Json<Me>, ApiError> {
+    let anti_phishing_code_set = crate::links::has_anti_phishing_code(&app, &p.id).await?;
+    Ok(Json(Me {
         id: p.id,
         email: p.email,
         role: p.role,
         totp_enabled: p.totp_enabled,
-    })
+        anti_phishing_code_set,
+    }))
 }
 
 /// Starts TOTP enrolment.

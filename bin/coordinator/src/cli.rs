@@ -23,7 +23,7 @@ pub struct Cli {
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Runs the daemon until SIGINT/SIGTERM.
+    /// Runs the daemon (HTTPS) until SIGINT/SIGTERM.
     Serve(ServeArgs),
     /// Applies database migrations and exits.
     Migrate,
@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// drills to let a hold pass without waiting a day.
     #[arg(long, value_name = "SECS")]
     pub dev_clock_offset_secs: Option<i64>,
+    /// INSECURE, DEVELOPMENT ONLY: serve plain HTTP instead of HTTPS. Refused unless
+    /// `bind` is a loopback address. Links in emails then default to `http://<bind>`.
+    #[arg(long)]
+    pub insecure_plain_http: bool,
 }
 
 /// `admin …`

@@ -145,6 +145,26 @@ pub struct Config {
     pub ethereum: Option<EthereumConfig>,
     /// Encryption at rest: the vault key file.
     pub vault: VaultConfig,
+    /// The base URL of the API as users reach it, for the links in emails (`https://…`,
+    /// no query or fragment; a path prefix is kept). Default: `https://<bind>`
+    /// (`https://localhost:<port>` when `bind` is a wildcard address).
+    pub public_url: Option<String>,
+    /// TLS for the API: a certificate and key, or none for a self-signed development
+    /// certificate generated in `data_dir` on first run.
+    pub tls: TlsConfig,
+}
+
+/// TLS for the API (`rustls`). Plain HTTP only with `serve --insecure-plain-http`, and
+/// only on a loopback address.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM, leaf first). With `key_file`; both unset means a
+    /// self-signed development certificate (`dev-cert.pem`, `dev-key.pem` in `data_dir`).
+    pub cert_file: Option<PathBuf>,
+    /// The private key (PEM; PKCS#8, PKCS#1 or SEC1), readable by nobody but the owner
+    /// and group (a world-readable key is refused).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Encryption at rest (KYC records, TOTP secrets, API key secrets).
@@ -229,6 +249,8 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             ethereum: None,
             vault: VaultConfig::default(),
+            public_url: None,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -771,6 +793,36 @@ fn default_timeout() -> u64 {
     30
 }
 
+fn check_public_url(text: &str) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "public_url",
+        message,
+    };
+    let u = url::Url::parse(text).map_err(|e| {
+        invalid(format!(
+            "{text:?} is not an absolute URL ({e}); write it as https://host[:port][/prefix]"
+        ))
+    })?;
+    if !matches!(u.scheme(), "https" | "http") {
+        return Err(invalid(format!(
+            "{text:?} must start with https:// (or http://)"
+        )));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(format!("{text:?} has no host")));
+    }
+    if u.query().is_some()
+        || u.fragment().is_some()
+        || !u.username().is_empty()
+        || u.password().is_some()
+    {
+        return Err(invalid(format!(
+            "{text:?} may not carry a query, a fragment or credentials"
+        )));
+    }
+    Ok(())
+}
+
 fn is_loopback_host(host: &str) -> bool {
     host == "localhost"
         || host
@@ -881,6 +933,20 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "tls",
+                    message:
+                        "set both cert_file and key_file, or neither for a development certificate"
+                            .into(),
+                });
+            }
+            _ => {}
+        }
+        if let Some(u) = &self.public_url {
+            check_public_url(u)?;
+        }
         if let Some(eth) = &self.ethereum {
             // Mainnet money only with mainnet money: the policy document names one network.
             let mainnet_chain = eth.chain.chain_id() == 1;
@@ -934,6 +1000,57 @@ impl Config {
         }
     }
 
+    /// The base URL links in emails start with, without a trailing `/`: `public_url`, or
+    /// `https://<bind>` (`localhost` for a wildcard bind address).
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let port = self.bind.port();
+                match self.bind.ip() {
+                    ip if ip.is_unspecified() => format!("https://localhost:{port}"),
+                    std::net::IpAddr::V4(ip) => format!("https://{ip}:{port}"),
+                    std::net::IpAddr::V6(ip) => format!("https://[{ip}]:{port}"),
+                }
+            }
+        }
+    }
+
+    /// Where the API's certificate comes from: the configured files, or a development
+    /// certificate in `data_dir` for `localhost`, the loopback addresses, the bind address
+    /// and the host of `public_url`.
+    pub fn tls_source(&self) -> custody_auth::TlsSource {
+        if let (Some(cert), Some(key)) = (&self.tls.cert_file, &self.tls.key_file) {
+            return custody_auth::TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+        }
+        let mut hostnames = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        let mut add = |h: String| {
+            if !h.is_empty() && !hostnames.contains(&h) {
+                hostnames.push(h);
+            }
+        };
+        if !self.bind.ip().is_unspecified() {
+            add(self.bind.ip().to_string());
+        }
+        if let Some(host) = url::Url::parse(&self.public_url())
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        {
+            add(host);
+        }
+        custody_auth::TlsSource::SelfSigned {
+            dir: self.data_dir.clone(),
+            hostnames,
+        }
+    }
+
     /// The notification file sink path, resolved under `data_dir`; `None` when disabled.
     pub fn notification_file(&self) -> Option<PathBuf> {
         let p = self.notifications.file_sink.clone()?;
@@ -975,6 +1092,44 @@ mod tests {
         let c: Config = toml::from_str(text).expect("parses");
         c.validate().expect("longer is fine");
         assert_eq!(c.risk.email_change_hold(), 120 * 3600);
+    }
+
+    #[test]
+    fn public_url_must_be_an_absolute_http_url() {
+        let mut c = Config::default();
+        assert_eq!(c.public_url(), "https://127.0.0.1:8750");
+        c.bind = "0.0.0.0:443".parse().expect("addr");
+        assert_eq!(c.public_url(), "https://localhost:443");
+        c.public_url = Some("https://custody.example.com/api/".into());
+        c.validate().expect("valid");
+        assert_eq!(c.public_url(), "https://custody.example.com/api");
+        for bad in [
+            "custody.example.com",
+            "/v1",
+            "ftp://custody.example.com",
+            "https://custody.example.com/?a=b",
+            "https://user:pw@custody.example.com",
+        ] {
+            c.public_url = Some(bad.into());
+            let e = c.validate().expect_err(bad);
+            assert!(e.to_string().starts_with("public_url:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn tls_needs_both_files_or_neither() {
+        let c: Config = toml::from_str("[tls]\ncert_file = \"/etc/c.pem\"\n").expect("parses");
+        let e = c.validate().expect_err("half");
+        assert!(e.to_string().contains("key_file"), "{e}");
+        let c = Config::default();
+        match c.tls_source() {
+            custody_auth::TlsSource::SelfSigned { dir, hostnames } => {
+                assert_eq!(dir, c.data_dir);
+                assert!(hostnames.contains(&"localhost".to_owned()));
+                assert!(hostnames.contains(&"127.0.0.1".to_owned()));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod devices;
 pub mod error;
 pub mod eth;
 pub mod factors;
+pub mod links;
 pub mod notify;
 pub mod policy;
 pub mod risk;
@@ -257,16 +258,136 @@ pub async fn write_checkpoint(app: &App) -> Result<Option<std::path::PathBuf>, e
     }
 }
 
-/// Serves the API on `config.bind` until SIGINT/SIGTERM, with the background worker.
+/// How the API is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTPS with `rustls`: the configured certificate, or a development certificate
+    /// generated in `data_dir` on first run.
+    Tls,
+    /// Plain HTTP (`serve --insecure-plain-http`): refused unless `bind` is a loopback
+    /// address.
+    InsecurePlainHttp,
+}
+
+/// Refuses plain HTTP on anything but a loopback address.
 ///
 /// # Errors
-/// If the address cannot be bound or the server fails.
-pub async fn run(app: App) -> Result<()> {
+/// A sentence naming the flag and the address.
+pub fn check_plain_http(bind: std::net::SocketAddr) -> Result<()> {
+    if bind.ip().is_loopback() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "--insecure-plain-http is refused on {bind}: plain HTTP is allowed only on a loopback address (127.0.0.1 or ::1); serve HTTPS (configure [tls] or use the development certificate) or bind a loopback address"
+        )
+    }
+}
+
+/// Accepts TCP connections and hands on those whose TLS handshake completed. Handshakes
+/// run in their own tasks (bounded to 10 seconds), so a slow client does not hold up the
+/// others.
+struct TlsListener {
+    local: std::net::SocketAddr,
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    fn new(
+        listener: tokio::net::TcpListener,
+        config: Arc<custody_auth::rustls::ServerConfig>,
+    ) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let tls = tokio_rustls::TlsAcceptor::from(config);
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait rather than spin.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (tls, tx) = (tls.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send((stream, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener {
+            local,
+            ready,
+            acceptor,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The acceptor task ended (only by a panic): accept nothing more.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// Serves the API on `config.bind` until SIGINT/SIGTERM, with the background worker:
+/// HTTPS, or plain HTTP on loopback when asked by name ([`Transport::InsecurePlainHttp`]).
+///
+/// # Errors
+/// Plain HTTP on a non-loopback address, a certificate that cannot be loaded or made, an
+/// address that cannot be bound, or a server failure.
+pub async fn run(app: App, transport: Transport) -> Result<()> {
+    let tls = match transport {
+        Transport::Tls => {
+            let setup = custody_auth::load_tls(&app.config.tls_source())
+                .context("setting up TLS (tls.cert_file and tls.key_file, or the development certificate in data_dir)")?;
+            tracing::info!(
+                certificate = %setup.cert_path.display(),
+                fingerprint_sha256 = %setup.fingerprint(),
+                generated = setup.generated,
+                "TLS certificate loaded; a client of a self-signed certificate pins this fingerprint"
+            );
+            Some(setup.config)
+        }
+        Transport::InsecurePlainHttp => {
+            check_plain_http(app.config.bind)?;
+            tracing::warn!(address = %app.config.bind, "serving PLAIN HTTP on loopback (--insecure-plain-http): development only");
+            None
+        }
+    };
     let listener = tokio::net::TcpListener::bind(app.config.bind)
         .await
         .with_context(|| format!("binding {}", app.config.bind))?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, engine = ?app.db.engine(), coordinator = %app.identity.card().fingerprint(), "coordinator listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %local, scheme, public_url = %app.config.public_url(), engine = ?app.db.engine(), coordinator = %app.identity.card().fingerprint(), "coordinator listening");
     let worker_app = app.clone();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(async move {
@@ -296,13 +417,28 @@ pub async fn run(app: App) -> Result<()> {
         }
     });
     let router = api::router(app.clone());
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving")?;
+    let served = match tls {
+        Some(config) => {
+            use axum::serve::ListenerExt as _;
+            // `tap_io` only to reach axum's `ConnectInfo<SocketAddr>` for this listener.
+            let listener = TlsListener::new(listener, config)?.tap_io(|_| {});
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+        }
+        None => {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+        }
+    };
+    served.context("serving")?;
     let _ = stop_tx.send(true);
     let _ = chain_stop_tx.send(true);
     let _ = worker.await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 use custody_coordinator::cli::{AdminCommand, AuditCommand, Cli, Command, PolicyCommand};
-use custody_coordinator::{accounts, audit, build_app, config, SystemClock};
+use custody_coordinator::{accounts, audit, build_app, config, SystemClock, Transport};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -65,7 +65,17 @@ fn read_secret_line(
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let config = config::Config::load(cli.config.as_deref())?;
+    let mut config = config::Config::load(cli.config.as_deref())?;
+    let transport = match &cli.command {
+        Command::Serve(a) if a.insecure_plain_http => {
+            custody_coordinator::check_plain_http(config.bind)?;
+            if config.public_url.is_none() {
+                config.public_url = Some(format!("http://{}", config.bind));
+            }
+            Transport::InsecurePlainHttp
+        }
+        _ => Transport::Tls,
+    };
     init_logs(config.log_format);
     if let Command::Dev(cmd) = cli.command {
         return match custody_coordinator::dev::run(config, cmd).await {
@@ -102,7 +112,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let app = build_app(config, clock).await?;
     match cli.command {
         Command::Serve(_) => {
-            custody_coordinator::run(app.clone()).await?;
+            custody_coordinator::run(app.clone(), transport).await?;
         }
         Command::Migrate => out("database is up to date"),
         Command::Init => {

@@ -7,11 +7,22 @@
 //! webhook POST signed with HMAC-SHA256 (`X-Custody-Signature: sha256=<hex>` over the exact
 //! body, `X-Custody-Delivery: <id>` so a receiver can drop duplicates: a crash between a
 //! delivery and its bookkeeping delivers again, never less).
+//!
+//! Every notification to a user carries a "this wasn't me" link
+//! ([`crate::links`]), issued in the notification's own transaction. The outbox keeps the
+//! link sealed with the vault key file (a copy of the database holds no usable link);
+//! delivery opens it into the payload's `this_wasnt_me_url`, so the webhook and the file
+//! sink get it too, and into the email text. Every email starts with the user's
+//! anti-phishing code (also in the `X-CoinPort-Anti-Phishing-Code` header), or says that
+//! none is set.
 
 use std::io::Write;
 use std::time::Duration;
 
+use custody_auth::{AntiPhishingCode, LinkPurpose, ANTI_PHISHING_HEADER};
+use custody_vault::Purpose;
 use hmac::{Hmac, Mac};
+use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -24,8 +35,69 @@ use crate::config::SmtpSecurity;
 use crate::db::{int, opt_text, text, Tx};
 use crate::error::ApiError;
 
+/// The payload key of the "this wasn't me" link as delivered.
+pub const LINK_KEY: &str = "this_wasnt_me_url";
+/// The payload key of the link as the outbox keeps it: sealed with the vault.
+const SEALED_LINK_KEY: &str = "this_wasnt_me_url_sealed";
+/// A payload key naming the address an email goes to instead of the account's current
+/// one (the old address after an email change).
+pub const TO_EMAIL_KEY: &str = "to_email";
+/// The payload key of a device confirmation link as delivered.
+pub const CONFIRM_KEY: &str = "confirm_url";
+/// The payload key of a confirmation link as the outbox keeps it.
+const SEALED_CONFIRM_KEY: &str = "confirm_url_sealed";
+
+/// Kinds whose links prove control of the mailbox: sent by email (and the development
+/// file), never to the webhook.
+const EMAIL_ONLY_KINDS: [&str; 1] = ["device.confirm"];
+
+/// Queues the email asking the owner to confirm a new device, with its confirmation
+/// link (sealed in the outbox like every link) and a "this wasn't me" link.
+///
+/// # Errors
+/// Storage failure.
+pub async fn enqueue_device_confirmation(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal_id: &str,
+    device_id: &str,
+    user_agent: &str,
+    ip: &str,
+) -> Result<(), ApiError> {
+    let url = crate::links::issue(
+        tx,
+        app,
+        principal_id,
+        LinkPurpose::ConfirmDevice,
+        serde_json::json!({ "device_id": device_id }),
+    )
+    .await?;
+    let sealed = app.vault.seal_text(
+        Purpose::Secret,
+        &link_record_id(principal_id),
+        url.as_bytes(),
+    )?;
+    enqueue(
+        tx,
+        app,
+        Some(principal_id),
+        "device.confirm",
+        serde_json::json!({
+            "at": app.now(), "ip": ip, "device": device_id, "user_agent": user_agent,
+            "expires_at": app.now() + LinkPurpose::ConfirmDevice.default_ttl_secs(),
+            SEALED_CONFIRM_KEY: sealed,
+        }),
+    )
+    .await
+}
+
+fn link_record_id(principal_id: &str) -> String {
+    format!("outbox_link:{principal_id}")
+}
+
 /// Queues a notification inside `tx`: one row per configured channel. Email rows need a
 /// principal (the recipient is read at delivery time, so an email change is honoured).
+/// A notification to a user gets a "this wasn't me" link, issued in `tx`.
 ///
 /// # Errors
 /// Storage failure.
@@ -34,7 +106,7 @@ pub async fn enqueue(
     app: &App,
     principal_id: Option<&str>,
     kind: &str,
-    payload: serde_json::Value,
+    mut payload: serde_json::Value,
 ) -> Result<(), ApiError> {
     let now = app.now();
     let mut channels = Vec::new();
@@ -44,8 +116,28 @@ pub async fn enqueue(
     if app.config.notifications.smtp.is_some() && principal_id.is_some() {
         channels.push("email");
     }
-    if app.config.notifications.webhook.is_some() {
+    if app.config.notifications.webhook.is_some() && !EMAIL_ONLY_KINDS.contains(&kind) {
         channels.push("webhook");
+    }
+    if channels.is_empty() {
+        return Ok(());
+    }
+    if let Some(principal) = principal_id {
+        let url = crate::links::issue(
+            tx,
+            app,
+            principal,
+            LinkPurpose::FreezeAccount,
+            serde_json::json!({}),
+        )
+        .await?;
+        let sealed =
+            app.vault
+                .seal_text(Purpose::Secret, &link_record_id(principal), url.as_bytes())?;
+        if !payload.is_object() {
+            payload = serde_json::json!({ "detail": payload });
+        }
+        payload[SEALED_LINK_KEY] = serde_json::Value::String(sealed);
     }
     let payload = payload.to_string();
     for channel in channels {
@@ -106,7 +198,7 @@ pub async fn deliver_pending(app: &App, limit: i64) -> Result<usize, ApiError> {
     .await?;
     let mut delivered = 0;
     for r in &rows {
-        let p = Pending {
+        let mut p = Pending {
             id: text(r, "id")?,
             created_at: int(r, "created_at")?,
             principal_id: opt_text(r, "principal_id")?,
@@ -115,12 +207,15 @@ pub async fn deliver_pending(app: &App, limit: i64) -> Result<usize, ApiError> {
             payload: serde_json::from_str(&text(r, "payload")?).unwrap_or_default(),
             attempts: int(r, "attempts")?,
         };
-        let result = match p.channel.as_str() {
-            "file" => deliver_file(app, &p),
-            "email" => deliver_email(app, &p).await,
-            "webhook" => deliver_webhook(app, &p).await,
-            "sms" => crate::factors::deliver_sms(app, &p.payload).await,
-            other => Err(format!("unknown channel {other}")),
+        let result = match open_link(app, &mut p) {
+            Err(e) => Err(e),
+            Ok(()) => match p.channel.as_str() {
+                "file" => deliver_file(app, &p),
+                "email" => deliver_email(app, &p).await,
+                "webhook" => deliver_webhook(app, &p).await,
+                "sms" => crate::factors::deliver_sms(app, &p.payload).await,
+                other => Err(format!("unknown channel {other}")),
+            },
         };
         let attempts = p.attempts + 1;
         match result {
@@ -161,6 +256,33 @@ pub async fn deliver_pending(app: &App, limit: i64) -> Result<usize, ApiError> {
     Ok(delivered)
 }
 
+/// Replaces the sealed "this wasn't me" link of a payload with the URL.
+fn open_link(app: &App, p: &mut Pending) -> Result<(), String> {
+    for (sealed_key, key) in [
+        (SEALED_LINK_KEY, LINK_KEY),
+        (SEALED_CONFIRM_KEY, CONFIRM_KEY),
+    ] {
+        let Some(sealed) = p.payload.as_object_mut().and_then(|o| o.remove(sealed_key)) else {
+            continue;
+        };
+        let principal = p
+            .principal_id
+            .as_deref()
+            .ok_or("a link in a notification without an account")?;
+        let url = app
+            .vault
+            .open_text(
+                Purpose::Secret,
+                &link_record_id(principal),
+                sealed.as_str().unwrap_or_default(),
+            )
+            .map_err(|e| e.message)?;
+        let url = String::from_utf8(url.to_vec()).map_err(|_| "the sealed link is not UTF-8")?;
+        p.payload[key] = serde_json::Value::String(url);
+    }
+    Ok(())
+}
+
 fn deliver_file(app: &App, p: &Pending) -> Result<(), String> {
     let path = app.config.notification_file().ok_or("file sink disabled")?;
     std::fs::OpenOptions::new()
@@ -197,6 +319,24 @@ pub fn render(kind: &str, payload: &serde_json::Value) -> (String, String) {
         "withdrawal.held" => "Your withdrawal is on hold".to_owned(),
         "withdrawal.approved" => "Your withdrawal was approved".to_owned(),
         "withdrawal.broadcast" => "Your withdrawal was sent".to_owned(),
+        "security.account_frozen" => "Your account was frozen".to_owned(),
+        "security.account_locked" => {
+            "Your account was locked after repeated failed sign-in or code attempts".to_owned()
+        }
+        "security.two_factor_removed" => {
+            "A second factor was removed from your account or replaced".to_owned()
+        }
+        "security.recovery_codes_generated" => "New recovery codes were generated".to_owned(),
+        "security.recovery_code_used" => "A recovery code was used".to_owned(),
+        "security.api_key_revoked" => "An API key was revoked".to_owned(),
+        "security.ip_allowlist_change" => "Your IP allowlist changed".to_owned(),
+        "security.whitelist_mode_off" => "Whitelist-only withdrawals were turned off".to_owned(),
+        "security.device_confirmed" => "A new device was confirmed".to_owned(),
+        "security.device_revoked" => "A device or session was signed out".to_owned(),
+        "device.confirm" => "Confirm the new device that signed in to your account".to_owned(),
+        "otp.email" => "Your verification code".to_owned(),
+        "security.anti_phishing_code_changed" => "Your anti-phishing code was changed".to_owned(),
+        "withdrawal.failed" => "Your withdrawal failed".to_owned(),
         "policy.installed" => "A new withdrawal policy was installed".to_owned(),
         other => format!("Security notice: {other}"),
     };
@@ -217,7 +357,36 @@ pub fn render(kind: &str, payload: &serde_json::Value) -> (String, String) {
     if let Some(txid) = payload["txid"].as_str() {
         body.push_str(&format!("Transaction: {txid}\n"));
     }
-    body.push_str("\nIf this was not you, contact support at once; an administrator can freeze your account immediately.\n");
+    if kind == "otp.email" {
+        let code = payload["code"].as_str().unwrap_or_default();
+        let until = payload["expires_at"]
+            .as_i64()
+            .map(crate::clock::rfc3339)
+            .unwrap_or_default();
+        return (
+            format!("CoinPort Custody: {what}"),
+            format!(
+                "Your verification code is {code}. It expires at {until}.\nNever share it: CoinPort staff never ask for it. If you did not ask for it, someone knows your password: change it and contact support.\n"
+            ),
+        );
+    }
+    if let Some(url) = payload[CONFIRM_KEY].as_str() {
+        body.push_str(&format!(
+            "Device: {}\nFrom: {}\nIf this was you, confirm the device before it can withdraw (the link asks before it acts and works until {}):\n{url}\n",
+            payload["user_agent"].as_str().unwrap_or_default(),
+            payload["ip"].as_str().unwrap_or_default(),
+            payload["expires_at"].as_i64().map(crate::clock::rfc3339).unwrap_or_default(),
+        ));
+    }
+    if kind == "security.account_frozen" {
+        body.push_str("Someone followed the \"this wasn't me\" link in one of your alerts. Nothing is signed or sent from your account until an administrator unfreezes it: contact support, who will check with you first.\n");
+    }
+    match payload[LINK_KEY].as_str() {
+        Some(url) => body.push_str(&format!(
+            "\nIf this was not you, freeze your account at once with this link (it asks before it acts; an administrator unfreezes the account after checking with you):\n{url}\n"
+        )),
+        None => body.push_str("\nIf this was not you, contact support at once; an administrator can freeze your account immediately.\n"),
+    }
     (format!("CoinPort Custody: {what}"), body)
 }
 
@@ -238,21 +407,36 @@ async fn deliver_email(app: &App, p: &Pending) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .ok_or("account no longer exists")?;
-    let to: Mailbox = text(&row, "email")
-        .map_err(|e| e.to_string())?
-        .parse()
-        .map_err(|e| format!("recipient: {e}"))?;
+    let code = crate::links::anti_phishing_code(app, &principal)
+        .await
+        .map_err(|e| e.message)?;
+    let address = match p.payload[TO_EMAIL_KEY].as_str() {
+        Some(old) => old.to_owned(),
+        None => text(&row, "email").map_err(|e| e.to_string())?,
+    };
+    let to: Mailbox = address.parse().map_err(|e| format!("recipient: {e}"))?;
     let from: Mailbox = smtp
         .from
         .parse()
         .map_err(|e| format!("notifications.smtp.from: {e}"))?;
-    let (subject, body) = render(&p.kind, &p.payload);
-    let message = Message::builder()
+    let (subject, text) = render(&p.kind, &p.payload);
+    let mut message = Message::builder()
         .from(from)
         .to(to)
         .subject(subject)
-        .header(lettre::message::header::ContentType::TEXT_PLAIN)
-        .body(body)
+        .header(lettre::message::header::ContentType::TEXT_PLAIN);
+    let first_line = match &code {
+        Some(code) => {
+            message = message.header(AntiPhishingHeader(code.as_str().to_owned()));
+            code.email_body_line()
+        }
+        None => format!(
+            "You have not set an anti-phishing code; set one (PUT {}/v1/me/anti-phishing-code) and every genuine CoinPort email will show it here.",
+            app.config.public_url()
+        ),
+    };
+    let message = message
+        .body(format!("{first_line}\n\n{text}"))
         .map_err(|e| e.to_string())?;
     let mut builder = match smtp.security {
         SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
@@ -279,6 +463,27 @@ async fn deliver_email(app: &App, p: &Pending) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// The `X-CoinPort-Anti-Phishing-Code` header. [`AntiPhishingCode`] admits only letters,
+/// digits, `-`, `_` and single spaces, so the value cannot break the header.
+#[derive(Clone)]
+struct AntiPhishingHeader(String);
+
+impl Header for AntiPhishingHeader {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str(ANTI_PHISHING_HEADER)
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AntiPhishingHeader(
+            AntiPhishingCode::parse(s)?.as_str().to_owned(),
+        ))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
 }
 
 type HmacSha256 = Hmac<Sha256>;

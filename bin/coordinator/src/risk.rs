@@ -72,6 +72,8 @@ pub enum EventKind {
     DeviceConfirmed,
     /// A device or session was revoked.
     DeviceRevoked,
+    /// The account was frozen from a "this wasn't me" link.
+    AccountFrozen,
 }
 
 impl EventKind {
@@ -100,6 +102,7 @@ impl EventKind {
             EventKind::WhitelistModeOff => "whitelist_mode_off",
             EventKind::DeviceConfirmed => "device_confirmed",
             EventKind::DeviceRevoked => "device_revoked",
+            EventKind::AccountFrozen => "account_frozen",
         }
     }
 

@@ -161,6 +161,13 @@ async fn a_password_change_alerts_by_email_and_signed_webhook() {
         change.1.contains("held until"),
         "the alert says until when withdrawals are held"
     );
+    assert!(
+        change.1.contains("You have not set an anti-phishing code"),
+        "{}",
+        change.1
+    );
+    assert!(!change.1.contains("X-CoinPort-Anti-Phishing-Code"));
+    assert!(change.1.contains("/v1/links/cpl_"), "{}", change.1);
 
     let hooks = hooks.lock().unwrap().clone();
     let (headers, body) = hooks
@@ -171,6 +178,38 @@ async fn a_password_change_alerts_by_email_and_signed_webhook() {
         custody_coordinator::notify::webhook_signature(SECRET.as_bytes(), body.as_bytes());
     assert_eq!(headers["x-custody-signature"].to_str().unwrap(), expected);
     assert!(headers.contains_key("x-custody-delivery"));
+    let delivered: serde_json::Value = serde_json::from_str(body).unwrap();
+    let link = delivered["payload"]["this_wasnt_me_url"].as_str().unwrap();
+    assert!(
+        link.starts_with("https://127.0.0.1:8750/v1/links/cpl_"),
+        "{link}"
+    );
+    assert!(delivered["payload"]
+        .get("this_wasnt_me_url_sealed")
+        .is_none());
+    // The outbox keeps the link sealed: a copy of the database holds no usable link.
+    let stored: Vec<String> = sqlx::query("SELECT payload FROM outbox")
+        .fetch_all(h.app.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, "payload"))
+        .collect();
+    assert!(!stored.is_empty());
+    assert!(stored.iter().all(|p| !p.contains("cpl_")));
+    let token = link.rsplit('/').next().unwrap();
+    let links: Vec<String> = sqlx::query("SELECT token_hash FROM link_tokens")
+        .fetch_all(h.app.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, "token_hash"))
+        .collect();
+    assert!(links.contains(&hex::encode(custody_auth::link_token_hash(
+        custody_auth::LinkPurpose::FreezeAccount,
+        token
+    ))));
+    assert!(links.iter().all(|l| !l.contains(token)));
     smtp.abort();
     hook.abort();
 }
@@ -262,4 +301,131 @@ async fn no_alert_for_a_change_that_did_not_happen() {
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert_eq!(count().await, before, "the refused change queued nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_phishing_codes_need_step_up_and_a_valid_code() {
+    let h = Harness::new(Engine::Sqlite).await.unwrap();
+    let s = h.customer("ivan@example.com").await;
+    let put = |code: serde_json::Value, totp: Option<String>| {
+        h.call(
+            "PUT",
+            "/v1/me/anti-phishing-code",
+            Some(&s.token),
+            None,
+            Some(json!({ "code": code, "totp": totp })),
+        )
+    };
+    let (st, v) = put(json!("Blue Otter-42"), None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["error"]["code"], "bad_2fa");
+    let code = h.totp(&s);
+    let (st, v) = put(json!("abcd\r\nBcc: x@evil.example"), Some(code)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("character 5 is not allowed"),
+        "{v}"
+    );
+    let (_, v) = h.call("GET", "/v1/me", Some(&s.token), None, None).await;
+    assert_eq!(v["anti_phishing_code_set"], false);
+    let code = h.totp(&s);
+    let (st, v) = put(json!("Blue Otter-42"), Some(code)).await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let (_, v) = h.call("GET", "/v1/me", Some(&s.token), None, None).await;
+    assert_eq!(v["anti_phishing_code_set"], true);
+    assert!(
+        !v.to_string().contains("Otter"),
+        "the code is not shown: {v}"
+    );
+    // Stored sealed, not in clear.
+    let row = sqlx::query("SELECT anti_phishing_code FROM principals WHERE email = $1")
+        .bind("ivan@example.com")
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap();
+    let stored: String = sqlx::Row::get(&row, "anti_phishing_code");
+    assert!(!stored.contains("Otter"));
+    assert_eq!(h.audit_count("principal.anti_phishing_code_set").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_act_only_on_post_once_and_before_they_expire() {
+    use custody_auth::LinkPurpose;
+    let h = Harness::new(Engine::Sqlite).await.unwrap();
+    let s = h.customer("judy@example.com").await;
+    let issue = |purpose: LinkPurpose, payload: serde_json::Value| {
+        let (app, id) = (h.app.clone(), s.id.clone());
+        async move {
+            let mut tx = app.db.begin().await.unwrap();
+            let url = custody_coordinator::links::issue(&mut tx, &app, &id, purpose, payload)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            url.strip_prefix("https://127.0.0.1:8750")
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let device: String = sqlx::query("SELECT device_id FROM devices WHERE principal_id = $1")
+        .bind(&s.id)
+        .fetch_one(h.app.db.pool())
+        .await
+        .map(|r| sqlx::Row::get(&r, "device_id"))
+        .unwrap();
+    sqlx::query("UPDATE devices SET confirmed_at = NULL WHERE principal_id = $1")
+        .bind(&s.id)
+        .execute(h.app.db.pool())
+        .await
+        .unwrap();
+    let confirmed = || async {
+        sqlx::query("SELECT confirmed_at FROM devices WHERE principal_id = $1")
+            .bind(&s.id)
+            .fetch_one(h.app.db.pool())
+            .await
+            .map(|r| sqlx::Row::get::<Option<i64>, _>(&r, "confirmed_at"))
+            .unwrap()
+    };
+
+    // A device confirmation: GET shows a button and changes nothing; POST confirms, once.
+    let path = issue(LinkPurpose::ConfirmDevice, json!({ "device_id": device })).await;
+    let (st, page) = h.call("GET", &path, None, None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let page = page.as_str().unwrap();
+    assert!(
+        page.contains("Confirm this device") && !page.contains(&device),
+        "{page}"
+    );
+    assert_eq!(confirmed().await, None);
+    let (st, v) = h.call("POST", &path, None, None, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["purpose"], "confirm_device");
+    assert!(confirmed().await.is_some());
+    assert_eq!(h.audit_count("event.device_confirmed").await, 1);
+    let (st, v) = h.call("POST", &path, None, None, None).await;
+    assert_eq!(st, StatusCode::GONE, "{v}");
+    let (st, page) = h.call("GET", &path, None, None, None).await;
+    assert_eq!(st, StatusCode::GONE);
+    assert!(page.as_str().unwrap().contains("already used"), "{page}");
+
+    // Unknown and malformed tokens.
+    for bad in [
+        "/v1/links/cpl_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "/v1/links/nonsense",
+    ] {
+        let (st, v) = h.call("POST", bad, None, None, None).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+        assert_eq!(v["error"]["code"], "link_not_found");
+    }
+
+    // A freeze link that expired freezes nothing.
+    let path = issue(LinkPurpose::FreezeAccount, json!({})).await;
+    h.clock
+        .advance(LinkPurpose::FreezeAccount.default_ttl_secs());
+    let (st, v) = h.call("POST", &path, None, None, None).await;
+    assert_eq!(st, StatusCode::GONE, "{v}");
+    assert_eq!(v["error"]["code"], "link_expired");
+    assert_eq!(h.audit_count("freeze.on").await, 0);
 }

@@ -35,6 +35,8 @@ async fn openapi_document_lists_every_route() {
         "/v1/admin/freeze",
         "/v1/admin/policies",
         "/v1/audit",
+        "/v1/me/anti-phishing-code",
+        "/v1/links/{token}",
     ] {
         assert!(paths.contains_key(p), "OpenAPI lacks {p}");
     }
@@ -375,7 +377,12 @@ fn the_daemon_serves_on_loopback_and_stops_cleanly_on_sigterm() {
     .unwrap();
     let bin = assert_cmd::cargo::cargo_bin("custody-coordinator");
     let mut child = std::process::Command::new(bin)
-        .args(["--config", config_path.to_str().unwrap(), "serve"])
+        .args([
+            "--config",
+            config_path.to_str().unwrap(),
+            "serve",
+            "--insecure-plain-http",
+        ])
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -472,4 +479,170 @@ async fn a_session_token_is_never_stored_for_replay() {
     assert!(stored
         .iter()
         .all(|r| !sqlx::Row::get::<String, _>(r, "response").contains(token)));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the daemon when a test fails half-way.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET over TLS from a client that trusts exactly the certificate in `cert_pem`.
+async fn https_get(port: u16, cert_pem: &std::path::Path, path: &str) -> std::io::Result<String> {
+    use custody_auth::rustls;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert_pem).expect("pem") {
+        roots.add(c.expect("cert")).expect("trust anchor");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut tls = connector
+        .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
+        .await?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_https_with_a_development_certificate_it_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let config_path = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "bind = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let bin = assert_cmd::cargo::cargo_bin("custody-coordinator");
+    let mut daemon = Daemon(
+        std::process::Command::new(bin)
+            .args(["--config", config_path.to_str().unwrap(), "serve"])
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let cert = data.join(custody_auth::DEV_CERT_FILE);
+    let mut health = None;
+    for _ in 0..200 {
+        if cert.exists() {
+            if let Ok(r) = https_get(port, &cert, "/healthz").await {
+                health = Some(r);
+                break;
+            }
+        }
+        assert!(
+            daemon.0.try_wait().unwrap().is_none(),
+            "the daemon exited: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let health = health.expect("the daemon answers HTTPS within 20 s");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // Plain HTTP to the TLS port gets no answer a client could take for one.
+    let plain = http_get(port, "/healthz").unwrap_or_default();
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+    // A client that trusts another certificate is refused.
+    let other = dir.path().join("other");
+    custody_auth::load_tls(&custody_auth::TlsSource::SelfSigned {
+        dir: other.clone(),
+        hostnames: vec!["127.0.0.1".into()],
+    })
+    .unwrap();
+    assert!(
+        https_get(port, &other.join(custody_auth::DEV_CERT_FILE), "/healthz")
+            .await
+            .is_err()
+    );
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status()
+        .unwrap();
+    let mut status = None;
+    for _ in 0..200 {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(status.expect("stopped within 10 s of SIGTERM").success());
+    // The log names the fingerprint a client pins.
+    let made = custody_auth::load_tls(&custody_auth::TlsSource::Files {
+        cert: cert.clone(),
+        key: data.join(custody_auth::DEV_KEY_FILE),
+    })
+    .unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(err.contains(&made.fingerprint()), "{err}");
+    assert!(err.contains("https"), "{err}");
+}
+
+#[test]
+fn plain_http_is_refused_on_a_non_loopback_address() {
+    use predicates::prelude::PredicateBooleanExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "bind = \"0.0.0.0:{}\"\ndata_dir = {:?}\n",
+            free_port(),
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    assert_cmd::Command::cargo_bin("custody-coordinator")
+        .unwrap()
+        .args([
+            "--config",
+            config_path.to_str().unwrap(),
+            "serve",
+            "--insecure-plain-http",
+        ])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(
+            predicates::str::contains("--insecure-plain-http")
+                .and(predicates::str::contains("0.0.0.0")),
+        );
+    assert!(
+        !dir.path().join("data").exists(),
+        "refused before anything is created"
+    );
 }

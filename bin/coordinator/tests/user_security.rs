@@ -1010,3 +1010,148 @@ async fn sign_in_attempts_are_rate_limited_per_ip(engine: Engine) {
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
 on_both!(sign_in_attempts_are_rate_limited_per_ip);
+
+/// A call from another device (its own `X-Device-Id` and user agent).
+async fn from_device(
+    h: &Harness,
+    device: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .header("user-agent", "a new phone")
+        .header("x-device-id", device)
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("idempotency-key", new_key());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = h
+        .router()
+        .oneshot(req.body(Body::from(body.to_string())).expect("request"))
+        .await
+        .expect("infallible");
+    let status = res.status();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn a_new_device_cannot_withdraw_until_confirmed(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("newdevice@example.com").await;
+    h.clock.advance(25 * 3600);
+    custody_coordinator::withdrawals::sync_utxos(&h.app, 20)
+        .await
+        .expect("sync");
+    let (st, v) = from_device(
+        &h,
+        "phone-2",
+        "POST",
+        "/v1/sessions",
+        None,
+        json!({ "email": s.email, "password": PASSWORD, "totp": h.totp(&s) }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let token = v["token"].as_str().expect("token").to_owned();
+    let withdraw = |code: String| json!({ "asset": "BTC", "address": h.destination, "amount": 10_000, "totp": code });
+    let (st, v) = from_device(
+        &h,
+        "phone-2",
+        "POST",
+        "/v1/withdrawals",
+        Some(&token),
+        withdraw(h.totp(&s)),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "device_unconfirmed");
+    let (_, devices) = from_device(
+        &h,
+        "phone-2",
+        "GET",
+        "/v1/me/devices",
+        Some(&token),
+        Value::Null,
+    )
+    .await;
+    let mine = devices
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["current"] == true)
+        .expect("this device is listed");
+    assert!(mine["confirmed_at"].is_null(), "{devices}");
+    assert_eq!(mine["user_agent"], "a new phone");
+    // The account's email got a confirmation link, never the webhook.
+    let mail = sink(&h, "notifications.jsonl").await;
+    let confirm = mail
+        .iter()
+        .rev()
+        .find(|n| n["kind"] == "device.confirm" && n["principal_id"] == s.id.as_str())
+        .expect("a confirmation email");
+    let url = confirm["payload"][custody_coordinator::notify::CONFIRM_KEY]
+        .as_str()
+        .expect("a confirmation link");
+    let path = &url[url.find("/v1/links/").expect("link path")..];
+    let (st, _) = h.call("POST", path, None, None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    // Confirmed: the device gate is passed (the new device's 24-hour hold still applies).
+    let (st, v) = from_device(
+        &h,
+        "phone-2",
+        "POST",
+        "/v1/withdrawals",
+        Some(&token),
+        withdraw(h.totp(&s)),
+    )
+    .await;
+    assert!(st.is_success(), "{st} {v}");
+    assert!(
+        v["hold"]["reasons"].to_string().contains("new device")
+            || v.to_string().contains("new device"),
+        "held for the new device: {v}"
+    );
+}
+on_both!(a_new_device_cannot_withdraw_until_confirmed);
+
+async fn an_email_change_is_told_to_the_old_address_too(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("old-address@example.com").await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/email",
+            Some(&s.token),
+            None,
+            Some(json!({ "email": "new-address@example.com", "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let alerts: Vec<Value> = sink(&h, "notifications.jsonl")
+        .await
+        .into_iter()
+        .filter(|n| n["kind"] == "security.email_change" && n["principal_id"] == s.id.as_str())
+        .collect();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert!(alerts
+        .iter()
+        .any(|n| n["payload"][custody_coordinator::notify::TO_EMAIL_KEY]
+            == "old-address@example.com"));
+    assert!(alerts
+        .iter()
+        .all(|n| n["payload"]["this_wasnt_me_url"].is_string()));
+}
+on_both!(an_email_change_is_told_to_the_old_address_too);
