@@ -202,6 +202,8 @@ pub fn router(app: App) -> Router {
         .routes(routes!(change_email))
         .routes(routes!(list_whitelist, add_whitelist))
         .routes(routes!(my_holds))
+        .routes(routes!(crate::kyc::put_my_kyc, crate::kyc::my_kyc_status))
+        .routes(routes!(crate::kyc::read_my_kyc))
         .routes(routes!(create_withdrawal, list_withdrawals))
         .routes(routes!(get_withdrawal))
         .routes(routes!(approve_withdrawal))
@@ -217,6 +219,8 @@ pub fn router(app: App) -> Router {
         .routes(routes!(freeze))
         .routes(routes!(unfreeze))
         .routes(routes!(install_policy, list_policies))
+        .routes(routes!(crate::kyc::search_kyc))
+        .routes(routes!(crate::kyc::admin_read_kyc))
         .routes(routes!(sync_utxos))
         .routes(routes!(audit_entries))
         .routes(routes!(metrics_text))
@@ -247,9 +251,18 @@ const TRANSACTIONAL_IDEMPOTENCY: [&str; 4] = [
     "/v1/withdrawals/{id}/shares",
 ];
 
-/// Routes whose answers carry a secret shown once (a session token, a TOTP secret): they
-/// are never stored for replay, so the idempotency table holds no credentials.
-const CARRIES_SECRETS: [&str; 2] = ["/v1/sessions", "/v1/me/totp"];
+/// Routes whose answers carry a secret shown once (a session token, a TOTP secret) or
+/// personal data (KYC records, which also have bodies far above the replay buffer): they
+/// are never stored for replay, so the idempotency table holds no credentials and no
+/// personal data.
+const CARRIES_SECRETS: [&str; 6] = [
+    "/v1/sessions",
+    "/v1/me/totp",
+    "/v1/me/kyc",
+    "/v1/me/kyc/read",
+    "/v1/admin/kyc/search",
+    "/v1/admin/kyc/{principal_id}/read",
+];
 
 /// Any other mutating request may carry an `Idempotency-Key`: the first answer (success or
 /// refusal, not a server error) is stored under the caller's credentials and the key, and

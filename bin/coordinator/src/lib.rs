@@ -21,6 +21,7 @@ pub mod db;
 pub mod dev;
 pub mod error;
 pub mod eth;
+pub mod kyc;
 pub mod notify;
 pub mod policy;
 pub mod risk;
