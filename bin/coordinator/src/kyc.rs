@@ -758,7 +758,7 @@ async fn admin_step_up(app: &App, p: &Principal, totp: Option<&str>) -> Result<(
 }
 
 /// Stores (inserts or replaces) the caller's own KYC record, sealed at rest. Needs a
-/// current 2FA code in `totp`. The body may be up to about 28 MiB (four 5 MiB images in
+/// current 2FA code in `totp`. The body may be up to about 27 MiB (four 5 MiB images in
 /// base64); a larger body or image is refused with 400 naming the limit.
 #[utoipa::path(put, path = "/v1/me/kyc", request_body = KycSubmission,
     responses((status = 200, body = KycStatus), (status = 400, body = ErrorBody, description = "malformed or over a limit; the message names the field or limit, never the data"),
