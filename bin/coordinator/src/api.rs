@@ -216,6 +216,8 @@ pub fn router(app: App) -> Router {
         .routes(routes!(change_email))
         .routes(routes!(list_whitelist, add_whitelist))
         .routes(routes!(my_holds))
+        .routes(routes!(crate::kyc::put_my_kyc, crate::kyc::my_kyc_status))
+        .routes(routes!(crate::kyc::read_my_kyc))
         .routes(routes!(create_withdrawal, list_withdrawals))
         .routes(routes!(get_withdrawal))
         .routes(routes!(approve_withdrawal))
@@ -231,6 +233,8 @@ pub fn router(app: App) -> Router {
         .routes(routes!(freeze))
         .routes(routes!(unfreeze))
         .routes(routes!(install_policy, list_policies))
+        .routes(routes!(crate::kyc::search_kyc))
+        .routes(routes!(crate::kyc::admin_read_kyc))
         .routes(routes!(sync_utxos))
         .routes(routes!(audit_entries))
         .routes(routes!(metrics_text));
@@ -270,14 +274,20 @@ const TRANSACTIONAL_IDEMPOTENCY: [&str; 4] = [
     "/v1/withdrawals/{id}/shares",
 ];
 
-/// Routes whose answers carry a secret shown once (a session token, a TOTP secret): they
-/// are never stored for replay, so the idempotency table holds no credentials.
-const CARRIES_SECRETS: [&str; 5] = [
+/// Routes whose answers carry a secret shown once (a session token, a TOTP secret, an API
+/// key secret, recovery codes) or personal data (KYC records, which also have bodies far
+/// above the replay buffer): they are never stored for replay, so the idempotency table
+/// holds no credentials and no personal data.
+const CARRIES_SECRETS: [&str; 9] = [
     "/v1/sessions",
     "/v1/me/totp",
     "/v1/me/api-keys",
     "/v1/me/recovery-codes",
     "/v1/sessions/challenges",
+    "/v1/me/kyc",
+    "/v1/me/kyc/read",
+    "/v1/admin/kyc/search",
+    "/v1/admin/kyc/{principal_id}/read",
 ];
 
 /// Any other mutating request may carry an `Idempotency-Key`: the first answer (success or

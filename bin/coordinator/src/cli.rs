@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `init` and the admin commands that run on the
-//! coordinator host itself.
+//! coordinator host itself (accounts, freezes, audit, policies, the vault key file).
 
 use std::path::PathBuf;
 
@@ -42,6 +42,9 @@ pub enum Command {
     /// Withdrawal policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The vault key file for data at rest: status, key rotation, retiring old keys.
+    #[command(subcommand)]
+    Vault(VaultCommand),
     /// DEVELOPMENT helpers for drills and the quickstart (refused on mainnet).
     #[command(subcommand)]
     Dev(crate::dev::DevCommand),
@@ -130,4 +133,29 @@ pub enum PolicyCommand {
     },
     /// Lists installed policies.
     List,
+}
+
+/// `vault …` (`docs/kyc.md` has the rotation runbook). They run beside a serving daemon:
+/// no downtime.
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Prints the key file's KEKs and, per table of sealed rows, how many rows each KEK
+    /// wraps.
+    Status,
+    /// Adds a key-encryption key (KEK) to the key file and re-wraps every sealed row under
+    /// it, in batches, while the daemon keeps serving. Resumes by default: when rows are
+    /// still under older KEKs (an interrupted run), it adds no KEK and only finishes
+    /// re-wrapping them. Exit 1 if some rows could not be re-wrapped (listed by id).
+    Rotate {
+        /// Rows per batch.
+        #[arg(long, default_value_t = 100, value_name = "ROWS")]
+        batch: usize,
+    },
+    /// Removes a retired KEK from the key file; refused (exit 1) while any row is still
+    /// wrapped under it, and for the current KEK.
+    Retire {
+        /// The KEK id (see `vault status`).
+        #[arg(long, value_name = "ID")]
+        kek: u32,
+    },
 }

@@ -25,6 +25,7 @@ pub mod devices;
 pub mod error;
 pub mod eth;
 pub mod factors;
+pub mod kyc;
 pub mod links;
 pub mod notify;
 pub mod policy;

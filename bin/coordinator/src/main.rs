@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use custody_coordinator::cli::{AdminCommand, AuditCommand, Cli, Command, PolicyCommand};
+use custody_coordinator::cli::{
+    AdminCommand, AuditCommand, Cli, Command, PolicyCommand, VaultCommand,
+};
 use custody_coordinator::{accounts, audit, build_app, config, SystemClock, Transport};
 use tracing_subscriber::EnvFilter;
 
@@ -243,6 +245,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Dev(_) => anyhow::bail!("dev commands run before the application is built"),
+        Command::Vault(cmd) => {
+            let code = vault_command(&app, cmd).await?;
+            app.db.close().await;
+            return Ok(code);
+        }
         Command::Policy(PolicyCommand::List) => {
             for p in custody_coordinator::policy::list(&app)
                 .await
@@ -257,4 +264,83 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     app.db.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn vault_command(app: &custody_coordinator::App, cmd: VaultCommand) -> Result<ExitCode> {
+    use custody_coordinator::vault;
+    match cmd {
+        VaultCommand::Status => {
+            let keys = app.vault.keys();
+            out(&format!(
+                "key file {}: key set {}, keks {} (current {})",
+                app.vault.path().display(),
+                keys.key_set_id(),
+                keys.kek_ids()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                keys.current_kek_id()
+            ));
+            let counts = vault::status(&app.db).await?;
+            for column in vault::SEALED_COLUMNS {
+                let name = format!("{}.{}", column.table, column.blob_column);
+                let mine: Vec<_> = counts.iter().filter(|c| c.column == name).collect();
+                if mine.is_empty() {
+                    out(&format!("{name}: no rows"));
+                }
+                for c in mine {
+                    out(&format!("{}: kek {}: {} rows", c.column, c.kek_id, c.rows));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        VaultCommand::Rotate { batch } => {
+            let r = vault::rotate(&app.db, &app.vault, batch).await?;
+            let current = r.current.map_or_else(|| "?".to_owned(), |k| k.to_string());
+            match r.added {
+                Some(k) => out(&format!("added kek {k}; it is current")),
+                None => out(&format!(
+                    "resumed: rows were still under older keks; kek {current} stays current"
+                )),
+            }
+            out(&format!(
+                "re-wrapped {} rows under kek {current} ({} changed meanwhile and were re-read)",
+                r.rewrapped, r.reread
+            ));
+            for f in &r.failed {
+                out(&format!(
+                    "NOT re-wrapped: {} {}: {}",
+                    f.table, f.id, f.reason
+                ));
+            }
+            for c in &r.remaining {
+                out(&format!(
+                    "still under kek {}: {} rows of {}",
+                    c.kek_id, c.rows, c.column
+                ));
+            }
+            if r.failed.is_empty() && r.remaining.is_empty() {
+                out(&format!(
+                    "every sealed row is under kek {current}; once every coordinator process runs with the new key file, retire the old keks with `vault retire --kek N`"
+                ));
+                Ok(ExitCode::SUCCESS)
+            } else {
+                out("some rows are not under the current kek; fix the rows listed above (restore from backup) or run `vault rotate` again");
+                Ok(ExitCode::from(1))
+            }
+        }
+        VaultCommand::Retire { kek } => {
+            match vault::retire(&app.db, &app.vault, custody_vault::KekId(kek)).await? {
+                vault::RetireOutcome::Retired => {
+                    out(&format!("kek {kek} removed from the key file"));
+                    Ok(ExitCode::SUCCESS)
+                }
+                vault::RetireOutcome::Refused(why) => {
+                    out(&format!("refused: {why}"));
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
 }

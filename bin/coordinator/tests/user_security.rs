@@ -1155,3 +1155,81 @@ async fn an_email_change_is_told_to_the_old_address_too(engine: Engine) {
         .all(|n| n["payload"]["this_wasnt_me_url"].is_string()));
 }
 on_both!(an_email_change_is_told_to_the_old_address_too);
+
+async fn key_rotation_covers_totp_secrets_api_keys_and_codes(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("rotate@example.com").await;
+    let (st, key) = h
+        .call(
+            "POST",
+            "/v1/me/api-keys",
+            Some(&s.token),
+            None,
+            Some(json!({ "name": "reader", "scopes": ["read"], "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{key}");
+    let (st, v) = h
+        .call(
+            "PUT",
+            "/v1/me/anti-phishing-code",
+            Some(&s.token),
+            None,
+            Some(json!({ "code": "BLUE HERON 42", "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let old = h.app.vault.keys().current_kek_id();
+    let report = custody_coordinator::vault::rotate(&h.app.db, &h.app.vault, 100)
+        .await
+        .expect("rotate");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(report.remaining.is_empty(), "{:?}", report.remaining);
+    let new = report.current.expect("current");
+    assert_ne!(new, old);
+    let status = custody_coordinator::vault::status(&h.app.db)
+        .await
+        .expect("status");
+    for column in [
+        "principals.totp_secret",
+        "principals.anti_phishing_code",
+        "api_keys.secret_sealed",
+        "coordinator_secrets.sealed",
+    ] {
+        let under: Vec<_> = status.iter().filter(|c| c.column == column).collect();
+        assert!(!under.is_empty(), "{column} is covered");
+        assert!(
+            under.iter().all(|c| c.kek_id == i64::from(new.0)),
+            "{column} re-wrapped: {under:?}"
+        );
+    }
+    // Links waiting in the outbox keep the old key until they are delivered.
+    let refused = custody_coordinator::vault::retire(&h.app.db, &h.app.vault, old)
+        .await
+        .expect("retire");
+    assert!(
+        matches!(&refused, custody_coordinator::vault::RetireOutcome::Refused(why) if why.contains("outbox")),
+        "{refused:?}"
+    );
+    sink(&h, "notifications.jsonl").await;
+    let retired = custody_coordinator::vault::retire(&h.app.db, &h.app.vault, old)
+        .await
+        .expect("retire");
+    assert_eq!(retired, custody_coordinator::vault::RetireOutcome::Retired);
+    // Everything still works under the new key alone.
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(json!({ "address": common::regtest_address(81), "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "TOTP opens: {v}");
+    let (st, v) = signed(&h, &key, "GET", "/v1/withdrawals", None, "10.0.0.1", None).await;
+    assert_eq!(st, StatusCode::OK, "the API key opens: {v}");
+}
+on_both!(key_rotation_covers_totp_secrets_api_keys_and_codes);
