@@ -689,9 +689,30 @@ pub async fn begin_totp(app: &App, principal: &Principal) -> Result<TotpEnrolmen
 ///
 /// # Errors
 /// 409 without a pending enrolment, 401 for a wrong code.
-pub async fn confirm_totp(app: &App, principal: &Principal, code: &str) -> Result<(), ApiError> {
+pub async fn confirm_totp(
+    app: &App,
+    principal: &Principal,
+    code: &str,
+    proof: &StepUp,
+) -> Result<(), ApiError> {
     let now = app.now();
     let mut tx = app.db.begin().await?;
+    // Adding a factor to an account that has one is a security change: prove it with
+    // what the account already has.
+    if crate::factors::enrolled(&mut tx, &principal.id)
+        .await?
+        .any_second_factor()
+    {
+        step_up(
+            &mut tx,
+            app,
+            principal,
+            proof,
+            Action::SensitiveChange,
+            &principal.client_ip,
+        )
+        .await?;
+    }
     let row = sqlx::query("SELECT totp_secret, totp_enabled FROM principals WHERE id = $1")
         .bind(&principal.id)
         .fetch_one(&mut *tx)

@@ -550,8 +550,12 @@ async fn begin_totp(
 /// A TOTP code.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct Code {
-    /// Six digits.
+    /// Six digits from the app being enrolled.
     pub code: String,
+    /// When the account already has a second factor (a security key, a verified phone):
+    /// proof with it, since adding an authenticator app is a security change.
+    #[serde(flatten)]
+    pub factors: crate::factors::StepUp,
 }
 
 /// Confirms TOTP enrolment.
@@ -561,7 +565,7 @@ async fn confirm_totp(
     Auth(p, _t): Auth,
     Json(c): Json<Code>,
 ) -> Result<StatusCode, ApiError> {
-    accounts::confirm_totp(&app, &p, &c.code).await?;
+    accounts::confirm_totp(&app, &p, &c.code, &c.factors).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1233,3 +1233,88 @@ async fn key_rotation_covers_totp_secrets_api_keys_and_codes(engine: Engine) {
     assert_eq!(st, StatusCode::OK, "the API key opens: {v}");
 }
 on_both!(key_rotation_covers_totp_secrets_api_keys_and_codes);
+
+async fn adding_an_authenticator_app_to_a_protected_account_needs_step_up(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/users",
+            None,
+            None,
+            Some(json!({ "email": "keyfirst@example.com", "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let s = h.login("keyfirst@example.com", None).await;
+    // A security key first: no factor yet, so no step-up.
+    let mut key = SoftPasskey::new(true);
+    let (st, reg) = h
+        .call(
+            "POST",
+            "/v1/me/webauthn/registrations",
+            Some(&s.token),
+            None,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{reg}");
+    let options = serde_json::from_value(reg["options"].clone()).expect("options");
+    let credential = key
+        .do_registration(url::Url::parse(ORIGIN).expect("url"), options)
+        .expect("registers");
+    let id = reg["registration_id"].as_str().expect("id");
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/me/webauthn/registrations/{id}"),
+            Some(&s.token),
+            None,
+            Some(json!({ "name": "first key", "credential": credential })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // Then an authenticator app: the key must confirm it.
+    let (st, v) = h
+        .call("POST", "/v1/me/totp", Some(&s.token), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let totp = totp_rs::TOTP::from_url(v["otpauth_uri"].as_str().expect("uri")).expect("uri");
+    let code = |h: &Harness| {
+        h.clock.advance(30);
+        totp.generate(u64::try_from(custody_coordinator::Clock::now(&h.clock)).expect("time"))
+    };
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/totp/confirm",
+            Some(&s.token),
+            None,
+            Some(json!({ "code": code(&h) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    let (st, ch) = h
+        .call(
+            "POST",
+            "/v1/me/second-factor/challenges",
+            Some(&s.token),
+            None,
+            Some(json!({ "method": "webauthn" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/totp/confirm",
+            Some(&s.token),
+            None,
+            Some(json!({ "code": code(&h), "webauthn": webauthn_answer(&mut key, &ch) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+}
+on_both!(adding_an_authenticator_app_to_a_protected_account_needs_step_up);
