@@ -329,11 +329,12 @@ async fn check_password_login(
     drop(tx);
     if !app.passwords.verify_off_thread(password, &stored).await {
         let mut e = wrong();
-        e.auth_failure = Some(crate::factors::AuthFailure {
+        e.auth_failure = Some(Box::new(crate::factors::AuthFailure {
             principal_id: principal.id.clone(),
             ip: client.ip.clone(),
             what: "password",
-        });
+            challenge_id: None,
+        }));
         return Err(e);
     }
     Ok(principal)

@@ -21,7 +21,7 @@ pub struct ApiError {
     pub message: String,
     /// A failed password or second factor to count towards the account's lockout once
     /// the request's transaction is gone (see `factors::record_failures`).
-    pub auth_failure: Option<crate::factors::AuthFailure>,
+    pub auth_failure: Option<Box<crate::factors::AuthFailure>>,
 }
 
 /// The JSON body of an error.
@@ -140,7 +140,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(failure) = self.auth_failure {
-            response.extensions_mut().insert(failure);
+            response.extensions_mut().insert(*failure);
         }
         if self.code == "locked_out" || self.code == "rate_limited" {
             // A hint for clients; the message says when.

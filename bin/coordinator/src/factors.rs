@@ -45,31 +45,40 @@ const HASH_KEY_NAME: &str = "auth.hash_key";
 /// Storage failure or a sealed value that does not open.
 pub async fn load_or_create_hash_key(db: &Db, vault: &Vault, now: i64) -> anyhow::Result<HashKey> {
     let record = format!("coordinator_secrets/{HASH_KEY_NAME}");
-    let fresh = HashKey::generate();
-    let sealed = vault
-        .seal_text(
-            custody_vault::Purpose::Secret,
-            &record,
-            fresh.expose_secret(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    // Whoever inserts first wins; everyone reads the stored one.
-    sqlx::query(
-        "INSERT INTO coordinator_secrets (name, sealed, created_at) VALUES ($1, $2, $3) \
+    let read = || {
+        sqlx::query("SELECT sealed FROM coordinator_secrets WHERE name = $1")
+            .bind(HASH_KEY_NAME)
+            .fetch_optional(db.pool())
+    };
+    let stored = match read().await.context("reading the code-hash key")? {
+        Some(row) => row,
+        None => {
+            let fresh = HashKey::generate();
+            let sealed = vault
+                .seal_text(
+                    custody_vault::Purpose::Secret,
+                    &record,
+                    fresh.expose_secret(),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Whoever inserts first wins; everyone uses the stored one.
+            sqlx::query(
+                "INSERT INTO coordinator_secrets (name, sealed, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(HASH_KEY_NAME)
-    .bind(&sealed)
-    .bind(now)
-    .execute(db.pool())
-    .await
-    .context("storing the code-hash key")?;
-    let row = sqlx::query("SELECT sealed FROM coordinator_secrets WHERE name = $1")
-        .bind(HASH_KEY_NAME)
-        .fetch_one(db.pool())
-        .await
-        .context("reading the code-hash key")?;
-    let stored: String = row.try_get("sealed")?;
+            )
+            .bind(HASH_KEY_NAME)
+            .bind(&sealed)
+            .bind(now)
+            .execute(db.pool())
+            .await
+            .context("storing the code-hash key")?;
+            read()
+                .await
+                .context("reading the code-hash key")?
+                .context("the code-hash key was not stored")?
+        }
+    };
+    let stored: String = stored.try_get("sealed")?;
     let bytes = vault
         .open_text(custody_vault::Purpose::Secret, &record, &stored)
         .map_err(|e| {
@@ -123,7 +132,8 @@ pub fn open_totp(
 /// # Errors
 /// Storage failure.
 pub async fn seal_legacy_totp_secrets(db: &Db, vault: &Vault) -> anyhow::Result<usize> {
-    let rows = sqlx::query("SELECT id, totp_secret FROM principals WHERE totp_secret IS NOT NULL")
+    // Only plain hex secrets (40 characters; a sealed one is far longer) are read.
+    let rows = sqlx::query("SELECT id, totp_secret FROM principals WHERE length(totp_secret) = 40")
         .fetch_all(db.pool())
         .await?;
     let mut sealed = 0;
@@ -236,16 +246,61 @@ pub struct AuthFailure {
     pub ip: String,
     /// What failed (`password`, `totp`, `webauthn`, …).
     pub what: &'static str,
+    /// The challenge the wrong answer named: the attempt is charged to it after the
+    /// rollback too (a WebAuthn challenge is used up, a code's attempt counter moves).
+    pub challenge_id: Option<String>,
 }
 
 fn bad_factor(principal: &Principal, ip: &str, what: &'static str, message: String) -> ApiError {
     let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "bad_2fa", message);
-    e.auth_failure = Some(AuthFailure {
+    e.auth_failure = Some(Box::new(AuthFailure {
         principal_id: principal.id.clone(),
         ip: ip.to_owned(),
         what,
-    });
+        challenge_id: None,
+    }));
     e
+}
+
+/// [`bad_factor`] for a wrong answer to a known challenge.
+fn bad_answer(
+    principal: &Principal,
+    ip: &str,
+    what: &'static str,
+    challenge_id: &str,
+    message: String,
+) -> ApiError {
+    let mut e = bad_factor(principal, ip, what, message);
+    if let Some(f) = e.auth_failure.as_mut() {
+        f.challenge_id = Some(challenge_id.to_owned());
+    }
+    e
+}
+
+/// Charges a wrong answer to its challenge: an email/SMS code counts the attempt (the
+/// code stops working after its `max_attempts`), anything else is used up.
+async fn charge_challenge(tx: &mut Tx<'_>, principal_id: &str, id: &str) -> Result<(), ApiError> {
+    let row =
+        sqlx::query("SELECT kind, state FROM auth_challenges WHERE id = $1 AND principal_id = $2")
+            .bind(id)
+            .bind(principal_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    if text(&row, "kind")?.ends_with("_otp") {
+        let mut record: OtpRecord =
+            serde_json::from_str(&text(&row, "state")?).map_err(ApiError::internal)?;
+        record.attempts = record.attempts.saturating_add(1);
+        sqlx::query("UPDATE auth_challenges SET state = $1 WHERE id = $2")
+            .bind(serde_json::to_string(&record).map_err(ApiError::internal)?)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(());
+    }
+    delete_challenge(tx, id).await
 }
 
 /// What an account has enrolled.
@@ -391,6 +446,9 @@ pub fn take_attempt(
 pub async fn record_failure(app: &App, failure: &AuthFailure) -> Result<(), ApiError> {
     let now = app.now();
     let mut tx = app.db.begin().await?;
+    if let Some(id) = &failure.challenge_id {
+        charge_challenge(&mut tx, &failure.principal_id, id).await?;
+    }
     let mut state = lockout_state(&mut tx, &failure.principal_id).await?;
     let locked = state.record_failure(&app.config.auth.limits.lockout(), now);
     store_lockout(&mut tx, &failure.principal_id, &state, now).await?;
@@ -712,7 +770,7 @@ pub async fn start_challenge(
     Ok(challenge)
 }
 
-/// Loads a challenge of `kind` for `principal_id`, deleting it when `consume`.
+/// Loads an unexpired challenge of `kind` for `principal_id` (its state JSON).
 async fn take_challenge(
     tx: &mut Tx<'_>,
     principal_id: &str,
@@ -826,10 +884,11 @@ async fn verify_webauthn(
         .webauthn
         .finish_authentication(ceremony, &response, &mut creds, now)
         .map_err(|e| {
-            bad_factor(
+            bad_answer(
                 principal,
                 ip,
                 "webauthn",
+                &answer.challenge_id,
                 format!("the security key answer was refused: {e}"),
             )
         })?;
@@ -884,10 +943,11 @@ async fn verify_code(
             delete_challenge(tx, &answer.challenge_id).await?;
             Ok(())
         }
-        Err(e) => Err(bad_factor(
+        Err(e) => Err(bad_answer(
             principal,
             ip,
             what,
+            &answer.challenge_id,
             format!("the code was refused: {e}"),
         )),
     }
@@ -1511,14 +1571,5 @@ pub async fn deliver_sms(app: &App, payload: &serde_json::Value) -> Result<(), S
     } else {
         app.config.data_dir.join(path)
     };
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| {
-            writeln!(f, "{body}")?;
-            f.sync_data()
-        })
-        .map_err(|e| format!("{}: {e}", path.display()))
+    crate::notify::append_line(&path, &body)
 }

@@ -285,12 +285,20 @@ fn open_link(app: &App, p: &mut Pending) -> Result<(), String> {
 
 fn deliver_file(app: &App, p: &Pending) -> Result<(), String> {
     let path = app.config.notification_file().ok_or("file sink disabled")?;
+    append_line(&path, &p.body().to_string())
+}
+
+/// Appends one line to a development sink file (JSON Lines) and syncs it.
+///
+/// # Errors
+/// The I/O error, with the path.
+pub fn append_line(path: &std::path::Path, line: &str) -> Result<(), String> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .and_then(|mut f| {
-            writeln!(f, "{}", p.body())?;
+            writeln!(f, "{line}")?;
             f.sync_data()
         })
         .map_err(|e| format!("{}: {e}", path.display()))

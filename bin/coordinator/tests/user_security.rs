@@ -1318,3 +1318,57 @@ async fn adding_an_authenticator_app_to_a_protected_account_needs_step_up(engine
     assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
 }
 on_both!(adding_an_authenticator_app_to_a_protected_account_needs_step_up);
+
+async fn a_wrong_code_counts_against_its_challenge(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("wrongcode@example.com").await;
+    let (st, ch) = h
+        .call(
+            "POST",
+            "/v1/me/second-factor/challenges",
+            Some(&s.token),
+            None,
+            Some(json!({ "method": "email" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    let id = ch["challenge_id"].as_str().expect("id").to_owned();
+    let code = last_email_code(&h, &s.id).await;
+    let wrong = if code.starts_with('0') { "1" } else { "0" }.repeat(code.len());
+    let body = |code: &str| {
+        json!({ "address": common::regtest_address(91), "totp": h.totp(&s),
+            "email_code": { "challenge_id": id, "code": code } })
+    };
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(body(&wrong)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    // The request rolled back, but the attempt stays charged to the code.
+    let row = sqlx::query("SELECT state FROM auth_challenges WHERE id = $1")
+        .bind(&id)
+        .fetch_one(h.app.db.pool())
+        .await
+        .expect("the challenge is still there");
+    let state: Value =
+        serde_json::from_str(&sqlx::Row::get::<String, _>(&row, "state")).expect("json");
+    assert_eq!(state["attempts"], 1, "{state}");
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/whitelist",
+            Some(&s.token),
+            None,
+            Some(body(&code)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "the right code still works: {v}");
+}
+on_both!(a_wrong_code_counts_against_its_challenge);
