@@ -97,6 +97,8 @@ pub struct WorkerState {
     pub last_sync: std::sync::atomic::AtomicI64,
     /// Last audit checkpoint.
     pub last_checkpoint: std::sync::atomic::AtomicI64,
+    /// When expired links were last swept.
+    pub last_link_sweep: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for App {

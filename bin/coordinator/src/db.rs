@@ -95,16 +95,21 @@ impl Db {
         let options = match engine {
             // One connection: SQLite has one writer, and a single connection makes every
             // transaction serial without SQLITE_BUSY upgrades.
-            Engine::Sqlite => options.max_connections(1).after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+            // No ping before each use: an embedded file cannot have gone away, and the ping
+            // is a round trip to the connection's thread on every request.
+            Engine::Sqlite => options
+                .max_connections(1)
+                .test_before_acquire(false)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            }),
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                }),
             Engine::Postgres => options.max_connections(max_connections),
         };
         let pool = options.connect(url).await?;

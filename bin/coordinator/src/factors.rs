@@ -328,30 +328,55 @@ impl Enrolled {
 /// # Errors
 /// Storage failure.
 pub async fn enrolled(tx: &mut Tx<'_>, principal_id: &str) -> Result<Enrolled, ApiError> {
-    let p = sqlx::query("SELECT totp_enabled, phone_verified FROM principals WHERE id = $1")
-        .bind(principal_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let creds =
-        sqlx::query("SELECT COUNT(*) AS n FROM webauthn_credentials WHERE principal_id = $1")
-            .bind(principal_id)
-            .fetch_one(&mut **tx)
-            .await?;
-    let recovery = sqlx::query("SELECT codes FROM recovery_codes WHERE principal_id = $1")
-        .bind(principal_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let recovery_codes_left = match recovery {
-        Some(r) => serde_json::from_str::<RecoveryCodeSet>(&text(&r, "codes")?)
+    Ok(security_state(tx, principal_id).await?.enrolled)
+}
+
+/// What a step-up reads about an account: its factors, its lockout and its TOTP secret.
+struct SecurityState {
+    enrolled: Enrolled,
+    lockout: LockoutState,
+    /// The sealed TOTP secret and the last step used, when an app is enrolled.
+    totp: Option<(String, i64)>,
+}
+
+/// Reads [`SecurityState`] in one statement (every withdrawal and security change steps
+/// up, and a round trip to the database is most of what a statement costs).
+async fn security_state(tx: &mut Tx<'_>, principal_id: &str) -> Result<SecurityState, ApiError> {
+    let p = sqlx::query(
+        "SELECT p.totp_enabled, p.phone_verified, p.totp_secret, p.totp_last_step, \
+         (SELECT COUNT(*) FROM webauthn_credentials w WHERE w.principal_id = p.id) AS n, \
+         (SELECT codes FROM recovery_codes r WHERE r.principal_id = p.id) AS codes, \
+         (SELECT state FROM lockouts l WHERE l.principal_id = p.id) AS lockout \
+         FROM principals p WHERE p.id = $1",
+    )
+    .bind(principal_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("account"))?;
+    let recovery_codes_left = match opt_text(&p, "codes")? {
+        Some(codes) => serde_json::from_str::<RecoveryCodeSet>(&codes)
             .map_err(ApiError::internal)?
             .remaining(),
         None => 0,
     };
-    Ok(Enrolled {
-        totp: int(&p, "totp_enabled")? != 0,
-        webauthn_credentials: usize::try_from(int(&creds, "n")?).unwrap_or(0),
-        sms: int(&p, "phone_verified")? != 0,
-        recovery_codes_left,
+    let lockout = match opt_text(&p, "lockout")? {
+        Some(state) => serde_json::from_str(&state).map_err(ApiError::internal)?,
+        None => LockoutState::default(),
+    };
+    let totp_enabled = int(&p, "totp_enabled")? != 0;
+    let totp = match (totp_enabled, opt_text(&p, "totp_secret")?) {
+        (true, Some(sealed)) => Some((sealed, int(&p, "totp_last_step")?)),
+        _ => None,
+    };
+    Ok(SecurityState {
+        enrolled: Enrolled {
+            totp: totp_enabled,
+            webauthn_credentials: usize::try_from(int(&p, "n")?).unwrap_or(0),
+            sms: int(&p, "phone_verified")? != 0,
+            recovery_codes_left,
+        },
+        lockout,
+        totp,
     })
 }
 
@@ -397,8 +422,12 @@ pub async fn ensure_not_locked(
     app: &App,
     principal_id: &str,
 ) -> Result<(), ApiError> {
-    let state = lockout_state(tx, principal_id).await?;
-    state.check(app.now()).map_err(|e| {
+    check_not_locked(&lockout_state(tx, principal_id).await?, app.now())
+}
+
+/// [`ensure_not_locked`] on a state already read.
+fn check_not_locked(state: &LockoutState, now: i64) -> Result<(), ApiError> {
+    state.check(now).map_err(|e| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "locked_out",
@@ -491,8 +520,12 @@ pub async fn record_failure(app: &App, failure: &AuthFailure) -> Result<(), ApiE
 }
 
 /// Clears the failure count after a complete sign-in or step-up.
-async fn record_success(tx: &mut Tx<'_>, principal_id: &str, now: i64) -> Result<(), ApiError> {
-    let mut state = lockout_state(tx, principal_id).await?;
+async fn record_success(
+    tx: &mut Tx<'_>,
+    principal_id: &str,
+    mut state: LockoutState,
+    now: i64,
+) -> Result<(), ApiError> {
     if state.failures.is_empty() {
         return Ok(());
     }
@@ -812,37 +845,41 @@ async fn verify_totp(
     principal: &Principal,
     code: &str,
     ip: &str,
+    enrolled: Option<&(String, i64)>,
 ) -> Result<(), ApiError> {
-    let row = sqlx::query(
-        "SELECT totp_enabled, totp_secret, totp_last_step FROM principals WHERE id = $1",
-    )
-    .bind(&principal.id)
-    .fetch_one(&mut **tx)
-    .await?;
-    let stored = opt_text(&row, "totp_secret")?;
-    let (true, Some(stored)) = (int(&row, "totp_enabled")? != 0, stored) else {
+    let Some((stored, last)) = enrolled else {
         return Err(ApiError::conflict(
             "not_enrolled",
             "no authenticator app is enrolled on this account",
         ));
     };
-    let secret = open_totp(app, &principal.id, &stored)?;
-    let last = int(&row, "totp_last_step")?;
-    match crate::auth::totp_check(&secret, code, app.now(), last).map_err(ApiError::internal)? {
-        Some(step) => {
-            sqlx::query("UPDATE principals SET totp_last_step = $1 WHERE id = $2")
-                .bind(step)
-                .bind(&principal.id)
-                .execute(&mut **tx)
-                .await?;
-            Ok(())
-        }
-        None => Err(bad_factor(
+    let secret = open_totp(app, &principal.id, stored)?;
+    let used = || {
+        bad_factor(
             principal,
             ip,
             "totp",
             "the 2FA code is wrong or was already used".into(),
-        )),
+        )
+    };
+    let Some(step) =
+        crate::auth::totp_check(&secret, code, app.now(), *last).map_err(ApiError::internal)?
+    else {
+        return Err(used());
+    };
+    // Compare-and-set: of two requests racing with the same code (PostgreSQL runs them at
+    // once), only one moves the last step forward; the other is a reused code.
+    let done = sqlx::query(
+        "UPDATE principals SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1",
+    )
+    .bind(step)
+    .bind(&principal.id)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(used())
     }
 }
 
@@ -1019,7 +1056,8 @@ pub async fn step_up(
     action: Action,
     ip: &str,
 ) -> Result<Vec<Factor>, ApiError> {
-    let has = enrolled(tx, &principal.id).await?;
+    let state = security_state(tx, &principal.id).await?;
+    let has = &state.enrolled;
     if !has.any_second_factor() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -1034,11 +1072,11 @@ pub async fn step_up(
             "this action needs a second factor: `totp`, `webauthn`, `email_code` + `sms_code`, or for security changes a `recovery_code`",
         ));
     }
-    ensure_not_locked(tx, app, &principal.id).await?;
+    check_not_locked(&state.lockout, app.now())?;
     take_attempt(app, custody_auth::AttemptKind::Code, &principal.id, ip)?;
     let mut factors = Vec::new();
     if let Some(code) = &proof.totp {
-        verify_totp(tx, app, principal, code, ip).await?;
+        verify_totp(tx, app, principal, code, ip, state.totp.as_ref()).await?;
         factors.push(Factor::Totp);
     }
     if let Some(answer) = &proof.webauthn {
@@ -1059,7 +1097,7 @@ pub async fn step_up(
     }
     authorise(action, &factors)
         .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "insufficient_factors", e.to_string()))?;
-    record_success(tx, &principal.id, app.now()).await?;
+    record_success(tx, &principal.id, state.lockout, app.now()).await?;
     Ok(factors)
 }
 

@@ -222,6 +222,10 @@ pub async fn tick(app: &App) -> Result<(), error::ApiError> {
             tracing::warn!(error = %e, "coin sync failed; retrying later");
         }
     }
+    if now - app.worker.last_link_sweep.load(Ordering::SeqCst) >= links::SWEEP_EVERY_SECS {
+        app.worker.last_link_sweep.store(now, Ordering::SeqCst);
+        links::sweep_expired(app).await?;
+    }
     if w.checkpoint_minutes > 0
         && now - app.worker.last_checkpoint.load(Ordering::SeqCst) >= w.checkpoint_minutes * 60
     {

@@ -69,13 +69,6 @@ pub async fn issue(
     payload: serde_json::Value,
 ) -> Result<Zeroizing<String>, ApiError> {
     let now = app.now();
-    // Links of this account that expired long ago go, so the table does not grow with
-    // every alert.
-    sqlx::query("DELETE FROM link_tokens WHERE principal_id = $1 AND expires_at < $2")
-        .bind(principal_id)
-        .bind(now - KEEP_EXPIRED_SECS)
-        .execute(&mut **tx)
-        .await?;
     let (token, record) = issue_link_token(purpose, principal_id, purpose.default_ttl_secs(), now);
     sqlx::query(
         "INSERT INTO link_tokens (token_hash, principal_id, purpose, subject, payload, created_at, expires_at) \
@@ -95,6 +88,22 @@ pub async fn issue(
         app.config.public_url(),
         token.expose_secret()
     )))
+}
+
+/// How often the worker sweeps links that expired long ago.
+pub(crate) const SWEEP_EVERY_SECS: i64 = 3_600;
+
+/// Deletes links that expired more than 30 days ago (the worker, hourly), so the table
+/// does not grow with every alert. Returns how many went.
+///
+/// # Errors
+/// Storage failure.
+pub async fn sweep_expired(app: &App) -> Result<u64, ApiError> {
+    let done = sqlx::query("DELETE FROM link_tokens WHERE expires_at < $1")
+        .bind(app.now() - KEEP_EXPIRED_SECS)
+        .execute(app.db.pool())
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// A stored link.

@@ -182,6 +182,61 @@ pub async fn record_event(
     ip: Option<&str>,
     detail: serde_json::Value,
 ) -> Result<String, ApiError> {
+    let alert = kind.alerts();
+    record(
+        tx,
+        app,
+        principal_id,
+        kind,
+        occurred_at,
+        source,
+        ip,
+        detail,
+        alert,
+    )
+    .await
+}
+
+/// As [`record_event`] without the alert, for a caller that tells the user about the same
+/// thing in its own notification (an accepted withdrawal: `withdrawal.requested`).
+///
+/// # Errors
+/// As [`record_event`].
+pub(crate) async fn record_event_unannounced(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal_id: &str,
+    kind: EventKind,
+    ip: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<String, ApiError> {
+    let now = app.now();
+    record(
+        tx,
+        app,
+        principal_id,
+        kind,
+        now,
+        EventSource::Coordinator,
+        ip,
+        detail,
+        false,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal_id: &str,
+    kind: EventKind,
+    occurred_at: i64,
+    source: EventSource,
+    ip: Option<&str>,
+    detail: serde_json::Value,
+    alert: bool,
+) -> Result<String, ApiError> {
     let now = app.now();
     let id = Uuid::new_v4().to_string();
     sqlx::query(
@@ -232,7 +287,7 @@ pub async fn record_event(
         &audit,
     )
     .await?;
-    if kind.alerts() {
+    if alert {
         crate::notify::enqueue(
             tx,
             app,
@@ -367,15 +422,32 @@ pub async fn assess_withdrawal(
         }
     };
     let unit = if asset == "BTC" { "sat" } else { "base units" };
-    let paid_before = sqlx::query(
-        "SELECT COUNT(*) AS n FROM withdrawals WHERE principal_id = $1 AND address = $2 \
-         AND state IN ('broadcast', 'confirmed')",
+    let day = 86_400;
+    // Everything but the account's recent withdrawals, in one statement: every withdrawal
+    // request is assessed, and a round trip to the database is most of what a statement
+    // costs. The two `sensitive_*` subqueries pick the same row (same order, ties broken
+    // by id).
+    let facts = sqlx::query(
+        "SELECT \
+         (SELECT COUNT(*) FROM withdrawals WHERE principal_id = $1 AND address = $2 \
+          AND state IN ('broadcast', 'confirmed')) AS paid_before, \
+         (SELECT first_seen FROM known_ips WHERE principal_id = $1 AND ip = $3) AS ip_first_seen, \
+         (SELECT MIN(first_seen) FROM known_ips WHERE principal_id = $1) AS account_first_seen, \
+         (SELECT kind FROM security_events WHERE principal_id = $1 AND recorded_at > $4 \
+          AND kind IN ('password_change', 'password_reset', 'two_factor_reset', 'email_change') \
+          ORDER BY recorded_at DESC, id DESC LIMIT 1) AS sensitive_kind, \
+         (SELECT occurred_at FROM security_events WHERE principal_id = $1 AND recorded_at > $4 \
+          AND kind IN ('password_change', 'password_reset', 'two_factor_reset', 'email_change') \
+          ORDER BY recorded_at DESC, id DESC LIMIT 1) AS sensitive_at",
     )
     .bind(principal_id)
     .bind(address)
+    .bind(ip)
+    .bind(now - 7 * day)
     .fetch_one(&mut **tx)
     .await?;
-    let new_destination = int(&paid_before, "n")? == 0;
+    let paid_before = &facts;
+    let new_destination = int(paid_before, "paid_before")? == 0;
     let large = r.large_amount(asset).is_some_and(|l| amount >= l);
     if new_destination && large {
         fire(
@@ -390,7 +462,6 @@ pub async fn assess_withdrawal(
             format!("large amount ({amount} {unit} of {asset})"),
         );
     }
-    let day = 86_400;
     // The account's totals of this asset; summed here because amounts of Ethereum assets
     // are kept as decimal text (they exceed BIGINT).
     let rows = sqlx::query(
@@ -431,22 +502,11 @@ pub async fn assess_withdrawal(
             ),
         );
     }
-    let ip_row =
-        sqlx::query("SELECT first_seen FROM known_ips WHERE principal_id = $1 AND ip = $2")
-            .bind(principal_id)
-            .bind(ip)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let new_ip = match ip_row {
+    let new_ip = match crate::db::opt_int(&facts, "ip_first_seen")? {
         None => true,
-        Some(row) => int(&row, "first_seen")? > now - day,
+        Some(first_seen) => first_seen > now - day,
     };
-    let first_ip =
-        sqlx::query("SELECT MIN(first_seen) AS f FROM known_ips WHERE principal_id = $1")
-            .bind(principal_id)
-            .fetch_one(&mut **tx)
-            .await?;
-    let account_ip_age = crate::db::opt_int(&first_ip, "f")?.map(|f| now - f);
+    let account_ip_age = crate::db::opt_int(&facts, "account_first_seen")?.map(|f| now - f);
     // The address the account was opened from is not unusual on its first day.
     if new_ip && account_ip_age.is_some_and(|age| age > day) {
         fire(
@@ -454,22 +514,15 @@ pub async fn assess_withdrawal(
             format!("request from an IP address first seen in the last 24 hours ({ip})"),
         );
     }
-    let sensitive = sqlx::query(
-        "SELECT kind, occurred_at FROM security_events WHERE principal_id = $1 AND recorded_at > $2 \
-         AND kind IN ('password_change', 'password_reset', 'two_factor_reset', 'email_change') \
-         ORDER BY recorded_at DESC",
-    )
-    .bind(principal_id)
-    .bind(now - 7 * day)
-    .fetch_all(&mut **tx)
-    .await?;
-    if let Some(row) = sensitive.first() {
+    if let (Some(kind), Some(at)) = (
+        opt_text(&facts, "sensitive_kind")?,
+        crate::db::opt_int(&facts, "sensitive_at")?,
+    ) {
         fire(
             r.recent_sensitive_change_weight,
             format!(
-                "withdrawal within 7 days of a sensitive change ({} at {})",
-                text(row, "kind")?,
-                rfc3339(int(row, "occurred_at")?)
+                "withdrawal within 7 days of a sensitive change ({kind} at {})",
+                rfc3339(at)
             ),
         );
     }

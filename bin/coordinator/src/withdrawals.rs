@@ -271,6 +271,18 @@ pub(crate) async fn transition(
 pub(crate) async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<WithdrawalView, ApiError> {
     let now = app.now();
     let holds = risk::active_holds(tx, &w.principal_id, Some(&w.id), now).await?;
+    let approvals = distinct_approvals(tx, &w.id).await?;
+    view_with(tx, w, holds, approvals, now).await
+}
+
+/// [`view`] given the withdrawal's active holds and approvals.
+async fn view_with(
+    tx: &mut Tx<'_>,
+    w: &Row_,
+    holds: Vec<risk::Hold>,
+    approvals: i64,
+    now: i64,
+) -> Result<WithdrawalView, ApiError> {
     let all = sqlx::query(
         "SELECT MAX(until) AS u FROM holds WHERE principal_id = $1 AND (withdrawal_id IS NULL OR withdrawal_id = $2) \
          AND since <= $3",
@@ -280,7 +292,6 @@ pub(crate) async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<Withdra
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
-    let approvals = distinct_approvals(tx, &w.id).await?;
     let approval_digest = match transaction_digest(w)? {
         Some(digest) => Some(hex::encode(approval_digest(
             &w.policy_hash,
@@ -537,7 +548,7 @@ pub async fn request(
         Some(_) => (0, Some(amount.to_string())),
     };
     if let Some((code, message)) = refusal {
-        record_attempt(tx, app, &principal.id, &id, amount, &client.ip, now).await?;
+        record_attempt(tx, app, &principal.id, &id, amount, &client.ip, true).await?;
         sqlx::query(
             "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
              updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, failure, amount_text) \
@@ -611,11 +622,38 @@ pub async fn request(
     };
     let holds = risk::active_holds(tx, &principal.id, Some(&id), now).await?;
     let hold_until = holds.iter().map(|h| h.until).max().unwrap_or(0);
-    record_attempt(tx, app, &principal.id, &id, amount, &client.ip, now).await?;
+    record_attempt(tx, app, &principal.id, &id, amount, &client.ip, false).await?;
     let state = if required == 0 {
         "approved"
     } else {
         "pending_approval"
+    };
+    // The row as stored, kept for the answer (no read back).
+    let w = Row_ {
+        id: id.clone(),
+        principal_id: principal.id.clone(),
+        state: state.to_owned(),
+        version: 1,
+        asset: asset_id.clone(),
+        address: address.clone(),
+        amount: amount_sat,
+        amount_text,
+        eth_intent: intent.clone(),
+        eth_tx: None,
+        eth_nonce: None,
+        presign_batch: None,
+        presign_index: None,
+        partials: None,
+        created_at: now,
+        risk_score: i64::from(assessment.score),
+        risk_reasons: serde_json::to_string(&assessment.reasons).unwrap_or_else(|_| "[]".into()),
+        policy_hash: policy_hash.clone(),
+        required_approvals: required,
+        psbt,
+        txid: txid.clone(),
+        signers: None,
+        final_tx: None,
+        failure: None,
     };
     sqlx::query(
         "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
@@ -623,23 +661,23 @@ pub async fn request(
          amount_text, eth_intent) \
          VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
-    .bind(&id)
-    .bind(&principal.id)
-    .bind(&asset_id)
-    .bind(&address)
-    .bind(amount_sat)
-    .bind(state)
+    .bind(&w.id)
+    .bind(&w.principal_id)
+    .bind(&w.asset)
+    .bind(&w.address)
+    .bind(w.amount)
+    .bind(&w.state)
     .bind(now)
     .bind(now)
     .bind(hold_until)
-    .bind(i64::from(assessment.score))
-    .bind(serde_json::to_string(&assessment.reasons).unwrap_or_else(|_| "[]".into()))
-    .bind(&policy_hash)
+    .bind(w.risk_score)
+    .bind(&w.risk_reasons)
+    .bind(&w.policy_hash)
     .bind(required)
-    .bind(psbt)
-    .bind(txid.clone())
-    .bind(amount_text)
-    .bind(intent.clone())
+    .bind(w.psbt.clone())
+    .bind(w.txid.clone())
+    .bind(w.amount_text.clone())
+    .bind(w.eth_intent.clone())
     .execute(&mut **tx)
     .await?;
     crate::audit::append(
@@ -664,14 +702,16 @@ pub async fn request(
     )
     .await?;
     metrics::counter!("custody_withdrawals_requested_total").increment(1);
-    let w = load(tx, &id).await?;
-    let v = view(tx, app, &w).await?;
+    let v = view_with(tx, &w, holds, 0, now).await?;
     Ok((
         axum::http::StatusCode::CREATED,
         serde_json::to_value(v).map_err(ApiError::internal)?,
     ))
 }
 
+/// Records the attempt as a security event. A refused attempt alerts the user with
+/// `security.withdrawal_attempt`; an accepted one is announced once, by its own
+/// `withdrawal.requested` (or `withdrawal.held`) notification.
 async fn record_attempt(
     tx: &mut Tx<'_>,
     app: &App,
@@ -679,20 +719,34 @@ async fn record_attempt(
     id: &str,
     amount: u128,
     ip: &str,
-    now: i64,
+    refused: bool,
 ) -> Result<(), ApiError> {
-    risk::record_event(
-        tx,
-        app,
-        principal_id,
-        EventKind::WithdrawalAttempt,
-        now,
-        EventSource::Coordinator,
-        Some(ip),
-        serde_json::json!({ "withdrawal": id, "amount": crate::eth::amount_json(u64::try_from(amount).is_ok(), amount) }),
-    )
-    .await
-    .map(drop)
+    let detail = serde_json::json!({ "withdrawal": id, "amount": crate::eth::amount_json(u64::try_from(amount).is_ok(), amount) });
+    if refused {
+        risk::record_event(
+            tx,
+            app,
+            principal_id,
+            EventKind::WithdrawalAttempt,
+            app.now(),
+            EventSource::Coordinator,
+            Some(ip),
+            detail,
+        )
+        .await
+        .map(drop)
+    } else {
+        risk::record_event_unannounced(
+            tx,
+            app,
+            principal_id,
+            EventKind::WithdrawalAttempt,
+            Some(ip),
+            detail,
+        )
+        .await
+        .map(drop)
+    }
 }
 
 async fn build_and_reserve(

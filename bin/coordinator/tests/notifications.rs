@@ -428,4 +428,32 @@ async fn links_act_only_on_post_once_and_before_they_expire() {
     assert_eq!(st, StatusCode::GONE, "{v}");
     assert_eq!(v["error"]["code"], "link_expired");
     assert_eq!(h.audit_count("freeze.on").await, 0);
+
+    // The worker deletes links 30 days after they expire, and only those.
+    let stored = || async {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM link_tokens")
+            .fetch_one(h.app.db.pool())
+            .await
+            .unwrap();
+        n
+    };
+    let before = stored().await;
+    assert!(before >= 3, "{before}");
+    assert_eq!(
+        custody_coordinator::links::sweep_expired(&h.app)
+            .await
+            .unwrap(),
+        0
+    );
+    h.clock.advance(31 * 86_400);
+    let fresh = issue(LinkPurpose::FreezeAccount, json!({})).await;
+    assert_eq!(
+        custody_coordinator::links::sweep_expired(&h.app)
+            .await
+            .unwrap(),
+        u64::try_from(before).unwrap()
+    );
+    assert_eq!(stored().await, 1);
+    let (st, page) = h.call("GET", &fresh, None, None, None).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
 }

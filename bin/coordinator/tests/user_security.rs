@@ -405,6 +405,44 @@ async fn a_totp_code_is_never_accepted_twice(engine: Engine) {
 }
 on_both!(a_totp_code_is_never_accepted_twice);
 
+async fn a_totp_code_sent_by_racing_requests_is_accepted_once(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("race@example.com").await;
+    let code = h.totp(&s);
+    // Four requests with the same code at once (PostgreSQL runs them concurrently); three
+    // refusals stay below the lockout.
+    let mut tasks = Vec::new();
+    for addr in 40..44u8 {
+        let (app, token) = (h.app.clone(), s.token.clone());
+        let body = json!({ "address": common::regtest_address(addr), "totp": code });
+        tasks.push(tokio::spawn(async move {
+            common::call(
+                &app,
+                "POST",
+                "/v1/me/whitelist",
+                Some(&token),
+                None,
+                Some(body),
+                "10.0.0.1",
+            )
+            .await
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        let (st, v) = t.await.expect("task");
+        if st == StatusCode::CREATED {
+            accepted += 1;
+        } else {
+            assert_eq!(v["error"]["code"], "bad_2fa", "{v}");
+        }
+    }
+    assert_eq!(accepted, 1, "one code, one accepted request");
+}
+on_both!(a_totp_code_sent_by_racing_requests_is_accepted_once);
+
 async fn repeated_failures_lock_the_account_and_alert(engine: Engine) {
     let Some(h) = Harness::new(engine).await else {
         return;

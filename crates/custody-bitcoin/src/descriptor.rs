@@ -10,9 +10,10 @@
 //! Specifications: BIP32, BIP86, BIP341, BIP380/386 (output script descriptors, `tr()`),
 //! BIP389 (multipath `<0;1>` descriptors).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use bitcoin::bip32::{ChildNumber, DerivationPath, KeySource, Xpub};
 use bitcoin::hashes::Hash as _;
@@ -243,6 +244,34 @@ pub struct WalletDescriptor {
     multipath: Descriptor<DescriptorPublicKey>,
     receive: Descriptor<DescriptorPublicKey>,
     change: Descriptor<DescriptorPublicKey>,
+    /// Addresses already derived (shared by clones; public data only).
+    derived: DerivedCache,
+}
+
+/// How many derived addresses a [`WalletDescriptor`] keeps; past that the cache starts
+/// over. Each is a few hundred bytes.
+const DERIVED_CACHE_LIMIT: usize = 16_384;
+
+/// Derived addresses by branch and index. A derivation is several BIP32 steps and Taproot
+/// tweaks, and a coordinator derives the same coins' keys again for every transaction it
+/// builds.
+#[derive(Clone, Debug, Default)]
+struct DerivedCache(Arc<Mutex<HashMap<(Branch, u32), DerivedAddress>>>);
+
+impl DerivedCache {
+    fn get(&self, key: (Branch, u32)) -> Option<DerivedAddress> {
+        self.0.lock().ok()?.get(&key).cloned()
+    }
+
+    fn put(&self, key: (Branch, u32), value: &DerivedAddress) {
+        // A poisoned lock only means another thread panicked while inserting: skip the cache.
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= DERIVED_CACHE_LIMIT {
+                map.clear();
+            }
+            map.insert(key, value.clone());
+        }
+    }
 }
 
 impl PartialEq for WalletDescriptor {
@@ -332,6 +361,7 @@ impl WalletDescriptor {
             multipath,
             receive,
             change,
+            derived: DerivedCache::default(),
         })
     }
 
@@ -409,6 +439,19 @@ impl WalletDescriptor {
         if index >= 0x8000_0000 {
             return Err(DescriptorError::IndexOutOfRange { index });
         }
+        if let Some(done) = self.derived.get((branch, index)) {
+            return Ok(done);
+        }
+        let derived = self.derive_uncached(branch, index)?;
+        self.derived.put((branch, index), &derived);
+        Ok(derived)
+    }
+
+    fn derive_uncached(
+        &self,
+        branch: Branch,
+        index: u32,
+    ) -> Result<DerivedAddress, DescriptorError> {
         let descriptor = self
             .branch_descriptor(branch)
             .at_derivation_index(index)

@@ -69,6 +69,16 @@ fn bip86_vectors_give_the_published_addresses() {
             "{}",
             s(a, "path")
         );
+        // Derived again (from the cache, also through a clone): the same keys and address.
+        for again in [
+            wallet.derive(branch, index).expect("derive"),
+            wallet.clone().derive(branch, index).expect("derive"),
+        ] {
+            assert_eq!(again.address, derived.address);
+            assert_eq!(again.internal_key, derived.internal_key);
+            assert_eq!(again.output_key, derived.output_key);
+            assert_eq!(again.merkle_root, derived.merkle_root);
+        }
         assert_eq!(
             derived.script_pubkey().to_hex_string(),
             s(a, "scriptPubKey")
