@@ -63,6 +63,9 @@ pub struct GroupKey {
     network: Network,
     chain_code: [u8; 32],
     package: PublicKeyPackage,
+    /// The compressed root key, computed once: every request and nonce checks it, and
+    /// encoding it again would cost a field inversion each time.
+    public_key: [u8; 33],
     /// Computed once: derivation starts here for every message signed.
     xpub: Xpub,
 }
@@ -204,12 +207,15 @@ impl GroupKey {
             .verifying_key()
             .serialize()
             .expect("a group key is never the identity");
+        let public_key: [u8; 33] = key
+            .try_into()
+            .expect("secp256k1 verifying keys serialize to 33 bytes");
         let xpub = Xpub {
             network: NetworkKind::from(network),
             depth: 0,
             parent_fingerprint: Fingerprint::default(),
             child_number: Cn::Normal { index: 0 },
-            public_key: bitcoin::secp256k1::PublicKey::from_slice(&key)
+            public_key: bitcoin::secp256k1::PublicKey::from_slice(&public_key)
                 .expect("a FROST verifying key is a valid secp256k1 point"),
             chain_code: ChainCode::from(chain_code),
         };
@@ -217,20 +223,14 @@ impl GroupKey {
             network,
             chain_code,
             package,
+            public_key,
             xpub,
         }
     }
 
     /// The compressed SEC1 encoding of the group (root) public key.
     pub fn public_key(&self) -> [u8; 33] {
-        let bytes = self
-            .package
-            .verifying_key()
-            .serialize()
-            .expect("a group key is never the identity");
-        bytes
-            .try_into()
-            .expect("secp256k1 verifying keys serialize to 33 bytes")
+        self.public_key
     }
 
     /// Signatures needed.
