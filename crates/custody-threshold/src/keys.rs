@@ -80,16 +80,27 @@ impl fmt::Debug for GroupKey {
     }
 }
 
-/// A group key derived along a BIP32 path: the tweak and the resulting key package.
+/// A group key derived along a BIP32 path: the extended public key, and the tweak and key
+/// that signing uses.
 #[derive(Clone, Debug)]
 pub struct DerivedGroupKey<'a> {
+    child: ChildKey<'a>,
+    xpub: Xpub,
+}
+
+/// The child of the group key at a BIP32 path, as signing and aggregation use it: the
+/// accumulated tweak `t = Σ I_L`, `t·G`, and the child key `P = root + t·G`.
+///
+/// Computed with k256 alone ([`GroupKey::child`]); [`GroupKey::derive`] checks the same
+/// computation against libsecp256k1's CKDpub.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChildKey<'a> {
     pub(crate) tweak: Scalar,
     pub(crate) tweak_point: ProjectivePoint,
     key: ProjectivePoint,
     /// The root package; derived packages are built from it only when needed (the signer
     /// needs just its own share).
     root: &'a PublicKeyPackage,
-    pub(crate) xpub: Xpub,
 }
 
 /// The affine map from a derived key to the key that actually signs under a
@@ -123,14 +134,31 @@ impl DerivedGroupKey<'_> {
 
     /// The FROST public key package of the derived key.
     pub fn public_key_package(&self) -> PublicKeyPackage {
-        self.signing_package(&SigningTweak {
+        self.child.signing_package(&SigningTweak {
             negate: false,
             add: Scalar::ZERO,
             add_point: ProjectivePoint::IDENTITY,
-            key: self.key,
+            key: self.child.key,
         })
     }
 
+    /// The x-only key that verifies signatures made with `tweak`.
+    ///
+    /// Computed with the `bitcoin` crate (libsecp256k1), independently of the signing path.
+    ///
+    /// # Errors
+    /// Only in the negligible case of an invalid tweaked point.
+    pub fn output_key(&self, tweak: &TweakMode) -> Result<[u8; 32], DeriveError> {
+        let xonly = self.xpub.public_key.x_only_public_key().0.serialize();
+        match tweak {
+            TweakMode::Untweaked => Ok(xonly),
+            TweakMode::KeyPath => taproot_output_key(&xonly, None),
+            TweakMode::ScriptRoot(root) => taproot_output_key(&xonly, Some(root)),
+        }
+    }
+}
+
+impl ChildKey<'_> {
     /// The map to the signing key for `mode` (BIP341: `P` lifted to even y, plus
     /// `H_TapTweak(P ‖ root)·G`).
     pub(crate) fn signing_tweak(&self, mode: &TweakMode) -> Result<SigningTweak, DeriveError> {
@@ -183,21 +211,6 @@ impl DerivedGroupKey<'_> {
             VerifyingKey::new(tweak.key),
             self.root.min_signers(),
         )
-    }
-
-    /// The x-only key that verifies signatures made with `tweak`.
-    ///
-    /// Computed with the `bitcoin` crate (libsecp256k1), independently of the signing path.
-    ///
-    /// # Errors
-    /// Only in the negligible case of an invalid tweaked point.
-    pub fn output_key(&self, tweak: &TweakMode) -> Result<[u8; 32], DeriveError> {
-        let xonly = self.xpub.public_key.x_only_public_key().0.serialize();
-        match tweak {
-            TweakMode::Untweaked => Ok(xonly),
-            TweakMode::KeyPath => taproot_output_key(&xonly, None),
-            TweakMode::ScriptRoot(root) => taproot_output_key(&xonly, Some(root)),
-        }
     }
 }
 
@@ -274,24 +287,74 @@ impl GroupKey {
 
     /// Derives the child key at `path` (non-hardened indexes).
     ///
+    /// The child is computed twice, by libsecp256k1 (the `bitcoin` crate's CKDpub) and by
+    /// the k256 code that signing uses, and the two must agree.
+    ///
     /// # Errors
     /// [`DeriveError::Hardened`] for a hardened index.
     pub fn derive(&self, path: &[u32]) -> Result<DerivedGroupKey<'_>, DeriveError> {
+        let child = self.child(path)?;
         let steps = to_child_numbers(path)?;
         let (xpub, tweak_bytes) = derive_public(&self.xpub(), &steps)?;
-        let tweak = scalar_from_bytes(tweak_bytes).ok_or(DeriveError::InvalidKey)?;
-        let t = ProjectivePoint::mul_by_generator(&tweak);
-        let key = self.package.verifying_key().to_element() + t;
-        if point_bytes(&key)[..] != xpub.public_key.serialize()[..] {
+        if point_bytes(&child.key)[..] != xpub.public_key.serialize()[..]
+            || scalar_from_bytes(tweak_bytes) != Some(child.tweak)
+        {
             // Two independent computations of the child key must agree.
             return Err(DeriveError::InvalidKey);
         }
-        Ok(DerivedGroupKey {
+        Ok(DerivedGroupKey { child, xpub })
+    }
+
+    /// Derives the child at `path` with k256 alone (BIP32 CKDpub): per step one HMAC-SHA512,
+    /// one generator-table multiplication and, before the next step, one field inversion to
+    /// encode the key the next HMAC hashes.
+    ///
+    /// This is what signing and aggregation use; [`GroupKey::derive`] checks it against
+    /// libsecp256k1 and the tests against the `bitcoin` crate's BIP32 code.
+    ///
+    /// # Errors
+    /// [`DeriveError::Hardened`] for a hardened index; [`DeriveError::InvalidChild`] in the
+    /// negligible case BIP32 describes.
+    pub(crate) fn child(&self, path: &[u32]) -> Result<ChildKey<'_>, DeriveError> {
+        use hmac::{Hmac, Mac};
+        use sha2::Sha512;
+
+        let root = self.package.verifying_key().to_element();
+        let mut key = root;
+        let mut tweak = Scalar::ZERO;
+        let mut encoded = self.public_key;
+        let mut chain_code = self.chain_code;
+        for (step, &index) in path.iter().enumerate() {
+            if index >= 0x8000_0000 {
+                return Err(DeriveError::Hardened {
+                    index: index & 0x7fff_ffff,
+                });
+            }
+            let invalid = || DeriveError::InvalidChild { index };
+            // BIP32 CKDpub: I = HMAC-SHA512(c, ser_P(K) ‖ ser_32(i)), K_i = K + I_L·G, c_i = I_R.
+            let mut mac =
+                Hmac::<Sha512>::new_from_slice(&chain_code).expect("HMAC takes keys of any length");
+            mac.update(&encoded);
+            mac.update(&index.to_be_bytes());
+            let i = mac.finalize().into_bytes();
+            let (i_l, i_r) = i.split_at(32);
+            let i_l =
+                scalar_from_bytes(i_l.try_into().expect("32 of 64 bytes")).ok_or_else(invalid)?;
+            key += ProjectivePoint::mul_by_generator(&i_l);
+            if key == ProjectivePoint::IDENTITY {
+                return Err(invalid());
+            }
+            tweak += i_l;
+            chain_code.copy_from_slice(i_r);
+            if step + 1 < path.len() {
+                encoded = point_bytes(&key);
+            }
+        }
+        Ok(ChildKey {
             tweak,
-            tweak_point: t,
+            tweak_point: key - root,
             key,
             root: &self.package,
-            xpub,
         })
     }
 
@@ -463,7 +526,7 @@ impl KeyShare {
     /// signing tweak, added to the share.
     pub(crate) fn signing_key_package(
         &self,
-        derived: &DerivedGroupKey<'_>,
+        derived: &ChildKey<'_>,
         tweak: &SigningTweak,
     ) -> KeyPackage {
         let share =

@@ -195,7 +195,7 @@ impl SigningRequest {
         }
         for spec in &items {
             check_spec(spec)?;
-            group.derive(&spec.path)?;
+            group.child(&spec.path)?;
         }
         let mut signers = signers.to_vec();
         signers.sort_unstable();
@@ -486,7 +486,7 @@ pub fn sign_request<S: NonceStore>(
         .items
         .iter()
         .map(|item| {
-            let derived = group.derive(&item.spec.path)?;
+            let derived = group.child(&item.spec.path)?;
             let tweak = derived.signing_tweak(&item.spec.tweak)?;
             Ok(share.signing_key_package(&derived, &tweak))
         })
@@ -627,7 +627,7 @@ pub fn aggregate(
     let mut signatures = Vec::with_capacity(request.items.len());
     let mut cheaters = BTreeSet::new();
     for (k, item) in request.items.iter().enumerate() {
-        let derived = group.derive(&item.spec.path)?;
+        let derived = group.child(&item.spec.path)?;
         let mut shares = BTreeMap::new();
         for (signer, r) in &by_signer {
             let share = SignatureShare::deserialize(&r.shares[k])
