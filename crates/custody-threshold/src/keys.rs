@@ -214,6 +214,143 @@ impl ChildKey<'_> {
     }
 }
 
+/// One key on a BIP32 path below the group key, with what the next step needs.
+#[derive(Clone, Copy)]
+struct Node {
+    key: ProjectivePoint,
+    /// The compressed key, which the next step hashes; current only for nodes that have a
+    /// next step (encoding costs a field inversion).
+    encoded: [u8; 33],
+    chain_code: [u8; 32],
+    /// `Σ I_L` from the group key down to here.
+    tweak: Scalar,
+}
+
+impl Node {
+    /// BIP32 CKDpub: `I = HMAC-SHA512(c, ser_P(K) ‖ ser_32(i))`, `K_i = K + I_L·G`,
+    /// `c_i = I_R`. The child's `encoded` is left stale.
+    fn step(&self, index: u32) -> Result<Node, DeriveError> {
+        use hmac::{Hmac, Mac};
+        use sha2::Sha512;
+
+        if index >= 0x8000_0000 {
+            return Err(DeriveError::Hardened {
+                index: index & 0x7fff_ffff,
+            });
+        }
+        let invalid = || DeriveError::InvalidChild { index };
+        let mut mac = Hmac::<Sha512>::new_from_slice(&self.chain_code)
+            .expect("HMAC takes keys of any length");
+        mac.update(&self.encoded);
+        mac.update(&index.to_be_bytes());
+        let i = mac.finalize().into_bytes();
+        let (i_l, i_r) = i.split_at(32);
+        let i_l = scalar_from_bytes(i_l.try_into().expect("32 of 64 bytes")).ok_or_else(invalid)?;
+        let key = self.key + ProjectivePoint::mul_by_generator(&i_l);
+        if key == ProjectivePoint::IDENTITY {
+            return Err(invalid());
+        }
+        Ok(Node {
+            key,
+            encoded: self.encoded,
+            chain_code: i_r.try_into().expect("32 of 64 bytes"),
+            tweak: self.tweak + i_l,
+        })
+    }
+}
+
+/// The signing keys of a request's items, derived with k256 alone (BIP32 CKDpub): per step
+/// one HMAC-SHA512, one generator-table multiplication and, when another step follows, one
+/// field inversion to encode the key the next HMAC hashes.
+///
+/// Each path prefix is derived once per request and each (path, tweak) pair's signing tweak
+/// once: a PSBT's inputs mostly share the step `0` or `1`, and several may pay the same
+/// address. [`GroupKey::derive`] checks this computation against libsecp256k1, and the
+/// tests check signatures made with it against keys the `bitcoin` crate derived.
+pub(crate) struct ItemKeys<'a> {
+    group: &'a GroupKey,
+    /// Keys that have a next step somewhere in the request (so are encoded), by path.
+    nodes: BTreeMap<Vec<u32>, Node>,
+    /// Finished items, by path.
+    items: BTreeMap<Vec<u32>, Item<'a>>,
+}
+
+/// A derived path: its child key and the signing tweaks computed for it so far.
+struct Item<'a> {
+    child: ChildKey<'a>,
+    tweaks: Vec<(TweakMode, SigningTweak)>,
+}
+
+impl<'a> ItemKeys<'a> {
+    pub(crate) fn new(group: &'a GroupKey) -> Self {
+        ItemKeys {
+            group,
+            nodes: BTreeMap::new(),
+            items: BTreeMap::new(),
+        }
+    }
+
+    /// The child of the group key at `path`.
+    ///
+    /// # Errors
+    /// [`DeriveError::Hardened`] for a hardened index; [`DeriveError::InvalidChild`] in the
+    /// negligible case BIP32 describes.
+    pub(crate) fn child(&mut self, path: &[u32]) -> Result<ChildKey<'a>, DeriveError> {
+        if let Some(item) = self.items.get(path) {
+            return Ok(item.child);
+        }
+        let (mut node, start) = (1..path.len())
+            .rev()
+            .find_map(|k| self.nodes.get(&path[..k]).map(|n| (*n, k)))
+            .unwrap_or_else(|| (self.group.root_node(), 0));
+        for (step, &index) in path.iter().enumerate().skip(start) {
+            node = node.step(index)?;
+            if step + 1 < path.len() {
+                node.encoded = point_bytes(&node.key);
+                self.nodes.insert(path[..=step].to_vec(), node);
+            }
+        }
+        let root = self.group.package.verifying_key().to_element();
+        let child = ChildKey {
+            tweak: node.tweak,
+            tweak_point: node.key - root,
+            key: node.key,
+            root: &self.group.package,
+        };
+        self.items.insert(
+            path.to_vec(),
+            Item {
+                child,
+                tweaks: Vec::new(),
+            },
+        );
+        Ok(child)
+    }
+
+    /// The child at `path` and the map to its signing key under `mode`.
+    ///
+    /// # Errors
+    /// As [`ItemKeys::child`], and [`DeriveError::InvalidKey`] for an invalid Taproot tweak.
+    pub(crate) fn signing(
+        &mut self,
+        path: &[u32],
+        mode: &TweakMode,
+    ) -> Result<(ChildKey<'a>, SigningTweak), DeriveError> {
+        let child = self.child(path)?;
+        let tweaks = &mut self
+            .items
+            .get_mut(path)
+            .expect("child() records every path it derives")
+            .tweaks;
+        if let Some((_, tweak)) = tweaks.iter().find(|(m, _)| m == mode) {
+            return Ok((child, *tweak));
+        }
+        let tweak = child.signing_tweak(mode)?;
+        tweaks.push((*mode, tweak));
+        Ok((child, tweak))
+    }
+}
+
 impl GroupKey {
     pub(crate) fn new(network: Network, chain_code: [u8; 32], package: PublicKeyPackage) -> Self {
         let key = package
@@ -305,57 +442,22 @@ impl GroupKey {
         Ok(DerivedGroupKey { child, xpub })
     }
 
-    /// Derives the child at `path` with k256 alone (BIP32 CKDpub): per step one HMAC-SHA512,
-    /// one generator-table multiplication and, before the next step, one field inversion to
-    /// encode the key the next HMAC hashes.
-    ///
-    /// This is what signing and aggregation use; [`GroupKey::derive`] checks it against
-    /// libsecp256k1 and the tests against the `bitcoin` crate's BIP32 code.
+    /// Derives the child at `path` with k256 alone; see [`ItemKeys`].
     ///
     /// # Errors
     /// [`DeriveError::Hardened`] for a hardened index; [`DeriveError::InvalidChild`] in the
     /// negligible case BIP32 describes.
     pub(crate) fn child(&self, path: &[u32]) -> Result<ChildKey<'_>, DeriveError> {
-        use hmac::{Hmac, Mac};
-        use sha2::Sha512;
+        ItemKeys::new(self).child(path)
+    }
 
-        let root = self.package.verifying_key().to_element();
-        let mut key = root;
-        let mut tweak = Scalar::ZERO;
-        let mut encoded = self.public_key;
-        let mut chain_code = self.chain_code;
-        for (step, &index) in path.iter().enumerate() {
-            if index >= 0x8000_0000 {
-                return Err(DeriveError::Hardened {
-                    index: index & 0x7fff_ffff,
-                });
-            }
-            let invalid = || DeriveError::InvalidChild { index };
-            // BIP32 CKDpub: I = HMAC-SHA512(c, ser_P(K) ‖ ser_32(i)), K_i = K + I_L·G, c_i = I_R.
-            let mut mac =
-                Hmac::<Sha512>::new_from_slice(&chain_code).expect("HMAC takes keys of any length");
-            mac.update(&encoded);
-            mac.update(&index.to_be_bytes());
-            let i = mac.finalize().into_bytes();
-            let (i_l, i_r) = i.split_at(32);
-            let i_l =
-                scalar_from_bytes(i_l.try_into().expect("32 of 64 bytes")).ok_or_else(invalid)?;
-            key += ProjectivePoint::mul_by_generator(&i_l);
-            if key == ProjectivePoint::IDENTITY {
-                return Err(invalid());
-            }
-            tweak += i_l;
-            chain_code.copy_from_slice(i_r);
-            if step + 1 < path.len() {
-                encoded = point_bytes(&key);
-            }
+    fn root_node(&self) -> Node {
+        Node {
+            key: self.package.verifying_key().to_element(),
+            encoded: self.public_key,
+            chain_code: self.chain_code,
+            tweak: Scalar::ZERO,
         }
-        Ok(ChildKey {
-            tweak,
-            tweak_point: key - root,
-            key,
-            root: &self.package,
-        })
     }
 
     /// The x-only key that verifies signatures for `path` and `tweak`.

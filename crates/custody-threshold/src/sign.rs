@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use crate::bip32::DeriveError;
 use crate::codec::{tagged_hash, DecodeError, Reader, TypeTag, Writer};
-use crate::keys::{identifier, index_of, GroupKey, KeyShare, TweakMode};
+use crate::keys::{identifier, index_of, GroupKey, ItemKeys, KeyShare, TweakMode};
 use crate::nonce::{
     read_commitments, write_commitments, CommitmentBatch, CommitmentId, ConsumeError,
     NonceMatchError, NonceSeed, NonceStore,
@@ -193,9 +193,10 @@ impl SigningRequest {
                 });
             }
         }
+        let mut keys = ItemKeys::new(group);
         for spec in &items {
             check_spec(spec)?;
-            group.child(&spec.path)?;
+            keys.child(&spec.path)?;
         }
         let mut signers = signers.to_vec();
         signers.sort_unstable();
@@ -482,12 +483,12 @@ pub fn sign_request<S: NonceStore>(
         counters.push(id.counter);
         nonces.push(n);
     }
+    let mut item_keys = ItemKeys::new(group);
     let keys = request
         .items
         .iter()
         .map(|item| {
-            let derived = group.child(&item.spec.path)?;
-            let tweak = derived.signing_tweak(&item.spec.tweak)?;
+            let (derived, tweak) = item_keys.signing(&item.spec.path, &item.spec.tweak)?;
             Ok(share.signing_key_package(&derived, &tweak))
         })
         .collect::<Result<Vec<_>, DeriveError>>()?;
@@ -626,8 +627,9 @@ pub fn aggregate(
     }
     let mut signatures = Vec::with_capacity(request.items.len());
     let mut cheaters = BTreeSet::new();
+    let mut item_keys = ItemKeys::new(group);
     for (k, item) in request.items.iter().enumerate() {
-        let derived = group.child(&item.spec.path)?;
+        let (derived, tweak) = item_keys.signing(&item.spec.path, &item.spec.tweak)?;
         let mut shares = BTreeMap::new();
         for (signer, r) in &by_signer {
             let share = SignatureShare::deserialize(&r.shares[k])
@@ -635,7 +637,7 @@ pub fn aggregate(
             shares.insert(identifier(*signer), share);
         }
         let package = request.signing_package(item);
-        let pkp = derived.signing_package(&derived.signing_tweak(&item.spec.tweak)?);
+        let pkp = derived.signing_package(&tweak);
         // The library verifies the aggregate under `pkp`'s key before returning it; a
         // Bitcoin caller also checks the whole transaction with libbitcoinconsensus.
         match frost_core::aggregate_custom(&package, &shares, &pkp, CheaterDetection::AllCheaters) {
