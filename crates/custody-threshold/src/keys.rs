@@ -134,12 +134,15 @@ impl DerivedGroupKey<'_> {
 
     /// The FROST public key package of the derived key.
     pub fn public_key_package(&self) -> PublicKeyPackage {
-        self.child.signing_package(&SigningTweak {
-            negate: false,
-            add: Scalar::ZERO,
-            add_point: ProjectivePoint::IDENTITY,
-            key: self.child.key,
-        })
+        self.child.signing_package(
+            &SigningTweak {
+                negate: false,
+                add: Scalar::ZERO,
+                add_point: ProjectivePoint::IDENTITY,
+                key: self.child.key,
+            },
+            None,
+        )
     }
 
     /// The x-only key that verifies signatures made with `tweak`.
@@ -195,17 +198,35 @@ impl ChildKey<'_> {
         })
     }
 
-    /// The public key package that verifies shares made under `tweak`.
-    pub(crate) fn signing_package(&self, tweak: &SigningTweak) -> PublicKeyPackage {
-        let shares = self
-            .root
-            .verifying_shares()
-            .iter()
-            .map(|(id, vs)| {
-                let child = vs.to_element() + self.tweak_point;
-                (*id, VerifyingShare::new(tweak.apply_point(child)))
-            })
-            .collect();
+    /// The public key package that verifies shares made under `tweak`, holding the
+    /// verifying shares of `signers` only (all participants when `None`).
+    pub(crate) fn signing_package(
+        &self,
+        tweak: &SigningTweak,
+        signers: Option<&[ParticipantIndex]>,
+    ) -> PublicKeyPackage {
+        // `±(V + T) + A` is `±V + (A ± T)`: one addition per share.
+        let offset = tweak.add_point
+            + if tweak.negate {
+                -self.tweak_point
+            } else {
+                self.tweak_point
+            };
+        let moved = |vs: &VerifyingShare| {
+            let v = vs.to_element();
+            VerifyingShare::new((if tweak.negate { -v } else { v }) + offset)
+        };
+        let all = self.root.verifying_shares();
+        let shares = match signers {
+            None => all.iter().map(|(id, vs)| (*id, moved(vs))).collect(),
+            Some(signers) => signers
+                .iter()
+                .filter_map(|s| {
+                    let id = identifier(*s);
+                    all.get(&id).map(|vs| (id, moved(vs)))
+                })
+                .collect(),
+        };
         PublicKeyPackage::new(
             shares,
             VerifyingKey::new(tweak.key),

@@ -637,7 +637,7 @@ pub fn aggregate(
             shares.insert(identifier(*signer), share);
         }
         let package = request.signing_package(item);
-        let pkp = derived.signing_package(&tweak);
+        let pkp = derived.signing_package(&tweak, Some(&request.signers));
         // The library verifies the aggregate under `pkp`'s key before returning it; a
         // Bitcoin caller also checks the whole transaction with libbitcoinconsensus.
         match frost_core::aggregate_custom(&package, &shares, &pkp, CheaterDetection::AllCheaters) {
