@@ -9,8 +9,9 @@ use frost::keys::{KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
 use frost::{Identifier, VerifyingKey};
 use frost_secp256k1_tr as frost;
 use k256::elliptic_curve::ops::MulByGenerator;
+use k256::elliptic_curve::BatchNormalize;
 use k256::elliptic_curve::PrimeField;
-use k256::{ProjectivePoint, Scalar};
+use k256::{AffinePoint, ProjectivePoint, Scalar};
 use zeroize::Zeroizing;
 
 use crate::bip32::{derive_public, taproot_output_key, DeriveError};
@@ -163,8 +164,13 @@ impl DerivedGroupKey<'_> {
 
 impl ChildKey<'_> {
     /// The map to the signing key for `mode` (BIP341: `P` lifted to even y, plus
-    /// `H_TapTweak(P ‖ root)·G`).
-    pub(crate) fn signing_tweak(&self, mode: &TweakMode) -> Result<SigningTweak, DeriveError> {
+    /// `H_TapTweak(P ‖ root)·G`), given `affine`, this child key in affine form (callers
+    /// encode many points with one shared field inversion).
+    fn signing_tweak_at(
+        &self,
+        affine: &AffinePoint,
+        mode: &TweakMode,
+    ) -> Result<SigningTweak, DeriveError> {
         use k256::elliptic_curve::point::AffineCoordinates;
         let p = self.key;
         let root = match mode {
@@ -179,7 +185,10 @@ impl ChildKey<'_> {
             TweakMode::KeyPath => None,
             TweakMode::ScriptRoot(root) => Some(root),
         };
-        let affine = p.to_affine();
+        if ProjectivePoint::from(*affine) != p {
+            // A caller mixed up its points: refuse rather than tweak another key.
+            return Err(DeriveError::InvalidKey);
+        }
         let negate = bool::from(affine.y_is_odd());
         let x = affine.x();
         let hash = match root {
@@ -348,15 +357,41 @@ impl<'a> ItemKeys<'a> {
         Ok(child)
     }
 
-    /// The child at `path` and the map to its signing key under `mode`.
+    /// The child keys at `paths` and each one's affine form, computed with one field
+    /// inversion for all of them and for the `extra` points, whose affine forms come last.
+    ///
+    /// # Errors
+    /// As [`ItemKeys::child`].
+    pub(crate) fn children<'p>(
+        &mut self,
+        paths: impl Iterator<Item = &'p [u32]>,
+        extra: &[ProjectivePoint],
+    ) -> Result<Children<'a>, DeriveError> {
+        let keys = paths
+            .map(|path| self.child(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut points: Vec<ProjectivePoint> = keys.iter().map(|c| c.key).collect();
+        points.extend_from_slice(extra);
+        let mut affine = ProjectivePoint::batch_normalize(points.as_slice());
+        let extra = affine.split_off(keys.len());
+        Ok(Children {
+            keys,
+            affine,
+            extra,
+        })
+    }
+
+    /// The map to the signing key under `mode` of the child at `path`, whose affine form
+    /// is `affine`.
     ///
     /// # Errors
     /// As [`ItemKeys::child`], and [`DeriveError::InvalidKey`] for an invalid Taproot tweak.
-    pub(crate) fn signing(
+    pub(crate) fn signing_tweak(
         &mut self,
         path: &[u32],
         mode: &TweakMode,
-    ) -> Result<(ChildKey<'a>, SigningTweak), DeriveError> {
+        affine: &AffinePoint,
+    ) -> Result<SigningTweak, DeriveError> {
         let child = self.child(path)?;
         let tweaks = &mut self
             .items
@@ -364,12 +399,22 @@ impl<'a> ItemKeys<'a> {
             .expect("child() records every path it derives")
             .tweaks;
         if let Some((_, tweak)) = tweaks.iter().find(|(m, _)| m == mode) {
-            return Ok((child, *tweak));
+            return Ok(*tweak);
         }
-        let tweak = child.signing_tweak(mode)?;
+        let tweak = child.signing_tweak_at(affine, mode)?;
         tweaks.push((*mode, tweak));
-        Ok((child, tweak))
+        Ok(tweak)
     }
+}
+
+/// What [`ItemKeys::children`] returns.
+pub(crate) struct Children<'a> {
+    /// The child keys, in the order of the paths.
+    pub(crate) keys: Vec<ChildKey<'a>>,
+    /// Their affine forms.
+    pub(crate) affine: Vec<AffinePoint>,
+    /// The affine forms of the extra points.
+    pub(crate) extra: Vec<AffinePoint>,
 }
 
 impl GroupKey {
