@@ -55,7 +55,7 @@ use bitcoin::bip32::{ChildNumber, Xpub};
 use bitcoin::secp256k1::{Secp256k1, VerifyOnly};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::SamplingMode;
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, BatchSize, BenchmarkGroup, Criterion};
 use custody_threshold::{
     aggregate, bip32, generate_with_dealer, issue_commitments, sign_request, CeremonyKind,
     CeremonyMessage, CeremonyPlan, CommitmentPool, GroupKey, Identity, ItemSpec, KeyShare, Keygen,
@@ -905,4 +905,170 @@ criterion_group! {
     config = config();
     targets = benches
 }
-criterion_main!(threshold);
+
+// ---------------------------------------------------------------------------------------
+// Interleaved overhead
+// ---------------------------------------------------------------------------------------
+
+/// Median and quartiles of `values` (sorted in place).
+fn quartiles(values: &mut [f64]) -> [f64; 3] {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    [at(0.25), at(0.5), at(0.75)]
+}
+
+/// `BENCH_INTERLEAVED=<rounds>`: the overhead of `sign` and `aggregate` at every size,
+/// measured so that load from other processes cannot favour either side. Each round runs a
+/// short burst of every function in turn (thread CPU time; 10 rounds of warm-up first), and
+/// each overhead is the median over rounds of that round's ratio. Separate criterion
+/// groups run seconds apart, so a build starting between them moves their ratio by tens of
+/// points; here both sides of a ratio see the same load.
+#[allow(clippy::print_stdout)] // The report is this mode's output.
+fn interleaved(rounds: usize) {
+    let clock = BenchClock {
+        wall_clock: false,
+        wall: WallTime,
+    };
+    for (t, n) in SIZES {
+        let f = SignFixture::new(t, n);
+        let burst = match t {
+            2 => 40,
+            7 => 20,
+            _ => 4,
+        };
+        type Timed<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+        let mut functions: Vec<Timed<'_>> = vec![
+            (
+                "sign/custody",
+                Box::new(|| {
+                    let mut stores: Vec<_> =
+                        (0..burst).map(|_| store_with_counter_zero()).collect();
+                    let start = clock.start();
+                    for store in &mut stores {
+                        black_box(
+                            sign_request(&f.shares[0], &f.seeds[0], store, &f.request)
+                                .expect("sign"),
+                        );
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+            (
+                "sign/raw-frost",
+                Box::new(|| {
+                    let start = clock.start();
+                    for _ in 0..burst {
+                        black_box(
+                            frost::round2::sign_with_tweak(
+                                &f.raw_package,
+                                &f.raw_nonces[0],
+                                &f.raw_key_packages[0],
+                                None,
+                            )
+                            .expect("sign"),
+                        );
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+            (
+                "sign/raw-frost-hd",
+                Box::new(|| {
+                    let start = clock.start();
+                    for _ in 0..burst {
+                        black_box(f.raw_hd_sign(0));
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+            (
+                "aggregate/custody",
+                Box::new(|| {
+                    let start = clock.start();
+                    for _ in 0..burst {
+                        black_box(
+                            aggregate(&f.group, &f.request, &f.responses).expect("aggregate"),
+                        );
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+            (
+                "aggregate/raw-frost",
+                Box::new(|| {
+                    let start = clock.start();
+                    for _ in 0..burst {
+                        black_box(
+                            frost::aggregate_with_tweak(
+                                &f.raw_package,
+                                &f.raw_shares,
+                                &f.raw_public,
+                                None,
+                            )
+                            .expect("aggregate"),
+                        );
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+            (
+                "aggregate/raw-frost-hd",
+                Box::new(|| {
+                    let start = clock.start();
+                    for _ in 0..burst {
+                        black_box(f.raw_hd_aggregate(&f.raw_package, &f.raw_shares));
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+        ];
+        let mut times = vec![Vec::with_capacity(rounds); functions.len()];
+        for round in 0..rounds + 10 {
+            for (k, (_, run)) in functions.iter_mut().enumerate() {
+                run();
+                if round >= 10 {
+                    times[k].push(SPENT.get().as_secs_f64() * 1e6 / f64::from(burst));
+                }
+            }
+        }
+        for base in [0, 3] {
+            let (name, _) = functions[base];
+            let op = name.split('/').next().unwrap_or(name);
+            let [_, ours, _] = quartiles(&mut times[base].clone());
+            let mut line = format!("interleaved/{op}/{}: custody {ours:.1} µs", label(t, n));
+            for raw in [base + 1, base + 2] {
+                let mut ratios: Vec<f64> = times[base]
+                    .iter()
+                    .zip(&times[raw])
+                    .map(|(a, b)| (a / b - 1.0) * 100.0)
+                    .collect();
+                let [q1, median, q3] = quartiles(&mut ratios);
+                let [_, theirs, _] = quartiles(&mut times[raw].clone());
+                let raw_name = functions[raw].0.split('/').nth(1).unwrap_or("raw");
+                line += &format!(
+                    "; {raw_name} {theirs:.1} µs, overhead {median:+.1}% (quartiles {q1:+.1}% to {q3:+.1}%)"
+                );
+            }
+            println!("{line} [{rounds} rounds of {burst}]");
+        }
+    }
+}
+
+thread_local! {
+    /// The time the last burst took.
+    static SPENT: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+fn main() {
+    match std::env::var("BENCH_INTERLEAVED") {
+        Ok(rounds) => interleaved(
+            rounds
+                .parse()
+                .expect("BENCH_INTERLEAVED is a number of rounds"),
+        ),
+        Err(_) => {
+            threshold();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}
