@@ -1,8 +1,8 @@
 //! Our threshold operations side by side with raw `frost-secp256k1-tr` doing the same work.
 //!
-//! For 2-of-3, 7-of-10 and 67-of-100, each criterion group holds two functions: `custody`
-//! (this crate) and `raw-frost` (the ZF FROST calls underneath, with everything that is
-//! ours precomputed). Results and how to read them: `docs/benchmarks.md`.
+//! For 2-of-3, 7-of-10 and 67-of-100, each criterion group holds `custody` (this crate) and
+//! `raw-frost` (the ZF FROST calls underneath, with everything that is ours precomputed).
+//! Results and how to read them: `docs/benchmarks.md`.
 //!
 //! The raw side does not just do *similar* work, it does *the same* work: setup checks
 //! that raw FROST, fed the inputs our code uses (same DKG randomness, same key shares, the
@@ -14,9 +14,26 @@
 //!   shares, our own share check before `part3`, certificates, encodings.
 //! - commitments: counter-derived nonces and the store instead of random nonces.
 //! - signing: nonce re-derivation and commitment check, the nonce store, BIP32 derivation
-//!   of the key package, the request digest.
-//! - aggregation: response checks, BIP32 derivation of the public key package, the
-//!   request digest, the final BIP340 verification.
+//!   of the key package.
+//! - aggregation: response checks, BIP32 derivation of the public key package, encoding
+//!   the signature.
+//!
+//! `raw-frost` is handed, in memory and for free, two things no one-trip HD signer has: the
+//! key package already derived for the request's path, and its nonces as live
+//! `SigningNonces`. So the sign, aggregate and end-to-end groups also hold `raw-frost-hd`,
+//! the least that a one-trip HD signer and coordinator built on raw FROST must do for the
+//! same request (setup checks it gives the same shares and signature):
+//!
+//! - the signer loads the nonces it stored when it issued the commitment: they must
+//!   survive the air-gap trip, so by then they are bytes (`SigningNonces::deserialize`);
+//! - the signer derives the key package for the path: BIP32 CKDpub with the `bitcoin`
+//!   crate (one HMAC-SHA512 and one libsecp256k1 tweak-add per step), the share plus the
+//!   tweak, the verifying parts moved by child key minus root key (no multiplication);
+//! - the coordinator derives the public key package the same way and encodes the
+//!   signature (64 bytes for the witness).
+//!
+//! Neither side counts decoding the request, nor persisting nonce state (the durable
+//! store's fsync for us; deleting used nonces for raw FROST).
 //!
 //! Slow groups use 10 samples and flat sampling; see [`configure`].
 //!
@@ -34,10 +51,11 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bitcoin::bip32::ChildNumber;
+use bitcoin::bip32::{ChildNumber, Xpub};
+use bitcoin::secp256k1::{Secp256k1, VerifyOnly};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::SamplingMode;
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, BatchSize, BenchmarkGroup, Criterion};
 use custody_threshold::{
     aggregate, bip32, generate_with_dealer, issue_commitments, sign_request, CeremonyKind,
     CeremonyMessage, CeremonyPlan, CommitmentPool, GroupKey, Identity, ItemSpec, KeyShare, Keygen,
@@ -48,9 +66,10 @@ use frost::keys::dkg::{self, round1, round2};
 use frost::keys::{KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
 use frost::round1::{SigningCommitments, SigningNonces};
 use frost::round2::SignatureShare;
-use frost::{Identifier, SigningPackage};
+use frost::{Identifier, SigningPackage, VerifyingKey};
 use frost_core::Ciphersuite;
 use frost_secp256k1_tr as frost;
+use k256::elliptic_curve::PrimeField;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -402,6 +421,16 @@ struct SignFixture {
     raw_key_packages: Vec<KeyPackage>,
     raw_public: PublicKeyPackage,
     raw_shares: BTreeMap<Identifier, SignatureShare>,
+    // Raw FROST as an HD one-trip signer and coordinator must run it (`raw-frost-hd`).
+    secp: Secp256k1<VerifyOnly>,
+    root_xpub: Xpub,
+    steps: Vec<ChildNumber>,
+    /// The signers' root (underived) key packages.
+    raw_root_key_packages: Vec<KeyPackage>,
+    /// The group's root public key package.
+    raw_root_public: PublicKeyPackage,
+    /// Each signer's nonces as it stored them when it issued the commitment.
+    raw_stored_nonces: Vec<Vec<u8>>,
 }
 
 fn item() -> ItemSpec {
@@ -439,6 +468,58 @@ fn derive_nonces(seed: &NonceSeed, share: &KeyShare, counter: u64) -> SigningNon
         )
     };
     SigningNonces::from_nonces(derive(0), derive(1))
+}
+
+/// BIP32 CKDpub along `steps` with the `bitcoin` crate, as an HD signer or coordinator built
+/// on raw FROST derives: one HMAC-SHA512 (`ckd_pub_tweak`) and one libsecp256k1 tweak-add
+/// per step. Returns the child key as a FROST verifying key and the summed tweak `Σ I_L`.
+fn raw_derive(
+    secp: &Secp256k1<VerifyOnly>,
+    root: &Xpub,
+    steps: &[ChildNumber],
+) -> (VerifyingKey, k256::Scalar) {
+    let mut xpub = *root;
+    let mut tweak = k256::Scalar::ZERO;
+    for step in steps {
+        let (i_l, chain_code) = xpub.ckd_pub_tweak(*step).expect("normal step");
+        xpub.public_key = xpub
+            .public_key
+            .add_exp_tweak(secp, &i_l.into())
+            .expect("valid child");
+        xpub.chain_code = chain_code;
+        tweak += Option::<k256::Scalar>::from(k256::Scalar::from_repr(i_l.secret_bytes().into()))
+            .expect("I_L below the order");
+    }
+    let key = VerifyingKey::deserialize(&xpub.public_key.serialize()).expect("valid child key");
+    (key, tweak)
+}
+
+/// Raw FROST's key package for the child: the share plus the tweak; the verifying parts
+/// moved by the child key minus the root key (no further multiplication).
+fn raw_child_key_package(
+    root: &KeyPackage,
+    child: VerifyingKey,
+    tweak: k256::Scalar,
+) -> KeyPackage {
+    let shift = child.to_element() - root.verifying_key().to_element();
+    KeyPackage::new(
+        *root.identifier(),
+        SigningShare::new(root.signing_share().to_scalar() + tweak),
+        VerifyingShare::new(root.verifying_share().to_element() + shift),
+        child,
+        *root.min_signers(),
+    )
+}
+
+/// Raw FROST's public key package for the child, built the same way.
+fn raw_child_public(root: &PublicKeyPackage, child: VerifyingKey) -> PublicKeyPackage {
+    let shift = child.to_element() - root.verifying_key().to_element();
+    let shares = root
+        .verifying_shares()
+        .iter()
+        .map(|(i, vs)| (*i, VerifyingShare::new(vs.to_element() + shift)))
+        .collect();
+    PublicKeyPackage::new(shares, child, root.min_signers())
 }
 
 impl SignFixture {
@@ -530,7 +611,41 @@ impl SignFixture {
         let raw_signing_share =
             SigningShare::deserialize(&secret_share_bytes(&shares[0])).expect("share");
 
-        SignFixture {
+        // Raw FROST as an HD one-trip signer and coordinator: nonces stored as bytes, keys
+        // derived per request from the root.
+        let secp = Secp256k1::verification_only();
+        let root_xpub = group.xpub();
+        let raw_root_public = group.public_key_package().clone();
+        let raw_root_key_packages: Vec<KeyPackage> = shares
+            .iter()
+            .map(|share| {
+                let secret = SigningShare::deserialize(&secret_share_bytes(share)).expect("share");
+                KeyPackage::new(
+                    id(share.index()),
+                    secret,
+                    raw_root_public.verifying_shares()[&id(share.index())],
+                    *raw_root_public.verifying_key(),
+                    t,
+                )
+            })
+            .collect();
+        let raw_stored_nonces: Vec<Vec<u8>> = raw_nonces
+            .iter()
+            .map(|n| n.serialize().expect("nonces serialize"))
+            .collect();
+        let (child, child_tweak) = raw_derive(&secp, &group.xpub(), &steps);
+        assert_eq!(&child, raw_public.verifying_key(), "same child key");
+        for (k, root) in raw_root_key_packages.iter().enumerate() {
+            let kp = raw_child_key_package(root, child, child_tweak);
+            assert_eq!(kp, raw_key_packages[k], "same child key package");
+        }
+        assert_eq!(
+            raw_child_public(&raw_root_public, child),
+            raw_public,
+            "same child public key package"
+        );
+
+        let fixture = SignFixture {
             group,
             signers,
             shares,
@@ -545,7 +660,73 @@ impl SignFixture {
             raw_key_packages,
             raw_public,
             raw_shares,
+            secp,
+            root_xpub,
+            steps,
+            raw_root_key_packages,
+            raw_root_public,
+            raw_stored_nonces,
+        };
+        for (k, response) in fixture.responses.iter().enumerate() {
+            assert_eq!(
+                &fixture.raw_hd_sign(k).serialize()[..],
+                &response.shares[0][..],
+                "raw HD and ours compute the same signature share"
+            );
         }
+        assert_eq!(
+            fixture.raw_hd_aggregate(&fixture.raw_package, &fixture.raw_shares),
+            signature[0],
+            "raw HD and ours compute the same signature"
+        );
+        fixture
+    }
+
+    /// Raw FROST as a one-trip HD signer must sign: load the nonces it stored when it issued
+    /// the commitment, derive the key package for the request's path, sign.
+    fn raw_hd_sign(&self, signer: usize) -> SignatureShare {
+        let nonces =
+            SigningNonces::deserialize(&self.raw_stored_nonces[signer]).expect("stored nonces");
+        let (child, tweak) = raw_derive(&self.secp, &self.root_xpub, &self.steps);
+        let key_package = raw_child_key_package(&self.raw_root_key_packages[signer], child, tweak);
+        frost::round2::sign_with_tweak(&self.raw_package, &nonces, &key_package, None)
+            .expect("sign")
+    }
+
+    /// Raw FROST as an HD coordinator must aggregate: derive the public key package for the
+    /// path, aggregate, encode the signature for the witness.
+    fn raw_hd_aggregate(
+        &self,
+        package: &SigningPackage,
+        shares: &BTreeMap<Identifier, SignatureShare>,
+    ) -> [u8; 64] {
+        let (child, _) = raw_derive(&self.secp, &self.root_xpub, &self.steps);
+        let public = raw_child_public(&self.raw_root_public, child);
+        frost::aggregate_with_tweak(package, shares, &public, None)
+            .expect("aggregate")
+            .serialize()
+            .expect("signature")
+            .try_into()
+            .expect("64 bytes")
+    }
+
+    /// Raw HD, end to end from issued commitments: build the signing package, every signer
+    /// loads its nonces, derives and signs, the coordinator derives and aggregates.
+    fn end_to_end_raw_hd(&self) -> [u8; 64] {
+        let package = SigningPackage::new(self.raw_commitments.clone(), &MESSAGE);
+        let shares: BTreeMap<Identifier, SignatureShare> = (0..self.raw_root_key_packages.len())
+            .map(|k| {
+                let nonces =
+                    SigningNonces::deserialize(&self.raw_stored_nonces[k]).expect("stored nonces");
+                let (child, tweak) = raw_derive(&self.secp, &self.root_xpub, &self.steps);
+                let root = &self.raw_root_key_packages[k];
+                let key_package = raw_child_key_package(root, child, tweak);
+                let share = frost::round2::sign_with_tweak(&package, &nonces, &key_package, None)
+                    .expect("sign");
+                (*root.identifier(), share)
+            })
+            .collect();
+        self.raw_hd_aggregate(&package, &shares)
     }
 
     /// Ours, end to end from issued commitments: build the request from the pool, every
@@ -635,6 +816,10 @@ fn bench_signing(c: &mut Bench, t: u16, n: u16) {
             .expect("sign")
         });
     });
+    group.bench_function("raw-frost-hd", |b| {
+        let f = get();
+        b.iter(|| f.raw_hd_sign(0));
+    });
     group.finish();
 
     let mut group = c.benchmark_group(format!("aggregate/{}", label(t, n)));
@@ -649,6 +834,10 @@ fn bench_signing(c: &mut Bench, t: u16, n: u16) {
             frost::aggregate_with_tweak(&f.raw_package, &f.raw_shares, &f.raw_public, None)
                 .expect("aggregate")
         });
+    });
+    group.bench_function("raw-frost-hd", |b| {
+        let f = get();
+        b.iter(|| f.raw_hd_aggregate(&f.raw_package, &f.raw_shares));
     });
     group.finish();
 
@@ -678,6 +867,10 @@ fn bench_signing(c: &mut Bench, t: u16, n: u16) {
         let f = get();
         b.iter(|| f.end_to_end_raw());
     });
+    group.bench_function("raw-frost-hd", |b| {
+        let f = get();
+        b.iter(|| f.end_to_end_raw_hd());
+    });
     group.finish();
 
     // The end-to-end functions agree with each other (checked once, after timing).
@@ -690,6 +883,7 @@ fn bench_signing(c: &mut Bench, t: u16, n: u16) {
         let ours = f.end_to_end_ours(f.pool.clone(), stores);
         let raw = f.end_to_end_raw();
         assert_eq!(&ours[..], &raw.serialize().expect("signature")[..]);
+        assert_eq!(ours, f.end_to_end_raw_hd());
     }
 }
 
@@ -711,4 +905,170 @@ criterion_group! {
     config = config();
     targets = benches
 }
-criterion_main!(threshold);
+
+// ---------------------------------------------------------------------------------------
+// Interleaved overhead
+// ---------------------------------------------------------------------------------------
+
+/// Median and quartiles of `values` (sorted in place).
+fn quartiles(values: &mut [f64]) -> [f64; 3] {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    [at(0.25), at(0.5), at(0.75)]
+}
+
+/// `BENCH_INTERLEAVED=<rounds>`: the overhead of `sign` and `aggregate` at every size,
+/// measured so that load from other processes cannot favour either side. Each round runs a
+/// short burst of every function in turn (thread CPU time; 10 rounds of warm-up first), and
+/// each overhead is the median over rounds of that round's ratio. Separate criterion
+/// groups run seconds apart, so a build starting between them moves their ratio by tens of
+/// points; here both sides of a ratio see the same load.
+#[allow(clippy::print_stdout)] // The report is this mode's output.
+fn interleaved(rounds: usize) {
+    let clock = BenchClock {
+        wall_clock: false,
+        wall: WallTime,
+    };
+    for (t, n) in SIZES {
+        let f = SignFixture::new(t, n);
+        let burst = match t {
+            2 => 40,
+            7 => 20,
+            _ => 4,
+        };
+        type Timed<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+        let mut functions: Vec<Timed<'_>> = vec![
+            (
+                "sign/custody",
+                Box::new(|| {
+                    let mut stores: Vec<_> =
+                        (0..burst).map(|_| store_with_counter_zero()).collect();
+                    let start = clock.start();
+                    for store in &mut stores {
+                        black_box(
+                            sign_request(&f.shares[0], &f.seeds[0], store, &f.request)
+                                .expect("sign"),
+                        );
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+            (
+                "sign/raw-frost",
+                Box::new(|| {
+                    let start = clock.start();
+                    for _ in 0..burst {
+                        black_box(
+                            frost::round2::sign_with_tweak(
+                                &f.raw_package,
+                                &f.raw_nonces[0],
+                                &f.raw_key_packages[0],
+                                None,
+                            )
+                            .expect("sign"),
+                        );
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+            (
+                "sign/raw-frost-hd",
+                Box::new(|| {
+                    let start = clock.start();
+                    for _ in 0..burst {
+                        black_box(f.raw_hd_sign(0));
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+            (
+                "aggregate/custody",
+                Box::new(|| {
+                    let start = clock.start();
+                    for _ in 0..burst {
+                        black_box(
+                            aggregate(&f.group, &f.request, &f.responses).expect("aggregate"),
+                        );
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+            (
+                "aggregate/raw-frost",
+                Box::new(|| {
+                    let start = clock.start();
+                    for _ in 0..burst {
+                        black_box(
+                            frost::aggregate_with_tweak(
+                                &f.raw_package,
+                                &f.raw_shares,
+                                &f.raw_public,
+                                None,
+                            )
+                            .expect("aggregate"),
+                        );
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+            (
+                "aggregate/raw-frost-hd",
+                Box::new(|| {
+                    let start = clock.start();
+                    for _ in 0..burst {
+                        black_box(f.raw_hd_aggregate(&f.raw_package, &f.raw_shares));
+                    }
+                    SPENT.set(clock.end(start));
+                }),
+            ),
+        ];
+        let mut times = vec![Vec::with_capacity(rounds); functions.len()];
+        for round in 0..rounds + 10 {
+            for (k, (_, run)) in functions.iter_mut().enumerate() {
+                run();
+                if round >= 10 {
+                    times[k].push(SPENT.get().as_secs_f64() * 1e6 / f64::from(burst));
+                }
+            }
+        }
+        for base in [0, 3] {
+            let (name, _) = functions[base];
+            let op = name.split('/').next().unwrap_or(name);
+            let [_, ours, _] = quartiles(&mut times[base].clone());
+            let mut line = format!("interleaved/{op}/{}: custody {ours:.1} µs", label(t, n));
+            for raw in [base + 1, base + 2] {
+                let mut ratios: Vec<f64> = times[base]
+                    .iter()
+                    .zip(&times[raw])
+                    .map(|(a, b)| (a / b - 1.0) * 100.0)
+                    .collect();
+                let [q1, median, q3] = quartiles(&mut ratios);
+                let [_, theirs, _] = quartiles(&mut times[raw].clone());
+                let raw_name = functions[raw].0.split('/').nth(1).unwrap_or("raw");
+                line += &format!(
+                    "; {raw_name} {theirs:.1} µs, overhead {median:+.1}% (quartiles {q1:+.1}% to {q3:+.1}%)"
+                );
+            }
+            println!("{line} [{rounds} rounds of {burst}]");
+        }
+    }
+}
+
+thread_local! {
+    /// The time the last burst took.
+    static SPENT: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+fn main() {
+    match std::env::var("BENCH_INTERLEAVED") {
+        Ok(rounds) => interleaved(
+            rounds
+                .parse()
+                .expect("BENCH_INTERLEAVED is a number of rounds"),
+        ),
+        Err(_) => {
+            threshold();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}

@@ -9,8 +9,9 @@ use frost::keys::{KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
 use frost::{Identifier, VerifyingKey};
 use frost_secp256k1_tr as frost;
 use k256::elliptic_curve::ops::MulByGenerator;
+use k256::elliptic_curve::BatchNormalize;
 use k256::elliptic_curve::PrimeField;
-use k256::{ProjectivePoint, Scalar};
+use k256::{AffinePoint, ProjectivePoint, Scalar};
 use zeroize::Zeroizing;
 
 use crate::bip32::{derive_public, taproot_output_key, DeriveError};
@@ -63,6 +64,9 @@ pub struct GroupKey {
     network: Network,
     chain_code: [u8; 32],
     package: PublicKeyPackage,
+    /// The compressed root key, computed once: every request and nonce checks it, and
+    /// encoding it again would cost a field inversion each time.
+    public_key: [u8; 33],
     /// Computed once: derivation starts here for every message signed.
     xpub: Xpub,
 }
@@ -77,16 +81,27 @@ impl fmt::Debug for GroupKey {
     }
 }
 
-/// A group key derived along a BIP32 path: the tweak and the resulting key package.
+/// A group key derived along a BIP32 path: the extended public key, and the tweak and key
+/// that signing uses.
 #[derive(Clone, Debug)]
 pub struct DerivedGroupKey<'a> {
+    child: ChildKey<'a>,
+    xpub: Xpub,
+}
+
+/// The child of the group key at a BIP32 path, as signing and aggregation use it: the
+/// accumulated tweak `t = Σ I_L`, `t·G`, and the child key `P = root + t·G`.
+///
+/// Computed with k256 alone ([`GroupKey::child`]); [`GroupKey::derive`] checks the same
+/// computation against libsecp256k1's CKDpub.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChildKey<'a> {
     pub(crate) tweak: Scalar,
     pub(crate) tweak_point: ProjectivePoint,
     key: ProjectivePoint,
     /// The root package; derived packages are built from it only when needed (the signer
     /// needs just its own share).
     root: &'a PublicKeyPackage,
-    pub(crate) xpub: Xpub,
 }
 
 /// The affine map from a derived key to the key that actually signs under a
@@ -120,65 +135,14 @@ impl DerivedGroupKey<'_> {
 
     /// The FROST public key package of the derived key.
     pub fn public_key_package(&self) -> PublicKeyPackage {
-        self.signing_package(&SigningTweak {
-            negate: false,
-            add: Scalar::ZERO,
-            add_point: ProjectivePoint::IDENTITY,
-            key: self.key,
-        })
-    }
-
-    /// The map to the signing key for `mode` (BIP341: `P` lifted to even y, plus
-    /// `H_TapTweak(P ‖ root)·G`).
-    pub(crate) fn signing_tweak(&self, mode: &TweakMode) -> Result<SigningTweak, DeriveError> {
-        use k256::elliptic_curve::point::AffineCoordinates;
-        let p = self.key;
-        let root = match mode {
-            TweakMode::Untweaked => {
-                return Ok(SigningTweak {
-                    negate: false,
-                    add: Scalar::ZERO,
-                    add_point: ProjectivePoint::IDENTITY,
-                    key: p,
-                })
-            }
-            TweakMode::KeyPath => None,
-            TweakMode::ScriptRoot(root) => Some(root),
-        };
-        let affine = p.to_affine();
-        let negate = bool::from(affine.y_is_odd());
-        let x = affine.x();
-        let hash = match root {
-            None => tagged_hash("TapTweak", &[x.as_slice()]),
-            Some(r) => tagged_hash("TapTweak", &[x.as_slice(), &r[..]]),
-        };
-        // BIP341: a tweak at or above the curve order makes the output key invalid.
-        let add = scalar_from_bytes(hash).ok_or(DeriveError::InvalidKey)?;
-        let add_point = ProjectivePoint::mul_by_generator(&add);
-        let key = (if negate { -p } else { p }) + add_point;
-        Ok(SigningTweak {
-            negate,
-            add,
-            add_point,
-            key,
-        })
-    }
-
-    /// The public key package that verifies shares made under `tweak`.
-    pub(crate) fn signing_package(&self, tweak: &SigningTweak) -> PublicKeyPackage {
-        let shares = self
-            .root
-            .verifying_shares()
-            .iter()
-            .map(|(id, vs)| {
-                let child = vs.to_element() + self.tweak_point;
-                (*id, VerifyingShare::new(tweak.apply_point(child)))
-            })
-            .collect();
-        PublicKeyPackage::new(
-            shares,
-            VerifyingKey::new(tweak.key),
-            self.root.min_signers(),
+        self.child.signing_package(
+            &SigningTweak {
+                negate: false,
+                add: Scalar::ZERO,
+                add_point: ProjectivePoint::IDENTITY,
+                key: self.child.key,
+            },
+            None,
         )
     }
 
@@ -198,18 +162,276 @@ impl DerivedGroupKey<'_> {
     }
 }
 
+impl ChildKey<'_> {
+    /// The map to the signing key for `mode` (BIP341: `P` lifted to even y, plus
+    /// `H_TapTweak(P ‖ root)·G`), given `affine`, this child key in affine form (callers
+    /// encode many points with one shared field inversion).
+    fn signing_tweak_at(
+        &self,
+        affine: &AffinePoint,
+        mode: &TweakMode,
+    ) -> Result<SigningTweak, DeriveError> {
+        use k256::elliptic_curve::point::AffineCoordinates;
+        let p = self.key;
+        let root = match mode {
+            TweakMode::Untweaked => {
+                return Ok(SigningTweak {
+                    negate: false,
+                    add: Scalar::ZERO,
+                    add_point: ProjectivePoint::IDENTITY,
+                    key: p,
+                })
+            }
+            TweakMode::KeyPath => None,
+            TweakMode::ScriptRoot(root) => Some(root),
+        };
+        if ProjectivePoint::from(*affine) != p {
+            // A caller mixed up its points: refuse rather than tweak another key.
+            return Err(DeriveError::InvalidKey);
+        }
+        let negate = bool::from(affine.y_is_odd());
+        let x = affine.x();
+        let hash = match root {
+            None => tagged_hash("TapTweak", &[x.as_slice()]),
+            Some(r) => tagged_hash("TapTweak", &[x.as_slice(), &r[..]]),
+        };
+        // BIP341: a tweak at or above the curve order makes the output key invalid.
+        let add = scalar_from_bytes(hash).ok_or(DeriveError::InvalidKey)?;
+        let add_point = ProjectivePoint::mul_by_generator(&add);
+        let key = (if negate { -p } else { p }) + add_point;
+        Ok(SigningTweak {
+            negate,
+            add,
+            add_point,
+            key,
+        })
+    }
+
+    /// The public key package that verifies shares made under `tweak`, holding the
+    /// verifying shares of `signers` only (all participants when `None`).
+    pub(crate) fn signing_package(
+        &self,
+        tweak: &SigningTweak,
+        signers: Option<&[ParticipantIndex]>,
+    ) -> PublicKeyPackage {
+        // `±(V + T) + A` is `±V + (A ± T)`: one addition per share.
+        let offset = tweak.add_point
+            + if tweak.negate {
+                -self.tweak_point
+            } else {
+                self.tweak_point
+            };
+        let moved = |vs: &VerifyingShare| {
+            let v = vs.to_element();
+            VerifyingShare::new((if tweak.negate { -v } else { v }) + offset)
+        };
+        let all = self.root.verifying_shares();
+        let shares = match signers {
+            None => all.iter().map(|(id, vs)| (*id, moved(vs))).collect(),
+            Some(signers) => signers
+                .iter()
+                .filter_map(|s| {
+                    let id = identifier(*s);
+                    all.get(&id).map(|vs| (id, moved(vs)))
+                })
+                .collect(),
+        };
+        PublicKeyPackage::new(
+            shares,
+            VerifyingKey::new(tweak.key),
+            self.root.min_signers(),
+        )
+    }
+}
+
+/// One key on a BIP32 path below the group key, with what the next step needs.
+#[derive(Clone, Copy)]
+struct Node {
+    key: ProjectivePoint,
+    /// The compressed key, which the next step hashes; current only for nodes that have a
+    /// next step (encoding costs a field inversion).
+    encoded: [u8; 33],
+    chain_code: [u8; 32],
+    /// `Σ I_L` from the group key down to here.
+    tweak: Scalar,
+}
+
+impl Node {
+    /// BIP32 CKDpub: `I = HMAC-SHA512(c, ser_P(K) ‖ ser_32(i))`, `K_i = K + I_L·G`,
+    /// `c_i = I_R`. The child's `encoded` is left stale.
+    fn step(&self, index: u32) -> Result<Node, DeriveError> {
+        use hmac::{Hmac, Mac};
+        use sha2::Sha512;
+
+        if index >= 0x8000_0000 {
+            return Err(DeriveError::Hardened {
+                index: index & 0x7fff_ffff,
+            });
+        }
+        let invalid = || DeriveError::InvalidChild { index };
+        let mut mac = Hmac::<Sha512>::new_from_slice(&self.chain_code)
+            .expect("HMAC takes keys of any length");
+        mac.update(&self.encoded);
+        mac.update(&index.to_be_bytes());
+        let i = mac.finalize().into_bytes();
+        let (i_l, i_r) = i.split_at(32);
+        let i_l = scalar_from_bytes(i_l.try_into().expect("32 of 64 bytes")).ok_or_else(invalid)?;
+        let key = self.key + ProjectivePoint::mul_by_generator(&i_l);
+        if key == ProjectivePoint::IDENTITY {
+            return Err(invalid());
+        }
+        Ok(Node {
+            key,
+            encoded: self.encoded,
+            chain_code: i_r.try_into().expect("32 of 64 bytes"),
+            tweak: self.tweak + i_l,
+        })
+    }
+}
+
+/// The signing keys of a request's items, derived with k256 alone (BIP32 CKDpub): per step
+/// one HMAC-SHA512, one generator-table multiplication and, when another step follows, one
+/// field inversion to encode the key the next HMAC hashes.
+///
+/// Each path prefix is derived once per request and each (path, tweak) pair's signing tweak
+/// once: a PSBT's inputs mostly share the step `0` or `1`, and several may pay the same
+/// address. [`GroupKey::derive`] checks this computation against libsecp256k1, and the
+/// tests check signatures made with it against keys the `bitcoin` crate derived.
+pub(crate) struct ItemKeys<'a> {
+    group: &'a GroupKey,
+    /// Keys that have a next step somewhere in the request (so are encoded), by path.
+    nodes: BTreeMap<Vec<u32>, Node>,
+    /// Finished items, by path.
+    items: BTreeMap<Vec<u32>, Item<'a>>,
+}
+
+/// A derived path: its child key and the signing tweaks computed for it so far.
+struct Item<'a> {
+    child: ChildKey<'a>,
+    tweaks: Vec<(TweakMode, SigningTweak)>,
+}
+
+impl<'a> ItemKeys<'a> {
+    pub(crate) fn new(group: &'a GroupKey) -> Self {
+        ItemKeys {
+            group,
+            nodes: BTreeMap::new(),
+            items: BTreeMap::new(),
+        }
+    }
+
+    /// The child of the group key at `path`.
+    ///
+    /// # Errors
+    /// [`DeriveError::Hardened`] for a hardened index; [`DeriveError::InvalidChild`] in the
+    /// negligible case BIP32 describes.
+    pub(crate) fn child(&mut self, path: &[u32]) -> Result<ChildKey<'a>, DeriveError> {
+        if let Some(item) = self.items.get(path) {
+            return Ok(item.child);
+        }
+        let (mut node, start) = (1..path.len())
+            .rev()
+            .find_map(|k| self.nodes.get(&path[..k]).map(|n| (*n, k)))
+            .unwrap_or_else(|| (self.group.root_node(), 0));
+        for (step, &index) in path.iter().enumerate().skip(start) {
+            node = node.step(index)?;
+            if step + 1 < path.len() {
+                node.encoded = point_bytes(&node.key);
+                self.nodes.insert(path[..=step].to_vec(), node);
+            }
+        }
+        let root = self.group.package.verifying_key().to_element();
+        let child = ChildKey {
+            tweak: node.tweak,
+            tweak_point: node.key - root,
+            key: node.key,
+            root: &self.group.package,
+        };
+        self.items.insert(
+            path.to_vec(),
+            Item {
+                child,
+                tweaks: Vec::new(),
+            },
+        );
+        Ok(child)
+    }
+
+    /// The child keys at `paths` and each one's affine form, computed with one field
+    /// inversion for all of them and for the `extra` points, whose affine forms come last.
+    ///
+    /// # Errors
+    /// As [`ItemKeys::child`].
+    pub(crate) fn children<'p>(
+        &mut self,
+        paths: impl Iterator<Item = &'p [u32]>,
+        extra: &[ProjectivePoint],
+    ) -> Result<Children<'a>, DeriveError> {
+        let keys = paths
+            .map(|path| self.child(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut points: Vec<ProjectivePoint> = keys.iter().map(|c| c.key).collect();
+        points.extend_from_slice(extra);
+        let mut affine = ProjectivePoint::batch_normalize(points.as_slice());
+        let extra = affine.split_off(keys.len());
+        Ok(Children {
+            keys,
+            affine,
+            extra,
+        })
+    }
+
+    /// The map to the signing key under `mode` of the child at `path`, whose affine form
+    /// is `affine`.
+    ///
+    /// # Errors
+    /// As [`ItemKeys::child`], and [`DeriveError::InvalidKey`] for an invalid Taproot tweak.
+    pub(crate) fn signing_tweak(
+        &mut self,
+        path: &[u32],
+        mode: &TweakMode,
+        affine: &AffinePoint,
+    ) -> Result<SigningTweak, DeriveError> {
+        let child = self.child(path)?;
+        let tweaks = &mut self
+            .items
+            .get_mut(path)
+            .expect("child() records every path it derives")
+            .tweaks;
+        if let Some((_, tweak)) = tweaks.iter().find(|(m, _)| m == mode) {
+            return Ok(*tweak);
+        }
+        let tweak = child.signing_tweak_at(affine, mode)?;
+        tweaks.push((*mode, tweak));
+        Ok(tweak)
+    }
+}
+
+/// What [`ItemKeys::children`] returns.
+pub(crate) struct Children<'a> {
+    /// The child keys, in the order of the paths.
+    pub(crate) keys: Vec<ChildKey<'a>>,
+    /// Their affine forms.
+    pub(crate) affine: Vec<AffinePoint>,
+    /// The affine forms of the extra points.
+    pub(crate) extra: Vec<AffinePoint>,
+}
+
 impl GroupKey {
     pub(crate) fn new(network: Network, chain_code: [u8; 32], package: PublicKeyPackage) -> Self {
         let key = package
             .verifying_key()
             .serialize()
             .expect("a group key is never the identity");
+        let public_key: [u8; 33] = key
+            .try_into()
+            .expect("secp256k1 verifying keys serialize to 33 bytes");
         let xpub = Xpub {
             network: NetworkKind::from(network),
             depth: 0,
             parent_fingerprint: Fingerprint::default(),
             child_number: Cn::Normal { index: 0 },
-            public_key: bitcoin::secp256k1::PublicKey::from_slice(&key)
+            public_key: bitcoin::secp256k1::PublicKey::from_slice(&public_key)
                 .expect("a FROST verifying key is a valid secp256k1 point"),
             chain_code: ChainCode::from(chain_code),
         };
@@ -217,20 +439,14 @@ impl GroupKey {
             network,
             chain_code,
             package,
+            public_key,
             xpub,
         }
     }
 
     /// The compressed SEC1 encoding of the group (root) public key.
     pub fn public_key(&self) -> [u8; 33] {
-        let bytes = self
-            .package
-            .verifying_key()
-            .serialize()
-            .expect("a group key is never the identity");
-        bytes
-            .try_into()
-            .expect("secp256k1 verifying keys serialize to 33 bytes")
+        self.public_key
     }
 
     /// Signatures needed.
@@ -274,25 +490,40 @@ impl GroupKey {
 
     /// Derives the child key at `path` (non-hardened indexes).
     ///
+    /// The child is computed twice, by libsecp256k1 (the `bitcoin` crate's CKDpub) and by
+    /// the k256 code that signing uses, and the two must agree.
+    ///
     /// # Errors
     /// [`DeriveError::Hardened`] for a hardened index.
     pub fn derive(&self, path: &[u32]) -> Result<DerivedGroupKey<'_>, DeriveError> {
+        let child = self.child(path)?;
         let steps = to_child_numbers(path)?;
         let (xpub, tweak_bytes) = derive_public(&self.xpub(), &steps)?;
-        let tweak = scalar_from_bytes(tweak_bytes).ok_or(DeriveError::InvalidKey)?;
-        let t = ProjectivePoint::mul_by_generator(&tweak);
-        let key = self.package.verifying_key().to_element() + t;
-        if point_bytes(&key)[..] != xpub.public_key.serialize()[..] {
+        if point_bytes(&child.key)[..] != xpub.public_key.serialize()[..]
+            || scalar_from_bytes(tweak_bytes) != Some(child.tweak)
+        {
             // Two independent computations of the child key must agree.
             return Err(DeriveError::InvalidKey);
         }
-        Ok(DerivedGroupKey {
-            tweak,
-            tweak_point: t,
-            key,
-            root: &self.package,
-            xpub,
-        })
+        Ok(DerivedGroupKey { child, xpub })
+    }
+
+    /// Derives the child at `path` with k256 alone; see [`ItemKeys`].
+    ///
+    /// # Errors
+    /// [`DeriveError::Hardened`] for a hardened index; [`DeriveError::InvalidChild`] in the
+    /// negligible case BIP32 describes.
+    pub(crate) fn child(&self, path: &[u32]) -> Result<ChildKey<'_>, DeriveError> {
+        ItemKeys::new(self).child(path)
+    }
+
+    fn root_node(&self) -> Node {
+        Node {
+            key: self.package.verifying_key().to_element(),
+            encoded: self.public_key,
+            chain_code: self.chain_code,
+            tweak: Scalar::ZERO,
+        }
     }
 
     /// The x-only key that verifies signatures for `path` and `tweak`.
@@ -463,7 +694,7 @@ impl KeyShare {
     /// signing tweak, added to the share.
     pub(crate) fn signing_key_package(
         &self,
-        derived: &DerivedGroupKey<'_>,
+        derived: &ChildKey<'_>,
         tweak: &SigningTweak,
     ) -> KeyPackage {
         let share =

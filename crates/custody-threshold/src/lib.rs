@@ -9,7 +9,8 @@
 //!   participant has certified the same transcript;
 //! - trusted-dealer key generation for drills ([`generate_with_dealer`]);
 //! - the group key as a BIP32 extended public key, with non-hardened derivation on both
-//!   the watch-only and the signer side ([`GroupKey::derive`]);
+//!   the watch-only side ([`GroupKey::derive`], checked against libsecp256k1) and the signer
+//!   side (the same tweak added to each share);
 //! - one-trip signing from pre-issued nonce commitments ([`issue_commitments`],
 //!   [`SigningRequest`], [`sign_request`], [`aggregate`]) with a [`NonceStore`] that makes
 //!   each nonce single-use;

@@ -15,12 +15,14 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::OnceLock;
 
 use frost::round1::{NonceCommitment, SigningCommitments, SigningNonces};
 use frost_core::Ciphersuite;
 use frost_secp256k1_tr as frost;
 use k256::elliptic_curve::ops::MulByGenerator;
-use k256::{ProjectivePoint, Scalar};
+use k256::elliptic_curve::sec1::ToEncodedPoint;
+use k256::{AffinePoint, ProjectivePoint, Scalar};
 use rand_core::{CryptoRng, RngCore};
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -95,52 +97,81 @@ impl NonceSeed {
 
     /// The public commitments `(d·G, e·G)` to the nonces of `counter`.
     pub(crate) fn commitments(&self, share: &KeyShare, counter: u64) -> SigningCommitments {
-        let [d, e] = self.nonce_scalars(share, counter);
+        let scalars = Zeroizing::new(self.nonce_scalars(share, counter));
+        let [d, e] = &*scalars;
         SigningCommitments::new(
-            NonceCommitment::new(ProjectivePoint::mul_by_generator(&d)),
-            NonceCommitment::new(ProjectivePoint::mul_by_generator(&e)),
+            NonceCommitment::new(ProjectivePoint::mul_by_generator(d)),
+            NonceCommitment::new(ProjectivePoint::mul_by_generator(e)),
         )
     }
 
     /// The nonces of `counter`, if their commitments are `expected`.
     ///
     /// The library's `SigningNonces::from_nonces` recomputes both commitments with a generic
-    /// scalar multiplication; here they are checked with the generator table and the nonces
-    /// are assembled through the library's own (versioned) serialization instead, which
-    /// takes the already checked commitments as they are.
-    pub(crate) fn nonces_matching(
+    /// scalar multiplication; here they are computed with the generator table and compared
+    /// with `expected`. [`CheckedNonces::assemble`] then builds the library's nonces.
+    pub(crate) fn check_nonces(
         &self,
         share: &KeyShare,
         counter: u64,
         expected: &SigningCommitments,
-    ) -> Result<SigningNonces, NonceMatchError> {
-        let [d, e] = self.nonce_scalars(share, counter);
-        if ProjectivePoint::mul_by_generator(&d) != expected.hiding().value()
-            || ProjectivePoint::mul_by_generator(&e) != expected.binding().value()
-        {
+    ) -> Result<CheckedNonces, NonceMatchError> {
+        let scalars = Zeroizing::new(self.nonce_scalars(share, counter));
+        let points = [
+            ProjectivePoint::mul_by_generator(&scalars[0]),
+            ProjectivePoint::mul_by_generator(&scalars[1]),
+        ];
+        if points[0] != expected.hiding().value() || points[1] != expected.binding().value() {
             return Err(NonceMatchError::Mismatch);
         }
+        Ok(CheckedNonces {
+            scalars,
+            points,
+            expected: *expected,
+        })
+    }
+}
+
+/// Nonces whose commitments matched the request, before they are handed to the library.
+pub(crate) struct CheckedNonces {
+    scalars: Zeroizing<[Scalar; 2]>,
+    points: [ProjectivePoint; 2],
+    expected: SigningCommitments,
+}
+
+impl CheckedNonces {
+    /// The commitments `d·G` and `e·G`, which the caller encodes (in affine form) together
+    /// with its other points under one field inversion.
+    pub(crate) fn points(&self) -> [ProjectivePoint; 2] {
+        self.points
+    }
+
+    /// The library's `SigningNonces`, assembled through its own (versioned) serialization
+    /// from our scalars and `affine`, our commitments in affine form.
+    pub(crate) fn assemble(
+        &self,
+        affine: [&AffinePoint; 2],
+    ) -> Result<SigningNonces, NonceMatchError> {
+        let header = commitments_header();
         // SigningNonces = header ‖ hiding ‖ binding ‖ SigningCommitments, where the
         // commitments' own encoding starts with the same header.
-        let commitments = expected
-            .serialize()
-            .map_err(|_| NonceMatchError::Assemble)?;
-        let header_len = commitments
-            .len()
-            .checked_sub(66)
-            .ok_or(NonceMatchError::Assemble)?;
-        let (d_bytes, e_bytes) = (Zeroizing::new(d.to_bytes()), Zeroizing::new(e.to_bytes()));
-        let mut bytes = Zeroizing::new(Vec::with_capacity(commitments.len() * 2 + 64));
-        bytes.extend_from_slice(&commitments[..header_len]);
+        let (d_bytes, e_bytes) = (
+            Zeroizing::new(self.scalars[0].to_bytes()),
+            Zeroizing::new(self.scalars[1].to_bytes()),
+        );
+        let mut bytes = Zeroizing::new(Vec::with_capacity(2 * header.len() + 64 + 66));
+        bytes.extend_from_slice(header);
         bytes.extend_from_slice(d_bytes.as_slice());
         bytes.extend_from_slice(e_bytes.as_slice());
-        bytes.extend_from_slice(&commitments);
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(affine[0].to_encoded_point(true).as_bytes());
+        bytes.extend_from_slice(affine[1].to_encoded_point(true).as_bytes());
         let nonces = SigningNonces::deserialize(&bytes).map_err(|_| NonceMatchError::Assemble)?;
-        // Should the library's layout ever change, refuse rather than sign with anything
-        // but exactly these nonces.
+        // Should the library's layout ever change, or the caller pass other points, refuse
+        // rather than sign with anything but exactly these nonces and the checked commitments.
         if nonces.hiding().serialize()[..] != d_bytes[..]
             || nonces.binding().serialize()[..] != e_bytes[..]
-            || nonces.commitments() != expected
+            || nonces.commitments() != &self.expected
         {
             return Err(NonceMatchError::Assemble);
         }
@@ -148,7 +179,22 @@ impl NonceSeed {
     }
 }
 
-/// Why [`NonceSeed::nonces_matching`] gave no nonces.
+/// The header that starts the library's encoding of `SigningCommitments` (format version
+/// and ciphersuite id), taken once from the library itself. Should it ever fail, the header
+/// is empty and assembling nonces refuses.
+fn commitments_header() -> &'static [u8] {
+    static HEADER: OnceLock<Vec<u8>> = OnceLock::new();
+    HEADER.get_or_init(|| {
+        let g = NonceCommitment::new(ProjectivePoint::GENERATOR);
+        SigningCommitments::new(g, g)
+            .serialize()
+            .ok()
+            .and_then(|bytes| bytes.len().checked_sub(66).map(|n| bytes[..n].to_vec()))
+            .unwrap_or_default()
+    })
+}
+
+/// Why [`NonceSeed::check_nonces`] or [`CheckedNonces::assemble`] gave no nonces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NonceMatchError {
     /// The expected commitments are not ours.

@@ -17,10 +17,10 @@ use thiserror::Error;
 
 use crate::bip32::DeriveError;
 use crate::codec::{tagged_hash, DecodeError, Reader, TypeTag, Writer};
-use crate::keys::{identifier, index_of, GroupKey, KeyShare, TweakMode};
+use crate::keys::{identifier, index_of, GroupKey, ItemKeys, KeyShare, TweakMode};
 use crate::nonce::{
-    read_commitments, write_commitments, CommitmentBatch, CommitmentId, ConsumeError,
-    NonceMatchError, NonceSeed, NonceStore,
+    read_commitments, write_commitments, CheckedNonces, CommitmentBatch, CommitmentId,
+    ConsumeError, NonceSeed, NonceStore,
 };
 use crate::plan::{ParticipantIndex, MAX_PARTICIPANTS};
 
@@ -193,9 +193,10 @@ impl SigningRequest {
                 });
             }
         }
+        let mut keys = ItemKeys::new(group);
         for spec in &items {
             check_spec(spec)?;
-            group.derive(&spec.path)?;
+            keys.child(&spec.path)?;
         }
         let mut signers = signers.to_vec();
         signers.sort_unstable();
@@ -461,7 +462,7 @@ pub fn sign_request<S: NonceStore>(
     }
     let seed_id = seed.id();
     let mut counters = Vec::with_capacity(request.items.len());
-    let mut nonces = Vec::with_capacity(request.items.len());
+    let mut checked = Vec::with_capacity(request.items.len());
     let mut used = BTreeSet::new();
     for item in &request.items {
         let (id, commitment) = item.commitments.get(&me).ok_or(SignError::NotASigner(me))?;
@@ -471,26 +472,31 @@ pub fn sign_request<S: NonceStore>(
         if !used.insert(id.counter) {
             return Err(SignError::DuplicateCommitment(*id));
         }
-        let n = seed
-            .nonces_matching(share, id.counter, commitment)
-            .map_err(|e| match e {
-                NonceMatchError::Mismatch => SignError::CommitmentMismatch(*id),
-                NonceMatchError::Assemble => {
-                    SignError::Protocol("the FROST library refused our nonce encoding".into())
-                }
-            })?;
+        let c = seed
+            .check_nonces(share, id.counter, commitment)
+            .map_err(|_| SignError::CommitmentMismatch(*id))?;
         counters.push(id.counter);
-        nonces.push(n);
+        checked.push(c);
     }
-    let keys = request
-        .items
-        .iter()
-        .map(|item| {
-            let derived = group.derive(&item.spec.path)?;
-            let tweak = derived.signing_tweak(&item.spec.tweak)?;
-            Ok(share.signing_key_package(&derived, &tweak))
-        })
-        .collect::<Result<Vec<_>, DeriveError>>()?;
+    // One field inversion encodes every child key (for its Taproot tweak) and every nonce
+    // commitment (for the library's nonce encoding).
+    let mut item_keys = ItemKeys::new(group);
+    let commitments: Vec<_> = checked.iter().flat_map(CheckedNonces::points).collect();
+    let children = item_keys.children(
+        request.items.iter().map(|item| item.spec.path.as_slice()),
+        &commitments,
+    )?;
+    let assemble_refused =
+        || SignError::Protocol("the FROST library refused our nonce encoding".into());
+    let mut nonces = Vec::with_capacity(request.items.len());
+    let mut keys = Vec::with_capacity(request.items.len());
+    for (k, (item, c)) in request.items.iter().zip(&checked).enumerate() {
+        let affine = [&children.extra[2 * k], &children.extra[2 * k + 1]];
+        nonces.push(c.assemble(affine).map_err(|_| assemble_refused())?);
+        let tweak =
+            item_keys.signing_tweak(&item.spec.path, &item.spec.tweak, &children.affine[k])?;
+        keys.push(share.signing_key_package(&children.keys[k], &tweak));
+    }
 
     // The point of no return: once consumed, these nonces are never derived again.
     store.consume(&counters)?;
@@ -626,8 +632,15 @@ pub fn aggregate(
     }
     let mut signatures = Vec::with_capacity(request.items.len());
     let mut cheaters = BTreeSet::new();
+    let mut item_keys = ItemKeys::new(group);
+    let children = item_keys.children(
+        request.items.iter().map(|item| item.spec.path.as_slice()),
+        &[],
+    )?;
     for (k, item) in request.items.iter().enumerate() {
-        let derived = group.derive(&item.spec.path)?;
+        let tweak =
+            item_keys.signing_tweak(&item.spec.path, &item.spec.tweak, &children.affine[k])?;
+        let derived = &children.keys[k];
         let mut shares = BTreeMap::new();
         for (signer, r) in &by_signer {
             let share = SignatureShare::deserialize(&r.shares[k])
@@ -635,7 +648,7 @@ pub fn aggregate(
             shares.insert(identifier(*signer), share);
         }
         let package = request.signing_package(item);
-        let pkp = derived.signing_package(&derived.signing_tweak(&item.spec.tweak)?);
+        let pkp = derived.signing_package(&tweak, Some(&request.signers));
         // The library verifies the aggregate under `pkp`'s key before returning it; a
         // Bitcoin caller also checks the whole transaction with libbitcoinconsensus.
         match frost_core::aggregate_custom(&package, &shares, &pkp, CheaterDetection::AllCheaters) {

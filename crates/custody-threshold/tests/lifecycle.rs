@@ -104,6 +104,66 @@ fn dealer_keys_sign_and_verify() {
     }
 }
 
+/// Signing derives each item's key with k256 alone (no libsecp256k1 cross-check at signing
+/// time), so every path shape is signed here and checked against output keys that only the
+/// `bitcoin` crate's BIP32 and BIP341 code computed: one step, the largest non-hardened
+/// index, the deepest path a request allows, and the same path and prefix in several items.
+#[test]
+fn signing_derives_the_keys_the_bitcoin_crate_derives() {
+    let mut r = rng(12);
+    let (group, shares) = generate_with_dealer(Network::Regtest, 3, 5, &mut r).expect("dealer");
+    let mut devs = devices(shares, &mut r);
+    let deepest: Vec<u32> = (0..16).map(|i| i * 0x0800_0001 % 0x8000_0000).collect();
+    let paths: Vec<Vec<u32>> = vec![
+        vec![],
+        vec![0],
+        vec![7],
+        vec![0x7fff_ffff],
+        vec![0, 0],
+        vec![0, 1],
+        vec![0, 1],
+        vec![1, 0x7fff_ffff, 0, 3],
+        deepest,
+    ];
+    let modes = [
+        TweakMode::Untweaked,
+        TweakMode::KeyPath,
+        TweakMode::ScriptRoot([0x3c; 32]),
+    ];
+    let items: Vec<ItemSpec> = paths
+        .iter()
+        .enumerate()
+        .map(|(k, path)| ItemSpec {
+            message: msg(40 + k as u8).to_vec(),
+            path: path.clone(),
+            tweak: modes[k % modes.len()],
+        })
+        .collect();
+    let sigs = sign_with(&group, &mut devs, &[1, 3, 5], items.clone(), 12);
+    for (item, sig) in items.iter().zip(&sigs) {
+        let key = independent_output_key(&group, &item.path, &item.tweak);
+        let m: [u8; 32] = item.message.clone().try_into().expect("32 bytes");
+        assert!(
+            libsecp_verify(&key, &m, sig),
+            "path {:?}: libsecp256k1 accepts the signature",
+            item.path
+        );
+        let untweaked = independent_output_key(&group, &item.path, &TweakMode::Untweaked);
+        assert_eq!(
+            group
+                .derive(&item.path)
+                .expect("derive")
+                .xpub()
+                .public_key
+                .x_only_public_key()
+                .0,
+            untweaked,
+            "path {:?}: watch-only derivation agrees",
+            item.path
+        );
+    }
+}
+
 #[test]
 fn refresh_keeps_group_key_and_old_shares_no_longer_combine() {
     let (ids, outputs) = dkg(2, 3, 5);
