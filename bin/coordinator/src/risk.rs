@@ -197,36 +197,10 @@ pub async fn record_event(
     .await
 }
 
-/// As [`record_event`] without the alert, for a caller that tells the user about the same
-/// thing in its own notification (an accepted withdrawal: `withdrawal.requested`).
-///
-/// # Errors
-/// As [`record_event`].
-pub(crate) async fn record_event_unannounced(
-    tx: &mut Tx<'_>,
-    app: &App,
-    principal_id: &str,
-    kind: EventKind,
-    ip: Option<&str>,
-    detail: serde_json::Value,
-) -> Result<String, ApiError> {
-    let now = app.now();
-    record(
-        tx,
-        app,
-        principal_id,
-        kind,
-        now,
-        EventSource::Coordinator,
-        ip,
-        detail,
-        false,
-    )
-    .await
-}
-
+/// As [`record_event`], with the alert only when `alert` (a caller that tells the user
+/// about the same thing in its own notification passes `false`).
 #[allow(clippy::too_many_arguments)]
-async fn record(
+pub(crate) async fn record(
     tx: &mut Tx<'_>,
     app: &App,
     principal_id: &str,

@@ -721,32 +721,19 @@ async fn record_attempt(
     ip: &str,
     refused: bool,
 ) -> Result<(), ApiError> {
-    let detail = serde_json::json!({ "withdrawal": id, "amount": crate::eth::amount_json(u64::try_from(amount).is_ok(), amount) });
-    if refused {
-        risk::record_event(
-            tx,
-            app,
-            principal_id,
-            EventKind::WithdrawalAttempt,
-            app.now(),
-            EventSource::Coordinator,
-            Some(ip),
-            detail,
-        )
-        .await
-        .map(drop)
-    } else {
-        risk::record_event_unannounced(
-            tx,
-            app,
-            principal_id,
-            EventKind::WithdrawalAttempt,
-            Some(ip),
-            detail,
-        )
-        .await
-        .map(drop)
-    }
+    risk::record(
+        tx,
+        app,
+        principal_id,
+        EventKind::WithdrawalAttempt,
+        app.now(),
+        EventSource::Coordinator,
+        Some(ip),
+        serde_json::json!({ "withdrawal": id, "amount": crate::eth::amount_json(u64::try_from(amount).is_ok(), amount) }),
+        refused,
+    )
+    .await
+    .map(drop)
 }
 
 async fn build_and_reserve(
