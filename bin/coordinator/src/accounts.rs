@@ -568,15 +568,16 @@ pub async fn authenticate(
 ) -> Result<Principal, ApiError> {
     let now = app.now();
     let hash = auth::token_hash(token);
-    // One statement, outside a transaction: every authenticated request pays for this, and
-    // a round trip to the database is most of what a statement costs.
+    // One statement, outside a transaction and (on SQLite) off the writer's connection:
+    // every authenticated request pays for this, and a round trip to the database is most
+    // of what a statement costs.
     let row = sqlx::query(&format!(
         "SELECT s.expires_at, s.revoked, s.last_used_at, s.id AS session_id, s.device_id, \
          {PRINCIPAL_COLUMNS_P} FROM sessions s JOIN principals p ON p.id = s.principal_id \
          WHERE s.token_hash = $1"
     ))
     .bind(&hash)
-    .fetch_optional(app.db.pool())
+    .fetch_optional(app.db.read_pool())
     .await?;
     let Some(row) = row else {
         return Err(ApiError::unauthorized(
@@ -1064,32 +1065,4 @@ pub async fn whitelist(
             })
         })
         .collect()
-}
-
-/// Whether `address` is on `principal`'s whitelist and active at `now`; `Err` carries
-/// when it becomes active.
-pub(crate) async fn whitelist_status(
-    tx: &mut Tx<'_>,
-    principal_id: &str,
-    address: &str,
-    now: i64,
-) -> Result<Result<(), Option<i64>>, ApiError> {
-    let row = sqlx::query(
-        "SELECT active_from FROM address_whitelist WHERE principal_id = $1 AND address = $2",
-    )
-    .bind(principal_id)
-    .bind(address)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(match row {
-        None => Err(None),
-        Some(r) => {
-            let from = r.try_get::<i64, _>("active_from")?;
-            if from <= now {
-                Ok(())
-            } else {
-                Err(Some(from))
-            }
-        }
-    })
 }

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use thiserror::Error;
 
-use crate::db::{int, text, Db, DbError, Tx};
+use crate::db::{int, text, Db, DbError, Tx, Writes};
 
 /// The hash tag of audit entries.
 pub const AUDIT_TAG: &str = "CoinPort/coordinator/audit";
@@ -106,21 +106,32 @@ pub async fn append(
     subject: &str,
     data: &serde_json::Value,
 ) -> Result<(), DbError> {
+    let mut w = Writes::new();
+    append_to(&mut w, at, kind, actor, subject, data);
+    w.run(tx).await
+}
+
+/// [`append`] into a batch of writes the caller runs in its transaction.
+pub(crate) fn append_to(
+    w: &mut Writes,
+    at: i64,
+    kind: &str,
+    actor: &str,
+    subject: &str,
+    data: &serde_json::Value,
+) {
     // Version 7 ids sort by creation time (monotonic within a process), so entries written
     // in one transaction are chained in the order they were written.
-    sqlx::query(
+    w.push(
         "INSERT INTO audit_pending (id, at, kind, actor, subject, data) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(at)
-    .bind(kind)
-    .bind(actor)
-    .bind(subject)
-    .bind(data.to_string())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .bind(kind.to_owned())
+    .bind(actor.to_owned())
+    .bind(subject.to_owned())
+    .bind(data.to_string());
 }
 
 /// How many pending entries one chaining transaction takes.

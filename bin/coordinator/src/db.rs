@@ -17,6 +17,9 @@ use thiserror::Error;
 /// A database transaction.
 pub type Tx<'c> = sqlx::Transaction<'c, Any>;
 
+/// Read-only SQLite connections beside the writer.
+const READERS: u32 = 2;
+
 /// The migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -69,6 +72,10 @@ pub struct Db {
     /// indexes); a separate pool, so that such a claim can never wait for a connection
     /// held by a transaction that waits for the claim.
     side: Option<AnyPool>,
+    /// On SQLite (a file), read-only connections beside the single writer, for reads that
+    /// need no transaction (resolving a session): WAL lets them run while the writer
+    /// works, so they neither wait for a write transaction nor hold one up.
+    read: Option<AnyPool>,
     engine: Engine,
 }
 
@@ -122,7 +129,29 @@ impl Db {
                     .connect_lazy(url)?,
             ),
         };
-        Ok(Db { pool, side, engine })
+        let read = match engine {
+            Engine::Sqlite if !url.contains(":memory:") && !url.contains("mode=memory") => Some(
+                AnyPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(30))
+                    .max_connections(READERS)
+                    .test_before_acquire(false)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA query_only = ON; PRAGMA busy_timeout = 10000;")
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy(url)?,
+            ),
+            _ => None,
+        };
+        Ok(Db {
+            pool,
+            side,
+            read,
+            engine,
+        })
     }
 
     /// The pool for short statements that commit on their own while the caller holds a
@@ -130,6 +159,13 @@ impl Db {
     /// used instead.
     pub fn side_pool(&self) -> Option<&AnyPool> {
         self.side.as_ref()
+    }
+
+    /// The pool for a single read outside any transaction: SQLite's read-only connections,
+    /// or the main pool on PostgreSQL. What it returns is committed data; a read that
+    /// decides a write belongs in the writer's transaction instead.
+    pub fn read_pool(&self) -> &AnyPool {
+        self.read.as_ref().unwrap_or(&self.pool)
     }
 
     /// Applies every pending migration.
@@ -164,8 +200,134 @@ impl Db {
         if let Some(side) = &self.side {
             side.close().await;
         }
+        if let Some(read) = &self.read {
+            read.close().await;
+        }
         self.pool.close().await;
     }
+}
+
+/// Writes whose results nobody reads (inserts of events, audit entries, notifications),
+/// collected while a request runs and sent to the database in one round trip by
+/// [`Writes::run`], in the order they were pushed.
+///
+/// Each statement is written with its own `$1…` placeholders and bound in that order; the
+/// batch renumbers them. SQLite runs the statements one after another from one string;
+/// PostgreSQL runs them as one statement (all but the last as data-modifying `WITH`
+/// clauses), so they must not depend on each other's effects: two of them must not write
+/// the same row. A round trip costs more than a small insert on both engines (a thread
+/// hand-over on SQLite, a backend wake-up on PostgreSQL); see ADR 0022.
+#[derive(Default)]
+pub(crate) struct Writes {
+    statements: Vec<String>,
+    args: sqlx::any::AnyArguments<'static>,
+    /// Placeholders numbered so far.
+    params: usize,
+    /// Values bound so far.
+    bound: usize,
+}
+
+impl std::fmt::Debug for Writes {
+    // The bound values may be personal data; only the shape is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writes")
+            .field("statements", &self.statements.len())
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writes {
+    /// An empty batch.
+    pub(crate) fn new() -> Writes {
+        Writes::default()
+    }
+
+    /// Adds `sql` (placeholders `$1…$k`); bind its `k` values next, in order, with
+    /// [`Writes::bind`].
+    pub(crate) fn push(&mut self, sql: &str) -> &mut Writes {
+        let (renumbered, k) = renumber(sql, self.params);
+        self.statements.push(renumbered);
+        self.params += k;
+        self
+    }
+
+    /// Binds the next value.
+    pub(crate) fn bind<T>(&mut self, value: T) -> &mut Writes
+    where
+        T: sqlx::Encode<'static, Any> + sqlx::Type<Any> + 'static,
+    {
+        use sqlx::Arguments as _;
+        // An encoding failure surfaces in `run` as a count mismatch, never as a wrong value.
+        if self.args.add(value).is_ok() {
+            self.bound += 1;
+        }
+        self
+    }
+
+    /// Sends every statement in one round trip, inside `tx`.
+    ///
+    /// # Errors
+    /// [`DbError::Sqlx`]; a value that could not be bound is reported as a protocol error
+    /// before anything is sent.
+    pub(crate) async fn run(self, tx: &mut Tx<'_>) -> Result<(), DbError> {
+        if self.bound != self.params {
+            return Err(DbError::Sqlx(sqlx::Error::Protocol(format!(
+                "a batch of {} statements has {} placeholders but {} values",
+                self.statements.len(),
+                self.params,
+                self.bound
+            ))));
+        }
+        let Some((last, first)) = self.statements.split_last() else {
+            return Ok(());
+        };
+        let sql = if first.is_empty() {
+            last.clone()
+        } else if tx.backend_name() == "PostgreSQL" {
+            let mut sql = String::from("WITH ");
+            for (i, s) in first.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("w{i} AS ({s})"));
+            }
+            sql.push(' ');
+            sql.push_str(last);
+            sql
+        } else {
+            self.statements.join(";\n")
+        };
+        sqlx::query_with(&sql, self.args).execute(&mut **tx).await?;
+        Ok(())
+    }
+}
+
+/// `sql` with each placeholder `$n` written `$(n + offset)`, and the highest `n` in it.
+/// The statements this is used on are the crate's own, with no `$` inside literals.
+fn renumber(sql: &str, offset: usize) -> (String, usize) {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut highest = 0;
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut n = 0usize;
+        let mut digits = false;
+        while let Some(&(_, d)) = chars.peek() {
+            let Some(v) = d.to_digit(10) else { break };
+            n = n.saturating_mul(10).saturating_add(v as usize);
+            digits = true;
+            chars.next();
+        }
+        if digits {
+            highest = highest.max(n);
+            out.push_str(&(n + offset).to_string());
+        }
+    }
+    (out, highest)
 }
 
 /// Reads a `TEXT` column.
@@ -186,4 +348,25 @@ pub(crate) fn int(row: &AnyRow, col: &str) -> Result<i64, sqlx::Error> {
 /// Reads a nullable `BIGINT` column.
 pub(crate) fn opt_int(row: &AnyRow, col: &str) -> Result<Option<i64>, sqlx::Error> {
     row.try_get::<Option<i64>, _>(col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumber;
+
+    #[test]
+    fn placeholders_are_renumbered_after_the_ones_before() {
+        assert_eq!(
+            renumber("INSERT INTO t (a, b) VALUES ($1, $2)", 3),
+            ("INSERT INTO t (a, b) VALUES ($4, $5)".to_owned(), 2)
+        );
+        assert_eq!(
+            renumber("UPDATE t SET a = $2 WHERE b = $1 AND c < $2 AND d = $10", 0),
+            (
+                "UPDATE t SET a = $2 WHERE b = $1 AND c < $2 AND d = $10".to_owned(),
+                10
+            )
+        );
+        assert_eq!(renumber("SELECT 1", 7), ("SELECT 1".to_owned(), 0));
+    }
 }

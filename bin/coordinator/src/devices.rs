@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::accounts::{self, ClientInfo, Principal, Via};
 use crate::app::App;
-use crate::db::{int, opt_text, text, Tx};
+use crate::db::{int, opt_text, text};
 use crate::error::ApiError;
 use crate::factors::StepUp;
 use crate::risk::{self, EventKind, EventSource};
@@ -229,38 +229,13 @@ pub async fn revoke_device(
     Ok(())
 }
 
-/// Refuses a withdrawal from an unconfirmed device (403 `device_unconfirmed`). Requests
-/// signed with an API key have no device; their IP binding stands in for it.
-///
-/// # Errors
-/// The refusal, or storage failure.
-pub async fn ensure_device_confirmed(
-    tx: &mut Tx<'_>,
-    principal: &Principal,
-) -> Result<(), ApiError> {
-    let Via::Session { device_id, .. } = &principal.via else {
-        return Ok(());
-    };
-    let row = sqlx::query(
-        "SELECT confirmed_at FROM devices WHERE principal_id = $1 AND device_id = $2 AND revoked_at IS NULL",
+/// The refusal for a session whose device is not confirmed.
+pub(crate) fn unconfirmed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "device_unconfirmed",
+        "this device is new: confirm it from the link emailed to the account before withdrawing",
     )
-    .bind(&principal.id)
-    .bind(device_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let confirmed = match row {
-        Some(r) => r.try_get::<Option<i64>, _>("confirmed_at")?.is_some(),
-        None => false,
-    };
-    if confirmed {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "device_unconfirmed",
-            "this device is new: confirm it from the link emailed to the account before withdrawing",
-        ))
-    }
 }
 
 /// An IP allowlist change.

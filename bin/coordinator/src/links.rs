@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 
 use crate::api::{Auth, Client};
 use crate::app::App;
-use crate::db::{int, opt_int, opt_text, text, Tx};
+use crate::db::{int, opt_int, opt_text, text, Tx, Writes};
 use crate::error::{ApiError, ErrorBody};
 
 /// The purposes a stored link can have.
@@ -68,26 +68,38 @@ pub async fn issue(
     purpose: LinkPurpose,
     payload: serde_json::Value,
 ) -> Result<Zeroizing<String>, ApiError> {
+    let mut w = Writes::new();
+    let url = issue_to(&mut w, app, principal_id, purpose, &payload);
+    w.run(tx).await?;
+    Ok(url)
+}
+
+/// [`issue`] into a batch of writes the caller runs in its transaction.
+pub(crate) fn issue_to(
+    w: &mut Writes,
+    app: &App,
+    principal_id: &str,
+    purpose: LinkPurpose,
+    payload: &serde_json::Value,
+) -> Zeroizing<String> {
     let now = app.now();
     let (token, record) = issue_link_token(purpose, principal_id, purpose.default_ttl_secs(), now);
-    sqlx::query(
+    w.push(
         "INSERT INTO link_tokens (token_hash, principal_id, purpose, subject, payload, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(hex::encode(record.token_hash))
-    .bind(principal_id)
+    .bind(principal_id.to_owned())
     .bind(purpose.as_str())
-    .bind(&record.subject)
+    .bind(record.subject.clone())
     .bind(payload.to_string())
     .bind(record.issued_at)
-    .bind(record.expires_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(Zeroizing::new(format!(
+    .bind(record.expires_at);
+    Zeroizing::new(format!(
         "{}/v1/links/{}",
         app.config.public_url(),
         token.expose_secret()
-    )))
+    ))
 }
 
 /// How often the worker sweeps links that expired long ago.

@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 
 use crate::app::App;
 use crate::config::SmtpSecurity;
-use crate::db::{int, opt_text, text, Tx};
+use crate::db::{int, opt_text, text, Tx, Writes};
 use crate::error::ApiError;
 
 /// The payload key of the "this wasn't me" link as delivered.
@@ -106,6 +106,23 @@ pub async fn enqueue(
     app: &App,
     principal_id: Option<&str>,
     kind: &str,
+    payload: serde_json::Value,
+) -> Result<(), ApiError> {
+    let mut w = Writes::new();
+    enqueue_to(&mut w, app, principal_id, kind, payload)?;
+    w.run(tx).await?;
+    Ok(())
+}
+
+/// [`enqueue`] into a batch of writes the caller runs in its transaction.
+///
+/// # Errors
+/// The link could not be sealed.
+pub(crate) fn enqueue_to(
+    w: &mut Writes,
+    app: &App,
+    principal_id: Option<&str>,
+    kind: &str,
     mut payload: serde_json::Value,
 ) -> Result<(), ApiError> {
     let now = app.now();
@@ -123,14 +140,13 @@ pub async fn enqueue(
         return Ok(());
     }
     if let Some(principal) = principal_id {
-        let url = crate::links::issue(
-            tx,
+        let url = crate::links::issue_to(
+            w,
             app,
             principal,
             LinkPurpose::FreezeAccount,
-            serde_json::json!({}),
-        )
-        .await?;
+            &serde_json::json!({}),
+        );
         let sealed =
             app.vault
                 .seal_text(Purpose::Secret, &link_record_id(principal), url.as_bytes())?;
@@ -141,19 +157,17 @@ pub async fn enqueue(
     }
     let payload = payload.to_string();
     for channel in channels {
-        sqlx::query(
+        w.push(
             "INSERT INTO outbox (id, created_at, principal_id, channel, kind, payload, next_attempt_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(Uuid::new_v4().to_string())
         .bind(now)
-        .bind(principal_id)
+        .bind(principal_id.map(str::to_owned))
         .bind(channel)
-        .bind(kind)
-        .bind(&payload)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        .bind(kind.to_owned())
+        .bind(payload.clone())
+        .bind(now);
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use custody_policy::{verify_successor, SignedPolicy, VerifiedPolicy};
 
 use crate::app::App;
-use crate::db::{int, text, Tx};
+use crate::db::{int, opt_int, opt_text, text, Tx};
 use crate::error::ApiError;
 
 /// Verified policies by hash, so a request does not re-verify admin signatures.
@@ -45,24 +45,54 @@ pub async fn current(
     now: i64,
 ) -> Result<Arc<VerifiedPolicy>, ApiError> {
     let row = sqlx::query(
-        "SELECT hash, signed_policy FROM policies WHERE effective_from <= $1 ORDER BY version DESC LIMIT 1",
+        "SELECT hash FROM policies WHERE effective_from <= $1 ORDER BY version DESC LIMIT 1",
     )
     .bind(now)
     .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| {
+    .await?;
+    in_force(tx, app, row.map(|r| text(&r, "hash")).transpose()?).await
+}
+
+/// [`current`], and when `address` became (or becomes) usable on `principal_id`'s
+/// withdrawal whitelist (`None`: not on it), in one read.
+///
+/// # Errors
+/// As [`current`].
+pub(crate) async fn current_with_whitelist(
+    tx: &mut Tx<'_>,
+    app: &App,
+    now: i64,
+    principal_id: &str,
+    address: &str,
+) -> Result<(Arc<VerifiedPolicy>, Option<i64>), ApiError> {
+    let row = sqlx::query(
+        "SELECT (SELECT hash FROM policies WHERE effective_from <= $1 ORDER BY version DESC LIMIT 1) AS hash, \
+         (SELECT active_from FROM address_whitelist WHERE principal_id = $2 AND address = $3) AS active_from",
+    )
+    .bind(now)
+    .bind(principal_id)
+    .bind(address)
+    .fetch_one(&mut **tx)
+    .await?;
+    let policy = in_force(tx, app, opt_text(&row, "hash")?).await?;
+    Ok((policy, opt_int(&row, "active_from")?))
+}
+
+/// The policy whose hash was found in force (verified once per process, then cached), or
+/// the refusal when none is.
+async fn in_force(
+    tx: &mut Tx<'_>,
+    app: &App,
+    hash: Option<String>,
+) -> Result<Arc<VerifiedPolicy>, ApiError> {
+    let none = || {
         ApiError::conflict(
             "no_policy",
             "no withdrawal policy is in force; install one with `custody-coordinator policy install`",
         )
-    })?;
-    let hash = text(&row, "hash")?;
-    if let Some(p) = app.policies.get(&hash) {
-        return Ok(p);
-    }
-    let p = Arc::new(decode_verified(&text(&row, "signed_policy")?)?);
-    app.policies.put(hash, p.clone());
-    Ok(p)
+    };
+    let hash = hash.ok_or_else(none)?;
+    by_hash(tx, app, &hash).await?.ok_or_else(none)
 }
 
 /// The policy with `hash`, if installed.

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::clock::rfc3339;
-use crate::db::{int, opt_text, text, Tx};
+use crate::db::{int, opt_int, opt_text, text, Tx, Writes};
 use crate::error::ApiError;
 
 /// Kinds of security events.
@@ -211,22 +211,52 @@ pub(crate) async fn record(
     detail: serde_json::Value,
     alert: bool,
 ) -> Result<String, ApiError> {
+    let mut w = Writes::new();
+    let id = record_to(
+        &mut w,
+        app,
+        principal_id,
+        kind,
+        occurred_at,
+        source,
+        ip,
+        detail,
+        alert,
+    )?;
+    w.run(tx).await?;
+    Ok(id)
+}
+
+/// [`record`] into a batch of writes the caller runs in its transaction.
+///
+/// # Errors
+/// The alert's link could not be sealed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_to(
+    w: &mut Writes,
+    app: &App,
+    principal_id: &str,
+    kind: EventKind,
+    occurred_at: i64,
+    source: EventSource,
+    ip: Option<&str>,
+    detail: serde_json::Value,
+    alert: bool,
+) -> Result<String, ApiError> {
     let now = app.now();
     let id = Uuid::new_v4().to_string();
-    sqlx::query(
+    w.push(
         "INSERT INTO security_events (id, principal_id, kind, occurred_at, recorded_at, source, ip, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(&id)
-    .bind(principal_id)
+    .bind(id.clone())
+    .bind(principal_id.to_owned())
     .bind(kind.as_str())
     .bind(occurred_at.min(now))
     .bind(now)
     .bind(source.as_str())
-    .bind(ip)
-    .bind(detail.to_string())
-    .execute(&mut **tx)
-    .await?;
+    .bind(ip.map(str::to_owned))
+    .bind(detail.to_string());
     let mut audit = serde_json::json!({
         "event": id, "kind": kind.as_str(), "source": source.as_str(), "occurred_at": occurred_at,
     });
@@ -237,41 +267,37 @@ pub(crate) async fn record(
             rfc3339(now),
             rfc3339(until)
         );
-        sqlx::query(
+        w.push(
             "INSERT INTO holds (id, principal_id, withdrawal_id, rule, reason, since, until, event_id) \
              VALUES ($1, $2, NULL, $3, $4, $5, $6, $7)",
         )
         .bind(Uuid::new_v4().to_string())
-        .bind(principal_id)
+        .bind(principal_id.to_owned())
         .bind(kind.as_str())
-        .bind(&reason)
+        .bind(reason)
         .bind(now)
         .bind(until)
-        .bind(&id)
-        .execute(&mut **tx)
-        .await?;
+        .bind(id.clone());
         audit["hold_until"] = serde_json::json!(until);
     }
-    crate::audit::append(
-        tx,
+    crate::audit::append_to(
+        w,
         now,
         &format!("event.{}", kind.as_str()),
         principal_id,
         principal_id,
         &audit,
-    )
-    .await?;
+    );
     if alert {
-        crate::notify::enqueue(
-            tx,
+        crate::notify::enqueue_to(
+            w,
             app,
             Some(principal_id),
             &format!("security.{}", kind.as_str()),
             serde_json::json!({
                 "kind": kind.as_str(), "at": now, "ip": ip, "hold_until": audit.get("hold_until"),
             }),
-        )
-        .await?;
+        )?;
     }
     Ok(id)
 }
@@ -322,6 +348,53 @@ pub async fn active_holds(
         });
     }
     Ok(out)
+}
+
+/// [`active_holds`] and the latest end of any hold that has started on `principal_id`
+/// (of the account, or of `withdrawal_id`), expired ones included: what a withdrawal's view
+/// shows, in one read.
+///
+/// # Errors
+/// Storage failure.
+pub(crate) async fn holds_for(
+    tx: &mut Tx<'_>,
+    principal_id: &str,
+    withdrawal_id: &str,
+    now: i64,
+) -> Result<(Vec<Hold>, Option<i64>), ApiError> {
+    let rows = sqlx::query(
+        "SELECT m.latest, h.rule, h.reason, h.since, h.until, h.withdrawal_id \
+         FROM (SELECT MAX(until) AS latest FROM holds WHERE principal_id = $1 \
+         AND (withdrawal_id IS NULL OR withdrawal_id = $2) AND since <= $3) m \
+         LEFT JOIN holds h ON h.principal_id = $1 AND h.until > $3 \
+         AND (h.withdrawal_id IS NULL OR h.withdrawal_id = $2) \
+         ORDER BY h.until DESC",
+    )
+    .bind(principal_id)
+    .bind(withdrawal_id)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut latest = None;
+    let mut out = Vec::new();
+    for r in &rows {
+        latest = opt_int(r, "latest")?;
+        let (Some(rule), Some(reason), Some(since), Some(until)) = (
+            opt_text(r, "rule")?,
+            opt_text(r, "reason")?,
+            opt_int(r, "since")?,
+            opt_int(r, "until")?,
+        ) else {
+            continue;
+        };
+        out.push(Hold {
+            rule,
+            reason,
+            since,
+            until,
+        });
+    }
+    Ok((out, latest))
 }
 
 /// Every hold ever placed on `principal_id` (for the API and `holds.json`).
@@ -590,22 +663,63 @@ pub async fn set_freeze(
 /// [`ApiError::frozen`] naming the scope and reason.
 pub async fn ensure_not_frozen(tx: &mut Tx<'_>, principal_id: &str) -> Result<(), ApiError> {
     let rows = sqlx::query(
-        "SELECT scope, reason FROM freezes WHERE frozen = 1 AND (scope = 'global' OR scope = $1)",
+        "SELECT scope, reason FROM freezes WHERE frozen = 1 AND (scope = 'global' OR scope = $1) \
+         ORDER BY scope LIMIT 1",
     )
     .bind(freeze_scope(Some(principal_id)))
     .fetch_all(&mut **tx)
     .await?;
-    if let Some(r) = rows.first() {
-        let scope = text(r, "scope")?;
-        let what = if scope == "global" {
-            "all withdrawals are"
-        } else {
-            "this account is"
-        };
-        return Err(ApiError::frozen(format!(
-            "{what} frozen ({}); nothing is signed or broadcast until an admin unfreezes",
-            text(r, "reason")?
-        )));
+    match rows.first() {
+        Some(r) => Err(frozen(&text(r, "scope")?, &text(r, "reason")?)),
+        None => Ok(()),
+    }
+}
+
+/// The refusal for a freeze of `scope`.
+fn frozen(scope: &str, reason: &str) -> ApiError {
+    let what = if scope == "global" {
+        "all withdrawals are"
+    } else {
+        "this account is"
+    };
+    ApiError::frozen(format!(
+        "{what} frozen ({reason}); nothing is signed or broadcast until an admin unfreezes"
+    ))
+}
+
+/// What a new withdrawal checks first, in one read: no freeze (global or of the account),
+/// then a session's device confirmed from the link emailed when it first signed in.
+///
+/// # Errors
+/// Frozen (423), unconfirmed device (403), storage failure.
+pub(crate) async fn ensure_may_withdraw(
+    tx: &mut Tx<'_>,
+    principal: &crate::accounts::Principal,
+) -> Result<(), ApiError> {
+    let device = match &principal.via {
+        crate::accounts::Via::Session { device_id, .. } => Some(device_id.clone()),
+        _ => None,
+    };
+    // The first freeze by scope ('global' sorts before 'principal:…'), so the scope and
+    // the reason come from the same row.
+    let r = sqlx::query(
+        "SELECT (SELECT scope FROM freezes WHERE frozen = 1 AND (scope = 'global' OR scope = $1) \
+         ORDER BY scope LIMIT 1) AS scope, \
+         (SELECT reason FROM freezes WHERE frozen = 1 AND (scope = 'global' OR scope = $1) \
+         ORDER BY scope LIMIT 1) AS reason, \
+         (SELECT confirmed_at FROM devices WHERE principal_id = $2 AND device_id = $3 \
+         AND revoked_at IS NULL) AS confirmed_at",
+    )
+    .bind(freeze_scope(Some(&principal.id)))
+    .bind(&principal.id)
+    .bind(device.clone())
+    .fetch_one(&mut **tx)
+    .await?;
+    if let Some(scope) = opt_text(&r, "scope")? {
+        return Err(frozen(&scope, &opt_text(&r, "reason")?.unwrap_or_default()));
+    }
+    if device.is_some() && opt_int(&r, "confirmed_at")?.is_none() {
+        return Err(crate::devices::unconfirmed());
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 use crate::accounts::{self, ClientInfo, Principal, Role};
 use crate::app::App;
-use crate::db::{int, opt_int, opt_text, text, Tx};
+use crate::db::{int, opt_int, opt_text, text, Tx, Writes};
 use crate::error::ApiError;
 use crate::risk::{self, EventKind, EventSource, Hold};
 
@@ -270,28 +270,19 @@ pub(crate) async fn transition(
 
 pub(crate) async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<WithdrawalView, ApiError> {
     let now = app.now();
-    let holds = risk::active_holds(tx, &w.principal_id, Some(&w.id), now).await?;
+    let (holds, latest) = risk::holds_for(tx, &w.principal_id, &w.id, now).await?;
     let approvals = distinct_approvals(tx, &w.id).await?;
-    view_with(tx, w, holds, approvals, now).await
+    view_with(w, holds, latest, approvals)
 }
 
-/// [`view`] given the withdrawal's active holds and approvals.
-async fn view_with(
-    tx: &mut Tx<'_>,
+/// [`view`] given the withdrawal's active holds, the latest end of any hold that has
+/// started, and its approvals.
+fn view_with(
     w: &Row_,
     holds: Vec<risk::Hold>,
+    latest: Option<i64>,
     approvals: i64,
-    now: i64,
 ) -> Result<WithdrawalView, ApiError> {
-    let all = sqlx::query(
-        "SELECT MAX(until) AS u FROM holds WHERE principal_id = $1 AND (withdrawal_id IS NULL OR withdrawal_id = $2) \
-         AND since <= $3",
-    )
-    .bind(&w.principal_id)
-    .bind(&w.id)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
     let approval_digest = match transaction_digest(w)? {
         Some(digest) => Some(hex::encode(approval_digest(
             &w.policy_hash,
@@ -310,7 +301,7 @@ async fn view_with(
         created_at: w.created_at,
         hold: HoldView {
             active: !holds.is_empty(),
-            until: opt_int(&all, "u")?,
+            until: latest,
             reasons: holds,
         },
         risk: risk::Assessment {
@@ -473,8 +464,7 @@ pub async fn request(
         None => ASSET_BTC.to_owned(),
         Some((asset, _)) => asset.policy_asset(),
     };
-    risk::ensure_not_frozen(tx, &principal.id).await?;
-    crate::devices::ensure_device_confirmed(tx, principal).await?;
+    risk::ensure_may_withdraw(tx, principal).await?;
     // A signed API request was checked for the `withdraw` scope and the key's IP binding
     // before it got here; a person steps up with their second factors.
     let by_key = matches!(principal.via, accounts::Via::ApiKey { .. });
@@ -493,9 +483,17 @@ pub async fn request(
     let id = Uuid::new_v4().to_string();
     // The attempt is recorded as a security event at the end of this transaction, on every
     // outcome.
-    let policy = crate::policy::current(tx, app, now).await?;
+    let (policy, whitelisted_from) =
+        crate::policy::current_with_whitelist(tx, app, now, &principal.id, &address).await?;
     let policy_hash = hex::encode(policy.hash());
-    let mut refusal = match accounts::whitelist_status(tx, &principal.id, &address, now).await? {
+    let whitelisted = match whitelisted_from {
+        None => Err(None),
+        Some(from) if from <= now => Ok(()),
+        Some(from) => Err(Some(from)),
+    };
+    // Everything the request writes after its reads, sent in one round trip.
+    let mut writes = Writes::new();
+    let mut refusal = match whitelisted {
         Ok(()) => None,
         Err(None) if !whitelist_required => None,
         Err(None) => Some((
@@ -548,33 +546,40 @@ pub async fn request(
         Some(_) => (0, Some(amount.to_string())),
     };
     if let Some((code, message)) = refusal {
-        record_attempt(tx, app, &principal.id, &id, amount, &client.ip, true).await?;
-        sqlx::query(
-            "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
-             updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, failure, amount_text) \
-             VALUES ($1, $2, $3, $4, $5, 'rejected', 1, $6, $7, 0, 0, '[]', $8, 0, $9, $10)",
-        )
-        .bind(&id)
-        .bind(&principal.id)
-        .bind(&asset_id)
-        .bind(&address)
-        .bind(amount_sat)
-        .bind(now)
-        .bind(now)
-        .bind(&policy_hash)
-        .bind(&message)
-        .bind(amount_text.clone())
-        .execute(&mut **tx)
-        .await?;
-        crate::audit::append(
-            tx,
+        record_attempt(
+            &mut writes,
+            app,
+            &principal.id,
+            &id,
+            amount,
+            &client.ip,
+            true,
+        )?;
+        writes
+            .push(
+                "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
+                 updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, failure, amount_text) \
+                 VALUES ($1, $2, $3, $4, $5, 'rejected', 1, $6, $7, 0, 0, '[]', $8, 0, $9, $10)",
+            )
+            .bind(id.clone())
+            .bind(principal.id.clone())
+            .bind(asset_id.clone())
+            .bind(address.clone())
+            .bind(amount_sat)
+            .bind(now)
+            .bind(now)
+            .bind(policy_hash.clone())
+            .bind(message.clone())
+            .bind(amount_text.clone());
+        crate::audit::append_to(
+            &mut writes,
             now,
             "withdrawal.rejected",
             &principal.id,
             &id,
             &serde_json::json!({ "code": code, "reason": message }),
-        )
-        .await?;
+        );
+        writes.run(tx).await?;
         metrics::counter!("custody_withdrawals_rejected_total").increment(1);
         let body = serde_json::json!({ "error": { "code": code, "message": message, "withdrawal_id": id } });
         return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, body));
@@ -586,27 +591,35 @@ pub async fn request(
         ip: &client.ip,
     };
     let assessment = risk::assess_withdrawal(tx, app, &principal.id, &attempt, now).await?;
-    if assessment.score >= app.config.risk.hold_score {
+    let unusual = if assessment.score >= app.config.risk.hold_score {
         let until = now + app.config.risk.unusual_withdrawal_hold();
-        sqlx::query(
-            "INSERT INTO holds (id, principal_id, withdrawal_id, rule, reason, since, until, event_id) \
-             VALUES ($1, $2, $3, 'unusual_withdrawal', $4, $5, $6, NULL)",
-        )
-        .bind(Uuid::new_v4().to_string())
-        .bind(&principal.id)
-        .bind(&id)
-        .bind(format!(
+        let reason = format!(
             "unusual withdrawal (score {} of {}): {}; held until {}",
             assessment.score,
             app.config.risk.hold_score,
             assessment.reasons.join("; "),
             crate::clock::rfc3339(until)
-        ))
-        .bind(now)
-        .bind(until)
-        .execute(&mut **tx)
-        .await?;
-    }
+        );
+        writes
+            .push(
+                "INSERT INTO holds (id, principal_id, withdrawal_id, rule, reason, since, until, event_id) \
+                 VALUES ($1, $2, $3, 'unusual_withdrawal', $4, $5, $6, NULL)",
+            )
+            .bind(Uuid::new_v4().to_string())
+            .bind(principal.id.clone())
+            .bind(id.clone())
+            .bind(reason.clone())
+            .bind(now)
+            .bind(until);
+        Some(risk::Hold {
+            rule: "unusual_withdrawal".to_owned(),
+            reason,
+            since: now,
+            until,
+        })
+    } else {
+        None
+    };
     let (psbt, txid, intent) = match &eth {
         None => {
             let (psbt, txid) =
@@ -620,9 +633,23 @@ pub async fn request(
         }
         Some((_, template)) => (None, None, Some(hex::encode(template.intent_digest()))),
     };
-    let holds = risk::active_holds(tx, &principal.id, Some(&id), now).await?;
+    // The holds already on the account, and the one this request places (written below).
+    let (mut holds, mut latest) = risk::holds_for(tx, &principal.id, &id, now).await?;
+    if let Some(hold) = unusual {
+        latest = latest.max(Some(hold.until));
+        holds.push(hold);
+        holds.sort_by_key(|h| std::cmp::Reverse(h.until));
+    }
     let hold_until = holds.iter().map(|h| h.until).max().unwrap_or(0);
-    record_attempt(tx, app, &principal.id, &id, amount, &client.ip, false).await?;
+    record_attempt(
+        &mut writes,
+        app,
+        &principal.id,
+        &id,
+        amount,
+        &client.ip,
+        false,
+    )?;
     let state = if required == 0 {
         "approved"
     } else {
@@ -655,33 +682,32 @@ pub async fn request(
         final_tx: None,
         failure: None,
     };
-    sqlx::query(
-        "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
-         updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, psbt, txid, \
-         amount_text, eth_intent) \
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-    )
-    .bind(&w.id)
-    .bind(&w.principal_id)
-    .bind(&w.asset)
-    .bind(&w.address)
-    .bind(w.amount)
-    .bind(&w.state)
-    .bind(now)
-    .bind(now)
-    .bind(hold_until)
-    .bind(w.risk_score)
-    .bind(&w.risk_reasons)
-    .bind(&w.policy_hash)
-    .bind(required)
-    .bind(w.psbt.clone())
-    .bind(w.txid.clone())
-    .bind(w.amount_text.clone())
-    .bind(w.eth_intent.clone())
-    .execute(&mut **tx)
-    .await?;
-    crate::audit::append(
-        tx,
+    writes
+        .push(
+            "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
+             updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, psbt, txid, \
+             amount_text, eth_intent) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(w.id.clone())
+        .bind(w.principal_id.clone())
+        .bind(w.asset.clone())
+        .bind(w.address.clone())
+        .bind(w.amount)
+        .bind(w.state.clone())
+        .bind(now)
+        .bind(now)
+        .bind(hold_until)
+        .bind(w.risk_score)
+        .bind(w.risk_reasons.clone())
+        .bind(w.policy_hash.clone())
+        .bind(required)
+        .bind(w.psbt.clone())
+        .bind(w.txid.clone())
+        .bind(w.amount_text.clone())
+        .bind(w.eth_intent.clone());
+    crate::audit::append_to(
+        &mut writes,
         now,
         "withdrawal.requested",
         &principal.id,
@@ -691,18 +717,21 @@ pub async fn request(
             "intent": intent, "policy": policy_hash, "required_approvals": required,
             "risk_score": assessment.score, "hold_until": hold_until,
         }),
-    )
-    .await?;
-    crate::notify::enqueue(
-        tx,
+    );
+    crate::notify::enqueue_to(
+        &mut writes,
         app,
         Some(&principal.id),
-        if hold_until > now { "withdrawal.held" } else { "withdrawal.requested" },
+        if hold_until > now {
+            "withdrawal.held"
+        } else {
+            "withdrawal.requested"
+        },
         serde_json::json!({ "withdrawal": id, "asset": asset_id, "amount": crate::eth::amount_json(eth.is_none(), amount), "address": address, "hold_until": hold_until }),
-    )
-    .await?;
+    )?;
+    writes.run(tx).await?;
     metrics::counter!("custody_withdrawals_requested_total").increment(1);
-    let v = view_with(tx, &w, holds, 0, now).await?;
+    let v = view_with(&w, holds, latest, 0)?;
     Ok((
         axum::http::StatusCode::CREATED,
         serde_json::to_value(v).map_err(ApiError::internal)?,
@@ -712,8 +741,8 @@ pub async fn request(
 /// Records the attempt as a security event. A refused attempt alerts the user with
 /// `security.withdrawal_attempt`; an accepted one is announced once, by its own
 /// `withdrawal.requested` (or `withdrawal.held`) notification.
-async fn record_attempt(
-    tx: &mut Tx<'_>,
+fn record_attempt(
+    writes: &mut Writes,
     app: &App,
     principal_id: &str,
     id: &str,
@@ -721,8 +750,8 @@ async fn record_attempt(
     ip: &str,
     refused: bool,
 ) -> Result<(), ApiError> {
-    risk::record(
-        tx,
+    risk::record_to(
+        writes,
         app,
         principal_id,
         EventKind::WithdrawalAttempt,
@@ -732,7 +761,6 @@ async fn record_attempt(
         serde_json::json!({ "withdrawal": id, "amount": crate::eth::amount_json(u64::try_from(amount).is_ok(), amount) }),
         refused,
     )
-    .await
     .map(drop)
 }
 
@@ -818,22 +846,25 @@ async fn build_and_reserve(
     .map_err(|e| {
         ApiError::conflict("cannot_build", format!("cannot build the transaction: {e}"))
     })?;
-    for input in &psbt.unsigned_tx.input {
-        let done = sqlx::query(
-            "UPDATE utxos SET reserved_by = $1 WHERE outpoint = $2 AND reserved_by IS NULL",
-        )
-        .bind(id)
-        .bind(input.previous_output.to_string())
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            // Another request took the coin first: rerun the whole transaction.
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "retry",
-                "a coin was taken by another withdrawal; retry with the same idempotency key",
-            ));
-        }
+    // Every input reserved in one statement; fewer rows than inputs means another request
+    // took a coin first, and the whole transaction reruns.
+    let inputs = &psbt.unsigned_tx.input;
+    let placeholders: Vec<String> = (2..inputs.len() + 2).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "UPDATE utxos SET reserved_by = $1 WHERE reserved_by IS NULL AND outpoint IN ({})",
+        placeholders.join(", ")
+    );
+    let mut reserve = sqlx::query(&sql).bind(id);
+    for input in inputs {
+        reserve = reserve.bind(input.previous_output.to_string());
+    }
+    let done = reserve.execute(&mut **tx).await?;
+    if usize::try_from(done.rows_affected()).ok() != Some(inputs.len()) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "retry",
+            "a coin was taken by another withdrawal; retry with the same idempotency key",
+        ));
     }
     let txid = psbt.unsigned_tx.compute_txid();
     Ok((psbt, txid))

@@ -366,13 +366,16 @@ pub fn build_psbt(
         reason: e.to_string(),
     })?;
     for (k, &i) in selected.iter().enumerate() {
-        psbt.inputs[k].witness_utxo = Some(utxos[i].txout.clone());
-        psbt.inputs[k].non_witness_utxo = utxos[i].prev_tx.clone();
-        psbt.update_input_with_descriptor(k, derived[i].descriptor())
-            .map_err(|e| BuildError::Update {
-                what: format!("input {k}"),
-                reason: e.to_string(),
-            })?;
+        // The coin's key data as miniscript computes it, kept per address (a wallet spends
+        // the same addresses' coins again and again); the coin's own script and previous
+        // transaction were checked against the address above.
+        let mut input = derived[i].psbt_input().map_err(|e| BuildError::Update {
+            what: format!("input {k}"),
+            reason: e.to_string(),
+        })?;
+        input.witness_utxo = Some(utxos[i].txout.clone());
+        input.non_witness_utxo = utxos[i].prev_tx.clone();
+        psbt.inputs[k] = input;
     }
     if let Some(k) = change_position {
         psbt.update_output_with_descriptor(k, change.descriptor())

@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bitcoin::bip32::{ChildNumber, DerivationPath, KeySource, Xpub};
 use bitcoin::hashes::Hash as _;
@@ -482,6 +482,7 @@ impl WalletDescriptor {
             merkle_root: info.merkle_root(),
             recovery_leaf,
             descriptor,
+            input: Arc::default(),
         })
     }
 
@@ -583,9 +584,43 @@ pub struct DerivedAddress {
     /// The recovery leaf's script and leaf hash, when there is one.
     pub recovery_leaf: Option<(ScriptBuf, TapLeafHash)>,
     descriptor: Descriptor<DefiniteDescriptorKey>,
+    /// The PSBT input fields a spend from this address carries, once computed (shared by
+    /// the clones a [`WalletDescriptor`]'s cache hands out).
+    input: Arc<OnceLock<bitcoin::psbt::Input>>,
 }
 
 impl DerivedAddress {
+    /// The fields of a PSBT input spending from this address (Taproot internal key,
+    /// Merkle root, key origins, the recovery leaf's control block), as miniscript's
+    /// `update_input_with_descriptor` fills them; computed once and kept. The UTXO fields
+    /// are left empty for the caller.
+    ///
+    /// # Errors
+    /// [`DescriptorError::Miniscript`] if miniscript refuses the update.
+    pub fn psbt_input(&self) -> Result<bitcoin::psbt::Input, DescriptorError> {
+        if let Some(done) = self.input.get() {
+            return Ok(done.clone());
+        }
+        use miniscript::psbt::PsbtExt as _;
+        // A one-input transaction spending a coin of this address, for miniscript to update.
+        let tx = bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: vec![bitcoin::TxIn::default()],
+            output: Vec::new(),
+        };
+        let mut psbt = bitcoin::psbt::Psbt::from_unsigned_tx(tx).map_err(ms_err)?;
+        psbt.inputs[0].witness_utxo = Some(bitcoin::TxOut {
+            value: bitcoin::Amount::ZERO,
+            script_pubkey: self.script_pubkey(),
+        });
+        psbt.update_input_with_descriptor(0, &self.descriptor)
+            .map_err(ms_err)?;
+        let mut input = psbt.inputs.swap_remove(0);
+        input.witness_utxo = None;
+        Ok(self.input.get_or_init(|| input).clone())
+    }
+
     /// The output script.
     pub fn script_pubkey(&self) -> ScriptBuf {
         self.address.script_pubkey()

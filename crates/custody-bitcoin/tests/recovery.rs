@@ -267,3 +267,28 @@ fn single_backup_keys_sign_with_plain_secret_keys() {
     finalize_psbt(&mut psbt).expect("two of three");
     extract_verified(&psbt).expect("consensus accepts");
 }
+
+#[test]
+fn inputs_carry_what_miniscript_fills_in_also_from_the_address_cache() {
+    use miniscript::psbt::PsbtExt as _;
+    let (_shares, wallet, _backups) = recovery_wallet(30, AFTER);
+    // The second build of a spend from the same address takes its key data from the cache.
+    let first = recovery_psbt(&wallet, 1);
+    let again = recovery_psbt(&wallet, 1);
+    assert_eq!(first, again);
+    let derived = wallet.derive(Branch::Receive, 2).expect("derive");
+    for (k, input) in first.inputs.iter().enumerate() {
+        assert!(input.tap_internal_key.is_some() && !input.tap_scripts.is_empty());
+        assert!(!input.tap_key_origins.is_empty());
+        // The same input as miniscript's own update fills it, from nothing but the coin.
+        let mut fresh = first.clone();
+        fresh.inputs[k] = bitcoin::psbt::Input {
+            witness_utxo: input.witness_utxo.clone(),
+            ..Default::default()
+        };
+        fresh
+            .update_input_with_descriptor(k, derived.descriptor())
+            .expect("update");
+        assert_eq!(&fresh.inputs[k], input, "input {k}");
+    }
+}
