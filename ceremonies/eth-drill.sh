@@ -16,8 +16,11 @@ set -euo pipefail
 T="${1:-2}"
 N="${2:-3}"
 source "$(dirname "$0")/lib.sh"
-cargo build -q --locked -p custody-signer --example eth_drill_request
+if [ "${CUSTODY_PREBUILT:-}" != 1 ]; then
+    cargo build -q --locked -p custody-signer --example eth_drill_request
+fi
 REQ="$ROOT/target/debug/examples/eth_drill_request"
+[ -x "$REQ" ] || fail "$REQ is missing; build it (cargo build -p custody-signer --examples)"
 PRIMES="$ROOT/crates/custody-ecdsa/tests/data/paillier-primes.hex"
 PRIME_LINES=$(grep -c . "$PRIMES")
 [ "$N" -le "$PRIME_LINES" ] || fail "the test primes file has $PRIME_LINES sets; at most $PRIME_LINES participants"

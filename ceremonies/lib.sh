@@ -7,9 +7,17 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-cargo build -q --locked -p custody-signer --bin custody-signer --example drill_coordinator
+# .ci/run builds every binary and example with the test suite and sets CUSTODY_PREBUILT=1
+# (a second build here would differ only in dev-dependency features); run on its own, a
+# drill builds what it uses.
+if [ "${CUSTODY_PREBUILT:-}" != 1 ]; then
+    cargo build -q --locked -p custody-signer --bin custody-signer --example drill_coordinator
+fi
 BIN="$ROOT/target/debug/custody-signer"
 COORD="$ROOT/target/debug/examples/drill_coordinator"
+for built in "$BIN" "$COORD"; do
+    [ -x "$built" ] || { echo "FAILED: $built is missing; build it (cargo build -p custody-signer --bins --examples)" >&2; exit 1; }
+done
 NAMES=(alice bob carol dave erin frank grace heidi ivan judy)
 TIMEOUT="${CEREMONY_TIMEOUT_SECS:-600}"
 

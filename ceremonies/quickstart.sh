@@ -36,8 +36,13 @@ mkdir -p "$OUT_ARG"
 OUT="$(cd "$OUT_ARG" && pwd)"
 touch "$OUT/$MARKER"
 
-printf '\n== building custody-signer and custody-coordinator (debug profile, as .ci/run)\n'
-cargo build --locked -p custody-signer -p custody-coordinator --bins --examples
+if [ "${CUSTODY_PREBUILT:-}" = 1 ]; then
+    # .ci/run built them with the test suite.
+    printf '\n== using the custody-signer and custody-coordinator built by the test suite\n'
+else
+    printf '\n== building custody-signer and custody-coordinator (debug profile, as .ci/run)\n'
+    cargo build --locked -p custody-signer -p custody-coordinator --bins --examples
+fi
 
 # One signer home per person, "USB sticks", the coordinator's data: under OUT/work.
 WORK="$OUT/work"
@@ -45,6 +50,7 @@ mkdir -p "$WORK"
 # shellcheck source=ceremonies/lib.sh
 source "$ROOT/ceremonies/lib.sh"
 CC="$ROOT/target/debug/custody-coordinator"
+[ -x "$CC" ] || fail "$CC is missing; build it (cargo build -p custody-coordinator --bins)"
 CFG="$WORK/coordinator.toml"
 CPID=""
 OFFSET=0
