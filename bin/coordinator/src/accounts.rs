@@ -16,7 +16,7 @@ use crate::auth;
 use crate::db::{int, opt_text, text, Tx};
 use crate::error::ApiError;
 use crate::factors::StepUp;
-use crate::risk::{self, EventKind, EventSource};
+use crate::risk::{self, EventKind};
 use custody_auth::Action;
 
 /// What a principal may do.
@@ -405,13 +405,11 @@ pub async fn login(
     .execute(&mut *tx)
     .await?;
     let factor_names: Vec<&str> = factors.iter().map(|f| f.as_str()).collect();
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::Login,
-        now,
-        EventSource::Coordinator,
         Some(&client.ip),
         serde_json::json!({ "device": client.device_id, "factors": factor_names }),
     )
@@ -505,13 +503,11 @@ async fn note_device_and_ip(
             .await?;
         }
         if !first_login {
-            risk::record_event(
+            risk::record_now(
                 tx,
                 app,
                 principal_id,
                 EventKind::NewDevice,
-                now,
-                EventSource::Coordinator,
                 Some(&client.ip),
                 serde_json::json!({ "device": client.device_id, "user_agent": client.user_agent }),
             )
@@ -541,13 +537,11 @@ async fn note_device_and_ip(
             .execute(&mut **tx)
             .await?;
         if !first_login {
-            risk::record_event(
+            risk::record_now(
                 tx,
                 app,
                 principal_id,
                 EventKind::NewIp,
-                now,
-                EventSource::Coordinator,
                 Some(&client.ip),
                 serde_json::json!({}),
             )
@@ -746,13 +740,11 @@ pub async fn confirm_totp(
         .bind(&principal.id)
         .execute(&mut *tx)
         .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::TwoFactorEnabled,
-        now,
-        EventSource::Coordinator,
         None,
         serde_json::json!({ "method": "totp" }),
     )
@@ -767,7 +759,6 @@ pub async fn confirm_totp(
 /// # Errors
 /// 404 or storage failure.
 pub async fn reset_totp(app: &App, admin: &Principal, principal_id: &str) -> Result<(), ApiError> {
-    let now = app.now();
     let mut tx = app.db.begin().await?;
     get(&mut tx, principal_id).await?;
     sqlx::query("UPDATE principals SET totp_enabled = 0, totp_secret = NULL WHERE id = $1")
@@ -778,13 +769,11 @@ pub async fn reset_totp(app: &App, admin: &Principal, principal_id: &str) -> Res
         .bind(principal_id)
         .execute(&mut *tx)
         .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         principal_id,
         EventKind::TwoFactorReset,
-        now,
-        EventSource::Coordinator,
         None,
         serde_json::json!({ "by": admin.id }),
     )
@@ -806,7 +795,6 @@ pub async fn change_password(
     client: &ClientInfo,
 ) -> Result<(), ApiError> {
     check_password(new)?;
-    let now = app.now();
     let mut tx = app.db.begin().await?;
     let row = sqlx::query("SELECT password_hash FROM principals WHERE id = $1")
         .bind(&principal.id)
@@ -843,13 +831,11 @@ pub async fn change_password(
         .bind(&principal.id)
         .execute(&mut *tx)
         .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::PasswordChange,
-        now,
-        EventSource::Coordinator,
         Some(&client.ip),
         serde_json::json!({}),
     )
@@ -870,7 +856,6 @@ pub async fn reset_password(
     new: &str,
 ) -> Result<(), ApiError> {
     check_password(new)?;
-    let now = app.now();
     let hash = app
         .passwords
         .hash_off_thread(new)
@@ -887,13 +872,11 @@ pub async fn reset_password(
         .bind(principal_id)
         .execute(&mut *tx)
         .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         principal_id,
         EventKind::PasswordReset,
-        now,
-        EventSource::Coordinator,
         None,
         serde_json::json!({ "by": actor }),
     )
@@ -940,13 +923,11 @@ pub async fn change_email(
         .bind(&principal.id)
         .execute(&mut *tx)
         .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::EmailChange,
-        now,
-        EventSource::Coordinator,
         Some(&client.ip),
         serde_json::json!({}),
     )
@@ -1023,13 +1004,11 @@ pub async fn whitelist_add(
     .bind(active_from)
     .execute(&mut *tx)
     .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::WhitelistChange,
-        now,
-        EventSource::Coordinator,
         Some(&client.ip),
         serde_json::json!({ "added": address, "active_from": active_from }),
     )

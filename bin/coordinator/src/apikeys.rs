@@ -33,7 +33,7 @@ use crate::app::App;
 use crate::db::{opt_text, text};
 use crate::error::ApiError;
 use crate::factors::StepUp;
-use crate::risk::{self, EventKind, EventSource};
+use crate::risk::{self, EventKind};
 
 /// Largest body a signed request may have.
 const MAX_SIGNED_BODY: usize = 1 << 20;
@@ -193,13 +193,11 @@ pub async fn create(
     .bind(record.expires_at.unwrap_or(i64::MAX))
     .execute(&mut *tx)
     .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::ApiKeyCreated,
-        now,
-        EventSource::Coordinator,
         Some(&principal.client_ip),
         serde_json::json!({
             "key": id, "scopes": view(&record, None, None).scopes,
@@ -263,13 +261,11 @@ pub async fn revoke(app: &App, principal: &Principal, key_id: &str) -> Result<()
         .bind(key_id)
         .execute(&mut *tx)
         .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::ApiKeyRevoked,
-        now,
-        EventSource::Coordinator,
         Some(&principal.client_ip),
         serde_json::json!({ "key": key_id }),
     )

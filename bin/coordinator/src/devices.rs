@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::db::{int, opt_text, text};
 use crate::error::ApiError;
 use crate::factors::StepUp;
-use crate::risk::{self, EventKind, EventSource};
+use crate::risk::{self, EventKind};
 use custody_auth::Action;
 
 /// A device as listed.
@@ -140,7 +140,6 @@ pub async fn revoke_sessions(
     principal: &Principal,
     id: Option<&str>,
 ) -> Result<u64, ApiError> {
-    let now = app.now();
     let (current, _) = current_ids(principal);
     let mut tx = app.db.begin().await?;
     let ended = match id {
@@ -168,13 +167,11 @@ pub async fn revoke_sessions(
         .await?
         .rows_affected(),
     };
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::DeviceRevoked,
-        now,
-        EventSource::Coordinator,
         Some(&principal.client_ip),
         serde_json::json!({ "sessions": ended, "session": id }),
     )
@@ -214,13 +211,11 @@ pub async fn revoke_device(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::DeviceRevoked,
-        now,
-        EventSource::Coordinator,
         Some(&principal.client_ip),
         serde_json::json!({ "device": device_id, "sessions": ended }),
     )
@@ -259,7 +254,6 @@ pub async fn set_ip_allowlist(
     change: &IpAllowlistChange,
     client: &ClientInfo,
 ) -> Result<Option<String>, ApiError> {
-    let now = app.now();
     let list = match change.ip_allowlist.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(text) => Some(
@@ -295,13 +289,11 @@ pub async fn set_ip_allowlist(
         .bind(&principal.id)
         .execute(&mut *tx)
         .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::IpAllowlistChange,
-        now,
-        EventSource::Coordinator,
         Some(&client.ip),
         serde_json::json!({ "ip_allowlist": stored }),
     )
@@ -321,7 +313,6 @@ pub async fn whitelist_remove(
     proof: &StepUp,
     client: &ClientInfo,
 ) -> Result<(), ApiError> {
-    let now = app.now();
     let mut tx = app.db.begin().await?;
     accounts::step_up(
         &mut tx,
@@ -341,13 +332,11 @@ pub async fn whitelist_remove(
     if gone.rows_affected() == 0 {
         return Err(ApiError::not_found("whitelisted address"));
     }
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::WhitelistChange,
-        now,
-        EventSource::Coordinator,
         Some(&client.ip),
         serde_json::json!({ "removed": address }),
     )
@@ -377,7 +366,6 @@ pub async fn set_whitelist_mode(
     mode: &WhitelistMode,
     client: &ClientInfo,
 ) -> Result<(), ApiError> {
-    let now = app.now();
     let mut tx = app.db.begin().await?;
     accounts::step_up(
         &mut tx,
@@ -406,13 +394,11 @@ pub async fn set_whitelist_mode(
     } else {
         EventKind::WhitelistModeOff
     };
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         kind,
-        now,
-        EventSource::Coordinator,
         Some(&client.ip),
         serde_json::json!({ "whitelist_only": mode.whitelist_only }),
     )

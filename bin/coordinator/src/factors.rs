@@ -32,7 +32,7 @@ use crate::accounts::Principal;
 use crate::app::App;
 use crate::db::{int, opt_text, text, Db, Tx};
 use crate::error::ApiError;
-use crate::risk::{self, EventKind, EventSource};
+use crate::risk::{self, EventKind};
 use crate::vault::Vault;
 
 const HASH_KEY_NAME: &str = "auth.hash_key";
@@ -486,25 +486,21 @@ pub async fn record_failure(app: &App, failure: &AuthFailure) -> Result<(), ApiE
     } else {
         EventKind::TwoFactorFailed
     };
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &failure.principal_id,
         kind,
-        now,
-        EventSource::Coordinator,
         Some(&failure.ip),
         serde_json::json!({ "reason": failure.what }),
     )
     .await?;
     if let Some(lock) = locked {
-        risk::record_event(
+        risk::record_now(
             &mut tx,
             app,
             &failure.principal_id,
             EventKind::AccountLocked,
-            now,
-            EventSource::Coordinator,
             Some(&failure.ip),
             serde_json::json!({
                 "failures": lock.failures, "locked_until": lock.locked_until,
@@ -1025,13 +1021,11 @@ async fn verify_recovery(
         .bind(&principal.id)
         .execute(&mut **tx)
         .await?;
-    risk::record_event(
+    risk::record_now(
         tx,
         app,
         &principal.id,
         EventKind::RecoveryCodeUsed,
-        now,
-        EventSource::Coordinator,
         Some(ip),
         serde_json::json!({ "left": left }),
     )
@@ -1250,13 +1244,11 @@ pub async fn finish_webauthn_registration(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::TwoFactorEnabled,
-        now,
-        EventSource::Coordinator,
         Some(ip),
         serde_json::json!({ "method": "webauthn", "name": name }),
     )
@@ -1308,7 +1300,6 @@ pub async fn remove_credential(
     proof: &StepUp,
     ip: &str,
 ) -> Result<(), ApiError> {
-    let now = app.now();
     let mut tx = app.db.begin().await?;
     step_up(&mut tx, app, principal, proof, Action::SensitiveChange, ip).await?;
     let gone = sqlx::query(
@@ -1321,13 +1312,11 @@ pub async fn remove_credential(
     if gone.rows_affected() == 0 {
         return Err(ApiError::not_found("security key"));
     }
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::TwoFactorRemoved,
-        now,
-        EventSource::Coordinator,
         Some(ip),
         serde_json::json!({ "method": "webauthn", "credential": credential_id }),
     )
@@ -1391,13 +1380,11 @@ pub async fn new_recovery_codes(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::RecoveryCodesGenerated,
-        now,
-        EventSource::Coordinator,
         Some(ip),
         serde_json::json!({ "count": set.slots.len() }),
     )
@@ -1452,13 +1439,11 @@ pub async fn set_phone(
         .execute(&mut *tx)
         .await?;
     if replaced {
-        risk::record_event(
+        risk::record_now(
             &mut tx,
             app,
             &principal.id,
             EventKind::TwoFactorRemoved,
-            now,
-            EventSource::Coordinator,
             Some(ip),
             serde_json::json!({ "method": "sms" }),
         )
@@ -1555,13 +1540,11 @@ pub async fn verify_phone(
         .bind(&principal.id)
         .execute(&mut *tx)
         .await?;
-    risk::record_event(
+    risk::record_now(
         &mut tx,
         app,
         &principal.id,
         EventKind::TwoFactorEnabled,
-        now,
-        EventSource::Coordinator,
         Some(ip),
         serde_json::json!({ "method": "sms" }),
     )

@@ -441,13 +441,11 @@ async fn follow(app: &App, token: &str, ip: &str) -> Result<LinkPurpose, ApiErro
             )
             .await?;
             // The event, its audit entry and the owner's alert.
-            crate::risk::record_event(
+            crate::risk::record_now(
                 &mut tx,
                 app,
                 principal_id,
                 crate::risk::EventKind::AccountFrozen,
-                now,
-                crate::risk::EventSource::Coordinator,
                 Some(ip),
                 serde_json::json!({ "by": "this_wasnt_me_link" }),
             )
@@ -481,13 +479,11 @@ async fn follow(app: &App, token: &str, ip: &str) -> Result<LinkPurpose, ApiErro
                     "this device was removed or revoked; sign in from it again to get a new link",
                 ));
             }
-            crate::risk::record_event(
+            crate::risk::record_now(
                 &mut tx,
                 app,
                 principal_id,
                 crate::risk::EventKind::DeviceConfirmed,
-                now,
-                crate::risk::EventSource::Coordinator,
                 Some(ip),
                 serde_json::json!({ "device": device, "by": "link" }),
             )

@@ -197,6 +197,31 @@ pub async fn record_event(
     .await
 }
 
+/// [`record_event`] for what the coordinator itself sees happen now.
+///
+/// # Errors
+/// As [`record_event`].
+pub async fn record_now(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal_id: &str,
+    kind: EventKind,
+    ip: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<String, ApiError> {
+    record_event(
+        tx,
+        app,
+        principal_id,
+        kind,
+        app.now(),
+        EventSource::Coordinator,
+        ip,
+        detail,
+    )
+    .await
+}
+
 /// As [`record_event`], with the alert only when `alert` (a caller that tells the user
 /// about the same thing in its own notification passes `false`).
 #[allow(clippy::too_many_arguments)]

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -12,21 +13,6 @@ use base64::Engine as _;
 use common::{new_key, Engine, Harness, B64};
 use custody_coordinator::accounts::Role;
 use serde_json::json;
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Engine::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Engine::Postgres).await;
-            }
-        }
-    };
-}
 
 async fn hold_placed_after_signing_blocks_broadcast(engine: Engine) {
     let Some(mut h) = Harness::new(engine).await else {

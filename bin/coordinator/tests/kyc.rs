@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -15,21 +16,6 @@ use custody_coordinator::accounts::Role;
 use custody_coordinator::{kyc, vault};
 use custody_vault::{KekId, MAX_IMAGE_BYTES};
 use serde_json::{json, Value};
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Engine::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Engine::Postgres).await;
-            }
-        }
-    };
-}
 
 const NAME: &str = "Zebulon Quackenbush-Oyelaran";
 const DOB: &str = "1987-06-05";

@@ -5,32 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{new_key, Engine, Harness, Session, PASSWORD};
 use custody_auth::{ApiKeyId, ApiKeySecret, RequestToSign};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_authenticator_rs::WebauthnAuthenticator;
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Engine::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Engine::Postgres).await;
-            }
-        }
-    };
-}
 
 const ORIGIN: &str = "https://localhost:8750";
 
@@ -571,15 +555,7 @@ async fn signed(
     for (name, value) in sig.headers() {
         req = req.header(name, value);
     }
-    let res = h
-        .router()
-        .oneshot(req.body(Body::from(bytes)).expect("request"))
-        .await
-        .expect("infallible");
-    let status = res.status();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, v)
+    common::send(h.router(), req.body(Body::from(bytes)).expect("request")).await
 }
 
 async fn api_keys_keep_to_their_scopes_and_addresses(engine: Engine) {
@@ -1069,17 +1045,11 @@ async fn from_device(
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let res = h
-        .router()
-        .oneshot(req.body(Body::from(body.to_string())).expect("request"))
-        .await
-        .expect("infallible");
-    let status = res.status();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    common::send(
+        h.router(),
+        req.body(Body::from(body.to_string())).expect("request"),
     )
+    .await
 }
 
 async fn a_new_device_cannot_withdraw_until_confirmed(engine: Engine) {

@@ -3,6 +3,25 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+/// Runs `async fn $name(engine: Engine)` as two tests, `$name::sqlite` and
+/// `$name::postgres` (the file must `use common::Engine` and declare
+/// `#[macro_use] mod common;`).
+#[allow(unused_macros)]
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Engine::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Engine::Postgres).await;
+            }
+        }
+    };
+}
+
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -67,16 +86,72 @@ pub async fn database_url(engine: Engine, dir: &std::path::Path) -> Option<Strin
                 return None;
             };
             sqlx::any::install_default_drivers();
-            let name = format!("custody_t_{}", hex::encode(rand_bytes::<8>()));
+            // Named after when and by which process it was made, so that a later run can
+            // drop what this one leaves.
+            let made = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let name = format!(
+                "custody_t_{made}_{}_{}",
+                std::process::id(),
+                hex::encode(rand_bytes::<6>())
+            );
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
                 .await
                 .expect("PostgreSQL from CUSTODY_TEST_POSTGRES_URL must be reachable");
+            static CLEAN_UP: std::sync::Once = std::sync::Once::new();
+            CLEAN_UP.call_once(|| {
+                tokio::spawn(drop_left_over_databases(admin.clone(), made));
+            });
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .await
                 .expect("create test database");
             let base = admin.rsplit_once('/').expect("URL with a database").0;
             Some(format!("{base}/{name}"))
+        }
+    }
+}
+
+/// Drops, in the background, the databases earlier test processes left (each test's
+/// database lives until its process exits; nothing else removes it): those made more than
+/// an hour before `now` by a process that no longer runs. A fresh machine has none, so CI
+/// pays nothing; a developer's server does not fill up run after run. Each drop forces a
+/// checkpoint (about a second), which is why this does not run in the test's way and
+/// leaves recent runs alone. A database of another naming, or whose process still runs, is
+/// left; a drop that fails (another process cleaning up at the same time) is ignored.
+async fn drop_left_over_databases(admin: String, now: u64) {
+    // Whether a process runs is read from /proc; without it nothing is dropped.
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await else {
+        return;
+    };
+    let Ok(rows) = sqlx::query(
+        "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE 'custody_t_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    else {
+        return;
+    };
+    for row in rows {
+        let Ok(name) = sqlx::Row::try_get::<String, _>(&row, "datname") else {
+            continue;
+        };
+        let mut parts = name.trim_start_matches("custody_t_").split('_');
+        let (Some(Ok(made)), Some(Ok(pid))) = (
+            parts.next().map(str::parse::<u64>),
+            parts.next().map(str::parse::<u32>),
+        ) else {
+            continue;
+        };
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if made + 3_600 < now && !alive {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
         }
     }
 }
@@ -648,10 +723,13 @@ pub async fn call_router(
         req = req.header("idempotency-key", k);
     }
     let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-    let res = router
-        .oneshot(req.body(body).expect("request"))
-        .await
-        .expect("infallible");
+    send(router, req.body(body).expect("request")).await
+}
+
+/// Sends a request built by the caller (extra headers: a device id, an API-key
+/// signature) and reads the answer as JSON (a body that is not JSON as a string).
+pub async fn send(router: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let res = router.oneshot(req).await.expect("infallible");
     let status = res.status();
     let bytes = res.into_body().collect().await.expect("body").to_bytes();
     let v = if bytes.is_empty() {
