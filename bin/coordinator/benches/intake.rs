@@ -7,6 +7,8 @@
 //! `cargo bench -p custody-coordinator --bench intake` (PostgreSQL too when
 //! `CUSTODY_TEST_POSTGRES_URL` is set, e.g. after `eval "$(.ci/postgres.sh)"`). Requests
 //! go through the axum router in-process: HTTP parsing and TCP are not measured.
+//! `BENCH_INTERLEAVED=<rounds>` alternates raw and intake rounds instead of criterion's
+//! two separate measurements, for a ratio the machine's drifting speed does not skew.
 
 #![allow(
     clippy::unwrap_used,
@@ -228,6 +230,13 @@ fn bench_engine(c: &mut Criterion, engine: Engine, name: &str) {
         return;
     };
     let counter = std::sync::atomic::AtomicU64::new(0);
+    if let Some(rounds) = std::env::var("BENCH_INTERLEAVED")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        interleaved(&rt, &s, &counter, name, rounds);
+        return;
+    }
     let mut g = c.benchmark_group(format!("intake/{name}"));
     g.throughput(Throughput::Elements(CLIENTS as u64));
     g.sample_size(10);
@@ -260,6 +269,43 @@ fn bench_engine(c: &mut Criterion, engine: Engine, name: &str) {
         });
     });
     g.finish();
+    report(&s, name);
+}
+
+/// `BENCH_INTERLEAVED=<rounds>`: raw and intake rounds one after the other, `rounds`
+/// times, so that the machine's speed changing during the run moves both sides of the
+/// ratio alike (on this VM it moves by a third from one run to the next).
+fn interleaved(
+    rt: &tokio::runtime::Runtime,
+    s: &Setup,
+    counter: &std::sync::atomic::AtomicU64,
+    name: &str,
+    rounds: u32,
+) {
+    // One round each first: warm caches and connections, not measured.
+    rt.block_on(raw_round(s, counter));
+    rt.block_on(intake_round(s));
+    s.latencies.lock().unwrap().clear();
+    *s.cpu.lock().unwrap() = (Duration::ZERO, 0);
+    let (mut raw, mut intake) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        raw += rt.block_on(raw_round(s, counter));
+        intake += rt.block_on(intake_round(s));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let per_sec = |d: Duration| (f64::from(rounds) * CLIENTS as f64) / d.as_secs_f64().max(1e-9);
+    eprintln!(
+        "{name}: interleaved over {rounds} rounds of {CLIENTS}: raw durable insert {:.0}/s, \
+         intake {:.0} req/s, intake / raw {:.1}%",
+        per_sec(raw),
+        per_sec(intake),
+        100.0 * raw.as_secs_f64() / intake.as_secs_f64().max(1e-9)
+    );
+    report(s, name);
+}
+
+/// Prints the intake latencies and CPU time gathered so far.
+fn report(s: &Setup, name: &str) {
     let mut l = s.latencies.lock().unwrap().clone();
     l.sort();
     let (cpu, requests) = *s.cpu.lock().unwrap();
