@@ -340,44 +340,10 @@ pub struct Hold {
     pub until: i64,
 }
 
-/// The holds on `principal_id`'s withdrawals (account holds, plus those of `withdrawal_id`)
-/// still active at `now`, latest end first.
-///
-/// # Errors
-/// Storage failure.
-pub async fn active_holds(
-    tx: &mut Tx<'_>,
-    principal_id: &str,
-    withdrawal_id: Option<&str>,
-    now: i64,
-) -> Result<Vec<Hold>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT rule, reason, since, until, withdrawal_id FROM holds \
-         WHERE principal_id = $1 AND until > $2 ORDER BY until DESC",
-    )
-    .bind(principal_id)
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        let w = opt_text(r, "withdrawal_id")?;
-        if w.is_some() && w.as_deref() != withdrawal_id {
-            continue;
-        }
-        out.push(Hold {
-            rule: text(r, "rule")?,
-            reason: text(r, "reason")?,
-            since: int(r, "since")?,
-            until: int(r, "until")?,
-        });
-    }
-    Ok(out)
-}
-
-/// [`active_holds`] and the latest end of any hold that has started on `principal_id`
+/// The holds active on `principal_id` at `now` (of the account, or of `withdrawal_id`),
+/// latest first, and the latest end of any hold that has started on `principal_id`
 /// (of the account, or of `withdrawal_id`), expired ones included: what a withdrawal's view
-/// shows, in one read.
+/// and its gates read, in one statement.
 ///
 /// # Errors
 /// Storage failure.

@@ -1175,7 +1175,9 @@ pub(crate) async fn gates(
 ) -> Result<(Decision, std::sync::Arc<VerifiedPolicy>), ApiError> {
     let now = app.now();
     risk::ensure_not_frozen(tx, &w.principal_id).await?;
-    let holds = risk::active_holds(tx, &w.principal_id, Some(&w.id), now).await?;
+    // The active holds, and the end of the latest hold that applied to this withdrawal
+    // (once none is active, all have passed: signers refuse before it by their own clocks).
+    let (holds, ended) = risk::holds_for(tx, &w.principal_id, &w.id, now).await?;
     if let Some(latest) = holds.first() {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
@@ -1203,18 +1205,7 @@ pub(crate) async fn gates(
     }
     let tx_digest =
         transaction_digest(w)?.ok_or_else(|| ApiError::internal("withdrawal without txid"))?;
-    // The end of the latest hold that applied to this withdrawal (all have passed, checked
-    // above): signers refuse before it by their own clocks.
-    let ended = sqlx::query(
-        "SELECT MAX(until) AS u FROM holds WHERE principal_id = $1 \
-         AND (withdrawal_id IS NULL OR withdrawal_id = $2) AND since <= $3",
-    )
-    .bind(&w.principal_id)
-    .bind(&w.id)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
-    let hold_until = opt_int(&ended, "u")?.unwrap_or(0).min(now);
+    let hold_until = ended.unwrap_or(0).min(now);
     let mut decision = Decision {
         policy_hash: *policy.hash(),
         withdrawal_id: w.id.clone(),
