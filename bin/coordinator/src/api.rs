@@ -129,16 +129,21 @@ type OpFuture<'t> =
 /// Runs `op` in one transaction together with the idempotency record: a repeat with the
 /// same key and body returns the stored answer, a repeat with another body is refused,
 /// and a retryable database conflict reruns the whole transaction.
+///
+/// The work runs in a task of its own, so a client that goes away mid-request does not
+/// cut it short: it finishes (and its answer is stored under the key) or rolls back as a
+/// whole. On SQLite it is one turn in the commit group (ADR 0023): the answer is given
+/// once the group's commit is durable.
 async fn idempotent<F>(
-    app: &App,
-    principal_id: &str,
-    key: &str,
+    app: App,
+    principal_id: String,
+    key: String,
     scope: &str,
     body: &impl Serialize,
     op: F,
 ) -> Result<Response, ApiError>
 where
-    F: for<'t> Fn(&'t mut Tx<'static>) -> OpFuture<'t>,
+    F: for<'t> Fn(&'t mut Tx<'static>) -> OpFuture<'t> + Send + Sync + 'static,
 {
     let request_hash = {
         let mut h = Sha256::new();
@@ -147,16 +152,47 @@ where
         h.update(serde_json::to_vec(body).unwrap_or_default());
         hex::encode(h.finalize())
     };
+    let (status, body) =
+        tokio::spawn(
+            async move { run_idempotent(&app, &principal_id, &key, &request_hash, op).await },
+        )
+        .await
+        .map_err(|e| ApiError::internal(format!("request task failed: {e}")))??;
+    Ok((status, Json(body)).into_response())
+}
+
+async fn run_idempotent<F>(
+    app: &App,
+    principal_id: &str,
+    key: &str,
+    request_hash: &str,
+    op: F,
+) -> Result<(StatusCode, serde_json::Value), ApiError>
+where
+    F: for<'t> Fn(&'t mut Tx<'static>) -> OpFuture<'t>,
+{
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut tx = app.db.begin().await?;
-        let stored = sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE principal_id = $1 AND idem_key = $2")
-            .bind(principal_id)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let mut work = app.db.begin_request().await?;
+        let stored = sqlx::query(&format!(
+            "{}SELECT request_hash, status, response FROM idempotency_keys \
+             WHERE principal_id = $1 AND idem_key = $2",
+            work.opening()
+        ))
+        .bind(principal_id)
+        .bind(key)
+        .fetch_all(&mut **work.tx())
+        .await;
+        let stored = match stored {
+            Ok(rows) => rows.into_iter().next(),
+            Err(e) => {
+                work.abandon().await?;
+                return Err(e.into());
+            }
+        };
         if let Some(row) = stored {
+            work.abandon().await?;
             if text(&row, "request_hash")? != request_hash {
                 return Err(ApiError::refused(
                     "idempotency_key_reused",
@@ -167,32 +203,40 @@ where
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body: serde_json::Value =
                 serde_json::from_str(&text(&row, "response")?).unwrap_or_default();
-            return Ok((status, Json(body)).into_response());
+            return Ok((status, body));
         }
-        let result = op(&mut tx).await;
-        let (status, body) = match result {
+        let (status, body) = match op(work.tx()).await {
             Ok(ok) => ok,
-            Err(e) if e.is_retryable() && attempt < 5 => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                work.abandon().await?;
+                if e.is_retryable() && attempt < 5 {
+                    continue;
+                }
+                return Err(e);
+            }
         };
-        let insert = sqlx::query(
+        let insert = sqlx::query(&format!(
             "INSERT INTO idempotency_keys (principal_id, idem_key, request_hash, status, response, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6){}",
+            work.closing()
+        ))
         .bind(principal_id)
         .bind(key)
-        .bind(&request_hash)
+        .bind(request_hash)
         .bind(i64::from(status.as_u16()))
         .bind(body.to_string())
         .bind(app.now())
-        .execute(&mut *tx)
+        .execute(&mut **work.tx())
         .await;
         let committed = match insert {
-            Ok(_) => tx.commit().await.map_err(ApiError::from),
-            Err(e) => Err(ApiError::from(e)),
+            Ok(_) => work.commit(true).await.map_err(ApiError::from),
+            Err(e) => {
+                work.abandon().await?;
+                Err(ApiError::from(e))
+            }
         };
         match committed {
-            Ok(()) => return Ok((status, Json(body)).into_response()),
+            Ok(()) => return Ok((status, body)),
             // A concurrent request with the same key won: answer with its stored result.
             Err(_) if attempt < 5 => continue,
             Err(e) => return Err(e),
@@ -677,20 +721,27 @@ async fn create_withdrawal(
     let key = idem_key(&headers)?;
     let fingerprint =
         serde_json::json!({ "asset": r.asset, "address": r.address, "amount": r.amount });
-    idempotent(&app, &p.id, &key, "withdrawal", &fingerprint, |tx| {
-        let (app, p, r, c) = (
-            app.clone(),
-            p.clone(),
-            NewWithdrawal {
-                asset: r.asset.clone(),
-                address: r.address.clone(),
-                amount: r.amount,
-                factors: r.factors.clone(),
-            },
-            c.clone(),
-        );
-        Box::pin(async move { withdrawals::request(tx, &app, &p, &r, &c).await })
-    })
+    idempotent(
+        app.clone(),
+        p.id.clone(),
+        key,
+        "withdrawal",
+        &fingerprint,
+        move |tx| {
+            let (app, p, r, c) = (
+                app.clone(),
+                p.clone(),
+                NewWithdrawal {
+                    asset: r.asset.clone(),
+                    address: r.address.clone(),
+                    amount: r.amount,
+                    factors: r.factors.clone(),
+                },
+                c.clone(),
+            );
+            Box::pin(async move { withdrawals::request(tx, &app, &p, &r, &c).await })
+        },
+    )
     .await
 }
 
@@ -752,7 +803,7 @@ async fn approve_withdrawal(
 ) -> Result<Response, ApiError> {
     let key = idem_key(&headers)?;
     let fp = serde_json::json!({ "id": id, "signature": r.signature });
-    idempotent(&app, &p.id, &key, "approval", &fp, |tx| {
+    idempotent(app.clone(), p.id.clone(), key, "approval", &fp, move |tx| {
         let (app, p, id, r) = (
             app.clone(),
             p.clone(),
@@ -778,7 +829,7 @@ async fn export_round(
 ) -> Result<Response, ApiError> {
     let key = idem_key(&headers)?;
     let fp = serde_json::json!({ "id": id, "signers": r.signers });
-    idempotent(&app, &p.id, &key, "round", &fp, |tx| {
+    idempotent(app.clone(), p.id.clone(), key, "round", &fp, move |tx| {
         let (app, p, id, r) = (
             app.clone(),
             p.clone(),
@@ -804,7 +855,7 @@ async fn import_shares(
     let key = idem_key(&headers)?;
     let digest = |v: &Option<String>| v.as_ref().map(|s| hex::encode(Sha256::digest(s)));
     let fp = serde_json::json!({ "id": id, "psbt": digest(&r.psbt), "partial": digest(&r.partial_signature) });
-    idempotent(&app, &p.id, &key, "shares", &fp, |tx| {
+    idempotent(app.clone(), p.id.clone(), key, "shares", &fp, move |tx| {
         let (app, p, id, r) = (
             app.clone(),
             p.clone(),

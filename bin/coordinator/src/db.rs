@@ -14,6 +14,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row};
 use thiserror::Error;
 
+mod group;
+
+pub(crate) use group::{Member, OPEN as GROUP_OPEN, RELEASE as GROUP_RELEASE};
+
 /// A database transaction.
 pub type Tx<'c> = sqlx::Transaction<'c, Any>;
 
@@ -48,6 +52,10 @@ pub enum DbError {
     /// Migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The SQLite commit group this request's writes were part of was not committed;
+    /// nothing of the request was kept.
+    #[error("database error: {0}")]
+    Group(String),
 }
 
 impl DbError {
@@ -55,6 +63,8 @@ impl DbError {
     /// deadlock, SQLite busy).
     pub fn is_retryable(&self) -> bool {
         match self {
+            // Nothing of the group was kept.
+            DbError::Group(_) => true,
             DbError::Sqlx(sqlx::Error::Database(e)) => {
                 matches!(e.code().as_deref(), Some("40001" | "40P01" | "5" | "517"))
             }
@@ -76,7 +86,71 @@ pub struct Db {
     /// need no transaction (resolving a session): WAL lets them run while the writer
     /// works, so they neither wait for a write transaction nor hold one up.
     read: Option<AnyPool>,
+    /// On SQLite, the commit group that idempotent requests share (ADR 0023).
+    group: Option<std::sync::Arc<group::Group>>,
     engine: Engine,
+}
+
+/// Where a request's statements run: its own transaction, or its turn in a SQLite commit
+/// group (ADR 0023).
+#[derive(Debug)]
+pub(crate) enum Work<'g> {
+    /// A transaction of its own (PostgreSQL).
+    Alone(Tx<'static>),
+    /// A savepoint in the group's shared transaction (SQLite).
+    Member(Member<'g>),
+}
+
+impl Work<'_> {
+    /// The transaction to run statements in.
+    pub(crate) fn tx(&mut self) -> &mut Tx<'static> {
+        match self {
+            Work::Alone(tx) => tx,
+            Work::Member(m) => m.tx(),
+        }
+    }
+
+    /// SQL to put in front of the request's first statement (opens a member's savepoint).
+    pub(crate) fn opening(&self) -> &'static str {
+        match self {
+            Work::Alone(_) => "",
+            Work::Member(_) => GROUP_OPEN,
+        }
+    }
+
+    /// SQL to put after the request's last statement (releases a member's savepoint);
+    /// pass `released = true` to [`Work::commit`] when it was sent.
+    pub(crate) fn closing(&self) -> &'static str {
+        match self {
+            Work::Alone(_) => "",
+            Work::Member(_) => GROUP_RELEASE,
+        }
+    }
+
+    /// Makes the request's writes durable: commits its transaction, or ends its turn in
+    /// the group and waits for the group's commit.
+    ///
+    /// # Errors
+    /// [`DbError`] when the commit failed; nothing of the request is kept.
+    pub(crate) async fn commit(self, released: bool) -> Result<(), DbError> {
+        match self {
+            Work::Alone(tx) => Ok(tx.commit().await?),
+            Work::Member(m) => m.end(true, released).await,
+        }
+    }
+
+    /// Undoes the request's writes. A group member still waits for its group's commit,
+    /// so that an answer that read the group's writes is given only once they are
+    /// durable.
+    ///
+    /// # Errors
+    /// [`DbError`] when the group was not committed.
+    pub(crate) async fn abandon(self) -> Result<(), DbError> {
+        match self {
+            Work::Alone(tx) => Ok(tx.rollback().await?),
+            Work::Member(m) => m.end(false, false).await,
+        }
+    }
 }
 
 impl Db {
@@ -146,10 +220,15 @@ impl Db {
             ),
             _ => None,
         };
+        let group = match engine {
+            Engine::Sqlite => Some(group::Group::start(pool.clone())),
+            Engine::Postgres => None,
+        };
         Ok(Db {
             pool,
             side,
             read,
+            group,
             engine,
         })
     }
@@ -193,6 +272,18 @@ impl Db {
     /// [`DbError::Sqlx`].
     pub async fn begin(&self) -> Result<Tx<'static>, DbError> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// Starts a request's work: its turn in the commit group on SQLite, its own
+    /// transaction on PostgreSQL (ADR 0023).
+    ///
+    /// # Errors
+    /// [`DbError::Sqlx`].
+    pub(crate) async fn begin_request(&self) -> Result<Work<'_>, DbError> {
+        match &self.group {
+            Some(group) => Ok(Work::Member(group.join().await?)),
+            None => Ok(Work::Alone(self.begin().await?)),
+        }
     }
 
     /// Closes the pool, waiting for connections to finish.
