@@ -9,6 +9,8 @@
 //! go through the axum router in-process: HTTP parsing and TCP are not measured.
 //! `BENCH_INTERLEAVED=<rounds>` alternates raw and intake rounds instead of criterion's
 //! two separate measurements, for a ratio the machine's drifting speed does not skew.
+//! `BENCH_PACED=<fraction>` measures latency at a load instead of at saturation: 100
+//! clients sending at that fraction of the raw durable insert rate, evenly spaced.
 
 #![allow(
     clippy::unwrap_used,
@@ -142,12 +144,19 @@ async fn login_from(h: &Harness, s: &mut Session, ip: &str) {
 }
 
 async fn intake_round(s: &Setup) -> Duration {
+    paced_round(s, Duration::ZERO).await
+}
+
+/// A round of one request per client; client `i` sends at `i × spacing` (all at once when
+/// zero). Latency counts from the scheduled send, so a late start counts against it.
+async fn paced_round(s: &Setup, spacing: Duration) -> Duration {
     s.h.clock.advance(30);
     let now = custody_coordinator::Clock::now(&s.h.clock);
     let cpu = process_cpu();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(CLIENTS);
-    for (u, ip) in &s.users {
+    for (i, (u, ip)) in s.users.iter().enumerate() {
+        let at = tokio::time::Instant::from_std(start) + spacing * u32::try_from(i).unwrap();
         let code = totp_rs::TOTP::from_url(u.totp_uri.as_deref().unwrap())
             .unwrap()
             .generate(u64::try_from(now).unwrap());
@@ -158,7 +167,10 @@ async fn intake_round(s: &Setup) -> Duration {
         let lat = s.latencies.clone();
         let ip = ip.clone();
         tasks.push(tokio::spawn(async move {
-            let t = Instant::now();
+            if !spacing.is_zero() {
+                tokio::time::sleep_until(at).await;
+            }
+            let t = at.into_std();
             let (st, v) = common::call_router(
                 router,
                 "POST",
@@ -230,6 +242,13 @@ fn bench_engine(c: &mut Criterion, engine: Engine, name: &str) {
         return;
     };
     let counter = std::sync::atomic::AtomicU64::new(0);
+    if let Some(fraction) = std::env::var("BENCH_PACED")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        paced(&rt, &s, &counter, name, fraction);
+        return;
+    }
     if let Some(rounds) = std::env::var("BENCH_INTERLEAVED")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
@@ -300,6 +319,42 @@ fn interleaved(
         per_sec(raw),
         per_sec(intake),
         100.0 * raw.as_secs_f64() / intake.as_secs_f64().max(1e-9)
+    );
+    report(s, name);
+}
+
+/// `BENCH_PACED=<fraction>`: the latency of intake at a given load rather than at
+/// saturation. The raw durable insert rate is measured first (10 rounds); then 100
+/// clients send at `fraction` of that rate in total, evenly spaced, for 20 rounds.
+fn paced(
+    rt: &tokio::runtime::Runtime,
+    s: &Setup,
+    counter: &std::sync::atomic::AtomicU64,
+    name: &str,
+    fraction: f64,
+) {
+    rt.block_on(raw_round(s, counter));
+    rt.block_on(intake_round(s));
+    let mut raw = Duration::ZERO;
+    for _ in 0..10 {
+        raw += rt.block_on(raw_round(s, counter));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let raw_rate = (10 * CLIENTS) as f64 / raw.as_secs_f64().max(1e-9);
+    let offered = raw_rate * fraction;
+    let spacing = Duration::from_secs_f64(1.0 / offered.max(1.0));
+    s.latencies.lock().unwrap().clear();
+    *s.cpu.lock().unwrap() = (Duration::ZERO, 0);
+    let mut total = Duration::ZERO;
+    for _ in 0..20 {
+        total += rt.block_on(paced_round(s, spacing));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let achieved = (20 * CLIENTS) as f64 / total.as_secs_f64().max(1e-9);
+    eprintln!(
+        "{name}: paced: raw durable insert {raw_rate:.0}/s; {CLIENTS} clients offering {offered:.0} req/s \
+         ({:.0}% of raw), achieved {achieved:.0} req/s",
+        fraction * 100.0
     );
     report(s, name);
 }

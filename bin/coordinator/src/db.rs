@@ -356,12 +356,8 @@ impl Writes {
         self
     }
 
-    /// Sends every statement in one round trip, inside `tx`.
-    ///
-    /// # Errors
-    /// [`DbError::Sqlx`]; a value that could not be bound is reported as a protocol error
-    /// before anything is sent.
-    pub(crate) async fn run(self, tx: &mut Tx<'_>) -> Result<(), DbError> {
+    /// Refuses a batch whose placeholders and bound values differ in number.
+    fn check(&self) -> Result<(), DbError> {
         if self.bound != self.params {
             return Err(DbError::Sqlx(sqlx::Error::Protocol(format!(
                 "a batch of {} statements has {} placeholders but {} values",
@@ -370,6 +366,16 @@ impl Writes {
                 self.bound
             ))));
         }
+        Ok(())
+    }
+
+    /// Sends every statement in one round trip, inside `tx`.
+    ///
+    /// # Errors
+    /// [`DbError::Sqlx`]; a value that could not be bound is reported as a protocol error
+    /// before anything is sent.
+    pub(crate) async fn run(self, tx: &mut Tx<'_>) -> Result<(), DbError> {
+        self.check()?;
         let Some((last, first)) = self.statements.split_last() else {
             return Ok(());
         };
@@ -391,6 +397,119 @@ impl Writes {
         };
         sqlx::query_with(&sql, self.args).execute(&mut **tx).await?;
         Ok(())
+    }
+}
+
+/// Reads that do not depend on each other, sent in one round trip on SQLite (one string
+/// of statements on the writer, as [`Writes`]) and one after another on PostgreSQL, which
+/// cannot prepare several statements at once. Each statement keeps its own `$1…`
+/// placeholders; [`Reads::push`] gives the index of its rows in what [`Reads::run`]
+/// returns.
+#[derive(Default)]
+pub(crate) struct Reads {
+    /// Each statement with its own arguments (PostgreSQL).
+    each: Vec<(String, sqlx::any::AnyArguments<'static>, usize)>,
+    /// The statements renumbered and their arguments in one list (SQLite).
+    joined: Writes,
+}
+
+impl std::fmt::Debug for Reads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reads")
+            .field("statements", &self.each.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rows of each statement of a [`Reads`] batch, by the index [`Reads::push`] gave.
+pub(crate) struct ReadRows(Vec<Vec<AnyRow>>);
+
+impl std::fmt::Debug for ReadRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadRows")
+            .field("statements", &self.0.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadRows {
+    /// The rows of statement `i` (empty when taken before or out of range).
+    pub(crate) fn take(&mut self, i: usize) -> Vec<AnyRow> {
+        self.0.get_mut(i).map(std::mem::take).unwrap_or_default()
+    }
+}
+
+impl Reads {
+    /// An empty batch.
+    pub(crate) fn new() -> Reads {
+        Reads::default()
+    }
+
+    /// Adds `sql` (placeholders `$1…$k`, bound next with [`Reads::bind`]); returns the
+    /// index of its rows.
+    pub(crate) fn push(&mut self, sql: &str) -> usize {
+        self.each
+            .push((sql.to_owned(), sqlx::any::AnyArguments::default(), 0));
+        self.joined.push(sql);
+        self.each.len() - 1
+    }
+
+    /// Binds the next value of the last statement pushed.
+    pub(crate) fn bind<T>(&mut self, value: T) -> &mut Reads
+    where
+        T: sqlx::Encode<'static, Any> + sqlx::Type<Any> + Clone + 'static,
+    {
+        use sqlx::Arguments as _;
+        if let Some((_, args, bound)) = self.each.last_mut() {
+            if args.add(value.clone()).is_ok() {
+                *bound += 1;
+            }
+        }
+        self.joined.bind(value);
+        self
+    }
+
+    /// Runs every statement inside `tx` and returns their rows.
+    ///
+    /// # Errors
+    /// [`DbError::Sqlx`]; a value that could not be bound is reported before anything is
+    /// sent.
+    pub(crate) async fn run(self, tx: &mut Tx<'_>) -> Result<ReadRows, DbError> {
+        use futures_util::TryStreamExt as _;
+        self.joined.check()?;
+        let n = self.each.len();
+        if n <= 1 || tx.backend_name() == "PostgreSQL" {
+            let mut out = Vec::with_capacity(n);
+            for (sql, args, _) in self.each {
+                out.push(sqlx::query_with(&sql, args).fetch_all(&mut **tx).await?);
+            }
+            return Ok(ReadRows(out));
+        }
+        // SQLite reports the end of each statement as a result between the rows. sqlx
+        // marks several statements in one prepared query as deprecated; `Writes` relies
+        // on the same behaviour of its SQLite driver (ADR 0022, ADR 0023).
+        let sql = self.joined.statements.join(";\n");
+        #[allow(deprecated)]
+        let mut stream = sqlx::query_with(&sql, self.joined.args).fetch_many(&mut **tx);
+        let mut out = vec![Vec::new()];
+        while let Some(item) = stream.try_next().await? {
+            match item {
+                sqlx::Either::Left(_) => out.push(Vec::new()),
+                sqlx::Either::Right(row) => {
+                    if let Some(rows) = out.last_mut() {
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+        out.pop();
+        if out.len() != n {
+            return Err(DbError::Sqlx(sqlx::Error::Protocol(format!(
+                "a batch of {n} reads returned {} results",
+                out.len()
+            ))));
+        }
+        Ok(ReadRows(out))
     }
 }
 

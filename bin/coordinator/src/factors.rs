@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 
 use crate::accounts::Principal;
 use crate::app::App;
-use crate::db::{int, opt_text, text, Db, Tx};
+use crate::db::{int, opt_text, text, Db, Reads, Tx};
 use crate::error::ApiError;
 use crate::risk::{self, EventKind};
 use crate::vault::Vault;
@@ -332,7 +332,7 @@ pub async fn enrolled(tx: &mut Tx<'_>, principal_id: &str) -> Result<Enrolled, A
 }
 
 /// What a step-up reads about an account: its factors, its lockout and its TOTP secret.
-struct SecurityState {
+pub(crate) struct SecurityState {
     enrolled: Enrolled,
     lockout: LockoutState,
     /// The sealed TOTP secret and the last step used, when an app is enrolled.
@@ -342,37 +342,50 @@ struct SecurityState {
 /// Reads [`SecurityState`] in one statement (every withdrawal and security change steps
 /// up, and a round trip to the database is most of what a statement costs).
 async fn security_state(tx: &mut Tx<'_>, principal_id: &str) -> Result<SecurityState, ApiError> {
-    let p = sqlx::query(
+    let mut reads = Reads::new();
+    let i = security_state_read(&mut reads, principal_id);
+    security_state_from(&reads.run(tx).await?.take(i))
+}
+
+/// [`SecurityState`]'s statement, added to a batch of reads.
+pub(crate) fn security_state_read(reads: &mut Reads, principal_id: &str) -> usize {
+    let i = reads.push(
         "SELECT p.totp_enabled, p.phone_verified, p.totp_secret, p.totp_last_step, \
          (SELECT COUNT(*) FROM webauthn_credentials w WHERE w.principal_id = p.id) AS n, \
          (SELECT codes FROM recovery_codes r WHERE r.principal_id = p.id) AS codes, \
          (SELECT state FROM lockouts l WHERE l.principal_id = p.id) AS lockout \
          FROM principals p WHERE p.id = $1",
-    )
-    .bind(principal_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| ApiError::not_found("account"))?;
-    let recovery_codes_left = match opt_text(&p, "codes")? {
+    );
+    reads.bind(principal_id.to_owned());
+    i
+}
+
+/// [`SecurityState`] from its rows.
+///
+/// # Errors
+/// 404 when the account does not exist; a column that does not decode.
+pub(crate) fn security_state_from(rows: &[sqlx::any::AnyRow]) -> Result<SecurityState, ApiError> {
+    let p = rows.first().ok_or_else(|| ApiError::not_found("account"))?;
+    let recovery_codes_left = match opt_text(p, "codes")? {
         Some(codes) => serde_json::from_str::<RecoveryCodeSet>(&codes)
             .map_err(ApiError::internal)?
             .remaining(),
         None => 0,
     };
-    let lockout = match opt_text(&p, "lockout")? {
+    let lockout = match opt_text(p, "lockout")? {
         Some(state) => serde_json::from_str(&state).map_err(ApiError::internal)?,
         None => LockoutState::default(),
     };
-    let totp_enabled = int(&p, "totp_enabled")? != 0;
-    let totp = match (totp_enabled, opt_text(&p, "totp_secret")?) {
-        (true, Some(sealed)) => Some((sealed, int(&p, "totp_last_step")?)),
+    let totp_enabled = int(p, "totp_enabled")? != 0;
+    let totp = match (totp_enabled, opt_text(p, "totp_secret")?) {
+        (true, Some(sealed)) => Some((sealed, int(p, "totp_last_step")?)),
         _ => None,
     };
     Ok(SecurityState {
         enrolled: Enrolled {
             totp: totp_enabled,
-            webauthn_credentials: usize::try_from(int(&p, "n")?).unwrap_or(0),
-            sms: int(&p, "phone_verified")? != 0,
+            webauthn_credentials: usize::try_from(int(p, "n")?).unwrap_or(0),
+            sms: int(p, "phone_verified")? != 0,
             recovery_codes_left,
         },
         lockout,
@@ -1051,6 +1064,23 @@ pub async fn step_up(
     ip: &str,
 ) -> Result<Vec<Factor>, ApiError> {
     let state = security_state(tx, &principal.id).await?;
+    step_up_with(tx, app, principal, proof, action, ip, state).await
+}
+
+/// [`step_up`] with the account's [`SecurityState`] already read (see
+/// [`security_state_read`]).
+///
+/// # Errors
+/// As [`step_up`].
+pub(crate) async fn step_up_with(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal: &Principal,
+    proof: &StepUp,
+    action: Action,
+    ip: &str,
+    state: SecurityState,
+) -> Result<Vec<Factor>, ApiError> {
     let has = &state.enrolled;
     if !has.any_second_factor() {
         return Err(ApiError::new(

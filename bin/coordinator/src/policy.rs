@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use custody_policy::{verify_successor, SignedPolicy, VerifiedPolicy};
 
 use crate::app::App;
-use crate::db::{int, opt_int, opt_text, text, Tx};
+use crate::db::{int, opt_int, opt_text, text, Reads, Tx};
 use crate::error::ApiError;
 
 /// Verified policies by hash, so a request does not re-verify admin signatures.
@@ -56,26 +56,41 @@ pub async fn current(
 /// [`current`], and when `address` became (or becomes) usable on `principal_id`'s
 /// withdrawal whitelist (`None`: not on it), in one read.
 ///
-/// # Errors
-/// As [`current`].
-pub(crate) async fn current_with_whitelist(
-    tx: &mut Tx<'_>,
-    app: &App,
+/// Its statement is added to a batch of reads here; [`current_with_whitelist_from`] reads
+/// the answer from its rows.
+pub(crate) fn current_with_whitelist_read(
+    reads: &mut Reads,
     now: i64,
     principal_id: &str,
     address: &str,
-) -> Result<(Arc<VerifiedPolicy>, Option<i64>), ApiError> {
-    let row = sqlx::query(
+) -> usize {
+    let i = reads.push(
         "SELECT (SELECT hash FROM policies WHERE effective_from <= $1 ORDER BY version DESC LIMIT 1) AS hash, \
          (SELECT active_from FROM address_whitelist WHERE principal_id = $2 AND address = $3) AS active_from",
-    )
-    .bind(now)
-    .bind(principal_id)
-    .bind(address)
-    .fetch_one(&mut **tx)
-    .await?;
-    let policy = in_force(tx, app, opt_text(&row, "hash")?).await?;
-    Ok((policy, opt_int(&row, "active_from")?))
+    );
+    reads
+        .bind(now)
+        .bind(principal_id.to_owned())
+        .bind(address.to_owned());
+    i
+}
+
+/// The policy in force and the address's whitelist entry, from the rows of
+/// [`current_with_whitelist_read`] (the signed document is read only when this process
+/// has not verified it yet).
+///
+/// # Errors
+/// As [`current`].
+pub(crate) async fn current_with_whitelist_from(
+    tx: &mut Tx<'_>,
+    app: &App,
+    rows: &[sqlx::any::AnyRow],
+) -> Result<(Arc<VerifiedPolicy>, Option<i64>), ApiError> {
+    let row = rows
+        .first()
+        .ok_or_else(|| ApiError::internal("the policy and whitelist read returned no row"))?;
+    let policy = in_force(tx, app, opt_text(row, "hash")?).await?;
+    Ok((policy, opt_int(row, "active_from")?))
 }
 
 /// The policy whose hash was found in force (verified once per process, then cached), or

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::clock::rfc3339;
-use crate::db::{int, opt_int, opt_text, text, Tx, Writes};
+use crate::db::{int, opt_int, opt_text, text, Reads, Tx, Writes};
 use crate::error::ApiError;
 
 /// Kinds of security events.
@@ -353,22 +353,38 @@ pub(crate) async fn holds_for(
     withdrawal_id: &str,
     now: i64,
 ) -> Result<(Vec<Hold>, Option<i64>), ApiError> {
-    let rows = sqlx::query(
+    let mut reads = Reads::new();
+    let i = holds_read(&mut reads, principal_id, withdrawal_id, now);
+    holds_from(&reads.run(tx).await?.take(i))
+}
+
+/// [`holds_for`]'s statement, added to a batch of reads.
+pub(crate) fn holds_read(
+    reads: &mut Reads,
+    principal_id: &str,
+    withdrawal_id: &str,
+    now: i64,
+) -> usize {
+    let i = reads.push(
         "SELECT m.latest, h.rule, h.reason, h.since, h.until, h.withdrawal_id \
          FROM (SELECT MAX(until) AS latest FROM holds WHERE principal_id = $1 \
          AND (withdrawal_id IS NULL OR withdrawal_id = $2) AND since <= $3) m \
          LEFT JOIN holds h ON h.principal_id = $1 AND h.until > $3 \
          AND (h.withdrawal_id IS NULL OR h.withdrawal_id = $2) \
          ORDER BY h.until DESC",
-    )
-    .bind(principal_id)
-    .bind(withdrawal_id)
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
+    );
+    reads
+        .bind(principal_id.to_owned())
+        .bind(withdrawal_id.to_owned())
+        .bind(now);
+    i
+}
+
+/// [`holds_for`]'s answer from its rows.
+pub(crate) fn holds_from(rows: &[sqlx::any::AnyRow]) -> Result<(Vec<Hold>, Option<i64>), ApiError> {
     let mut latest = None;
     let mut out = Vec::new();
-    for r in &rows {
+    for r in rows {
         latest = opt_int(r, "latest")?;
         let (Some(rule), Some(reason), Some(since), Some(until)) = (
             opt_text(r, "rule")?,
@@ -433,17 +449,61 @@ pub struct Assessment {
     pub reasons: Vec<String>,
 }
 
-/// Scores a withdrawal request against the account's own history (configuration:
-/// [`crate::config::RiskConfig`]).
-///
-/// # Errors
-/// Storage failure.
-pub async fn assess_withdrawal(
-    tx: &mut Tx<'_>,
-    app: &App,
+/// The statements [`assess_withdrawal`] reads, added to a batch of reads: the account's
+/// facts (paid to this address before, IP first seen, recent sensitive change) and its
+/// withdrawals of this asset in the last 31 days. Returns the indexes of their rows.
+pub(crate) fn assessment_reads(
+    reads: &mut Reads,
     principal_id: &str,
     attempt: &Attempt<'_>,
     now: i64,
+) -> (usize, usize) {
+    let day = 86_400;
+    // The two `sensitive_*` subqueries pick the same row (same order, ties broken by id).
+    let facts = reads.push(
+        "SELECT \
+         (SELECT COUNT(*) FROM withdrawals WHERE principal_id = $1 AND address = $2 \
+          AND state IN ('broadcast', 'confirmed')) AS paid_before, \
+         (SELECT first_seen FROM known_ips WHERE principal_id = $1 AND ip = $3) AS ip_first_seen, \
+         (SELECT MIN(first_seen) FROM known_ips WHERE principal_id = $1) AS account_first_seen, \
+         (SELECT kind FROM security_events WHERE principal_id = $1 AND recorded_at > $4 \
+          AND kind IN ('password_change', 'password_reset', 'two_factor_reset', 'email_change') \
+          ORDER BY recorded_at DESC, id DESC LIMIT 1) AS sensitive_kind, \
+         (SELECT occurred_at FROM security_events WHERE principal_id = $1 AND recorded_at > $4 \
+          AND kind IN ('password_change', 'password_reset', 'two_factor_reset', 'email_change') \
+          ORDER BY recorded_at DESC, id DESC LIMIT 1) AS sensitive_at",
+    );
+    reads
+        .bind(principal_id.to_owned())
+        .bind(attempt.address.to_owned())
+        .bind(attempt.ip.to_owned())
+        .bind(now - 7 * day);
+    // The account's totals of this asset; summed in Rust because amounts of Ethereum
+    // assets are kept as decimal text (they exceed BIGINT).
+    let recent = reads.push(
+        "SELECT amount, amount_text, created_at FROM withdrawals WHERE principal_id = $1 \
+         AND asset = $2 AND created_at > $3 AND created_at <= $4 \
+         AND state NOT IN ('rejected', 'cancelled')",
+    );
+    reads
+        .bind(principal_id.to_owned())
+        .bind(attempt.asset.to_owned())
+        .bind(now - 31 * day)
+        .bind(now);
+    (facts, recent)
+}
+
+/// Scores a withdrawal request against the account's own history (configuration:
+/// [`crate::config::RiskConfig`]), from the rows of [`assessment_reads`].
+///
+/// # Errors
+/// A column that does not decode.
+pub(crate) fn assess_withdrawal(
+    app: &App,
+    attempt: &Attempt<'_>,
+    now: i64,
+    facts: &[sqlx::any::AnyRow],
+    rows: &[sqlx::any::AnyRow],
 ) -> Result<Assessment, ApiError> {
     let Attempt {
         address,
@@ -461,30 +521,10 @@ pub async fn assess_withdrawal(
     };
     let unit = if asset == "BTC" { "sat" } else { "base units" };
     let day = 86_400;
-    // Everything but the account's recent withdrawals, in one statement: every withdrawal
-    // request is assessed, and a round trip to the database is most of what a statement
-    // costs. The two `sensitive_*` subqueries pick the same row (same order, ties broken
-    // by id).
-    let facts = sqlx::query(
-        "SELECT \
-         (SELECT COUNT(*) FROM withdrawals WHERE principal_id = $1 AND address = $2 \
-          AND state IN ('broadcast', 'confirmed')) AS paid_before, \
-         (SELECT first_seen FROM known_ips WHERE principal_id = $1 AND ip = $3) AS ip_first_seen, \
-         (SELECT MIN(first_seen) FROM known_ips WHERE principal_id = $1) AS account_first_seen, \
-         (SELECT kind FROM security_events WHERE principal_id = $1 AND recorded_at > $4 \
-          AND kind IN ('password_change', 'password_reset', 'two_factor_reset', 'email_change') \
-          ORDER BY recorded_at DESC, id DESC LIMIT 1) AS sensitive_kind, \
-         (SELECT occurred_at FROM security_events WHERE principal_id = $1 AND recorded_at > $4 \
-          AND kind IN ('password_change', 'password_reset', 'two_factor_reset', 'email_change') \
-          ORDER BY recorded_at DESC, id DESC LIMIT 1) AS sensitive_at",
-    )
-    .bind(principal_id)
-    .bind(address)
-    .bind(ip)
-    .bind(now - 7 * day)
-    .fetch_one(&mut **tx)
-    .await?;
-    let paid_before = &facts;
+    let facts = facts
+        .first()
+        .ok_or_else(|| ApiError::internal("the risk facts read returned no row"))?;
+    let paid_before = facts;
     let new_destination = int(paid_before, "paid_before")? == 0;
     let large = r.large_amount(asset).is_some_and(|l| amount >= l);
     if new_destination && large {
@@ -500,21 +540,8 @@ pub async fn assess_withdrawal(
             format!("large amount ({amount} {unit} of {asset})"),
         );
     }
-    // The account's totals of this asset; summed here because amounts of Ethereum assets
-    // are kept as decimal text (they exceed BIGINT).
-    let rows = sqlx::query(
-        "SELECT amount, amount_text, created_at FROM withdrawals WHERE principal_id = $1 \
-         AND asset = $2 AND created_at > $3 AND created_at <= $4 \
-         AND state NOT IN ('rejected', 'cancelled')",
-    )
-    .bind(principal_id)
-    .bind(asset)
-    .bind(now - 31 * day)
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
     let (mut last_day_total, mut history_total, mut history_count) = (amount, 0u128, 0u64);
-    for row in &rows {
+    for row in rows {
         let value = stored_amount(row)?;
         if int(row, "created_at")? > now - day {
             last_day_total = last_day_total.saturating_add(value);
@@ -540,11 +567,11 @@ pub async fn assess_withdrawal(
             ),
         );
     }
-    let new_ip = match crate::db::opt_int(&facts, "ip_first_seen")? {
+    let new_ip = match crate::db::opt_int(facts, "ip_first_seen")? {
         None => true,
         Some(first_seen) => first_seen > now - day,
     };
-    let account_ip_age = crate::db::opt_int(&facts, "account_first_seen")?.map(|f| now - f);
+    let account_ip_age = crate::db::opt_int(facts, "account_first_seen")?.map(|f| now - f);
     // The address the account was opened from is not unusual on its first day.
     if new_ip && account_ip_age.is_some_and(|age| age > day) {
         fire(
@@ -553,8 +580,8 @@ pub async fn assess_withdrawal(
         );
     }
     if let (Some(kind), Some(at)) = (
-        opt_text(&facts, "sensitive_kind")?,
-        crate::db::opt_int(&facts, "sensitive_at")?,
+        opt_text(facts, "sensitive_kind")?,
+        crate::db::opt_int(facts, "sensitive_at")?,
     ) {
         fire(
             r.recent_sensitive_change_weight,
@@ -681,35 +708,51 @@ fn frozen(scope: &str, reason: &str) -> ApiError {
 /// What a new withdrawal checks first, in one read: no freeze (global or of the account),
 /// then a session's device confirmed from the link emailed when it first signed in.
 ///
-/// # Errors
-/// Frozen (423), unconfirmed device (403), storage failure.
-pub(crate) async fn ensure_may_withdraw(
-    tx: &mut Tx<'_>,
+/// Its statement, added to a batch of reads; [`may_withdraw_from`] gives the verdict.
+pub(crate) fn may_withdraw_read(
+    reads: &mut Reads,
     principal: &crate::accounts::Principal,
-) -> Result<(), ApiError> {
-    let device = match &principal.via {
-        crate::accounts::Via::Session { device_id, .. } => Some(device_id.clone()),
-        _ => None,
-    };
+) -> usize {
     // The first freeze by scope ('global' sorts before 'principal:…'), so the scope and
     // the reason come from the same row.
-    let r = sqlx::query(
+    let i = reads.push(
         "SELECT (SELECT scope FROM freezes WHERE frozen = 1 AND (scope = 'global' OR scope = $1) \
          ORDER BY scope LIMIT 1) AS scope, \
          (SELECT reason FROM freezes WHERE frozen = 1 AND (scope = 'global' OR scope = $1) \
          ORDER BY scope LIMIT 1) AS reason, \
          (SELECT confirmed_at FROM devices WHERE principal_id = $2 AND device_id = $3 \
          AND revoked_at IS NULL) AS confirmed_at",
-    )
-    .bind(freeze_scope(Some(&principal.id)))
-    .bind(&principal.id)
-    .bind(device.clone())
-    .fetch_one(&mut **tx)
-    .await?;
-    if let Some(scope) = opt_text(&r, "scope")? {
-        return Err(frozen(&scope, &opt_text(&r, "reason")?.unwrap_or_default()));
+    );
+    reads
+        .bind(freeze_scope(Some(&principal.id)))
+        .bind(principal.id.clone())
+        .bind(session_device(principal));
+    i
+}
+
+fn session_device(principal: &crate::accounts::Principal) -> Option<String> {
+    match &principal.via {
+        crate::accounts::Via::Session { device_id, .. } => Some(device_id.clone()),
+        _ => None,
     }
-    if device.is_some() && opt_int(&r, "confirmed_at")?.is_none() {
+}
+
+/// The verdict from the rows of [`may_withdraw_read`].
+///
+/// # Errors
+/// Frozen (423), unconfirmed device (403), a column that does not decode.
+pub(crate) fn may_withdraw_from(
+    rows: &[sqlx::any::AnyRow],
+    principal: &crate::accounts::Principal,
+) -> Result<(), ApiError> {
+    let device = session_device(principal);
+    let r = rows
+        .first()
+        .ok_or_else(|| ApiError::internal("the freeze and device read returned no row"))?;
+    if let Some(scope) = opt_text(r, "scope")? {
+        return Err(frozen(&scope, &opt_text(r, "reason")?.unwrap_or_default()));
+    }
+    if device.is_some() && opt_int(r, "confirmed_at")?.is_none() {
         return Err(crate::devices::unconfirmed());
     }
     Ok(())
