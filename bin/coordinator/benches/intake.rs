@@ -153,17 +153,23 @@ async fn paced_round(s: &Setup, spacing: Duration) -> Duration {
     s.h.clock.advance(30);
     let now = custody_coordinator::Clock::now(&s.h.clock);
     let cpu = process_cpu();
+    // The clients' codes first, so that the schedule starts when the requests can.
+    let bodies: Vec<serde_json::Value> = s
+        .users
+        .iter()
+        .map(|(u, _)| {
+            let code = totp_rs::TOTP::from_url(u.totp_uri.as_deref().unwrap())
+                .unwrap()
+                .generate(u64::try_from(now).unwrap());
+            json!({ "asset": "BTC", "address": s.h.destination, "amount": 100_000, "totp": code })
+        })
+        .collect();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(CLIENTS);
-    for (i, (u, ip)) in s.users.iter().enumerate() {
+    for (i, ((u, ip), body)) in s.users.iter().zip(bodies).enumerate() {
         let at = tokio::time::Instant::from_std(start) + spacing * u32::try_from(i).unwrap();
-        let code = totp_rs::TOTP::from_url(u.totp_uri.as_deref().unwrap())
-            .unwrap()
-            .generate(u64::try_from(now).unwrap());
         let router = s.router.clone();
         let token = u.token.clone();
-        let body =
-            json!({ "asset": "BTC", "address": s.h.destination, "amount": 100_000, "totp": code });
         let lat = s.latencies.clone();
         let ip = ip.clone();
         tasks.push(tokio::spawn(async move {

@@ -23,7 +23,13 @@ pub struct Wallet {
     /// Change indexes this process has claimed and not yet used (`next..end`), on
     /// PostgreSQL: see `withdrawals::claim_change_index`.
     pub change_block: tokio::sync::Mutex<(u32, u32)>,
+    /// Change addresses below this index are derived (with their PSBT output fields)
+    /// ahead of the requests that will take them; see [`Wallet::prepare_change_after`].
+    change_ready: std::sync::atomic::AtomicU32,
 }
+
+/// How many change addresses [`Wallet::prepare_change_after`] keeps ready.
+pub const CHANGE_AHEAD: u32 = 32;
 
 impl Wallet {
     /// Builds the wallet of `group`.
@@ -37,7 +43,36 @@ impl Wallet {
             group,
             descriptor,
             change_block: tokio::sync::Mutex::new((0, 0)),
+            change_ready: std::sync::atomic::AtomicU32::new(0),
         })
+    }
+
+    /// Derives the change addresses that follow `used` ahead of time, on the blocking
+    /// pool: a fresh change address costs several BIP32 derivations and a Taproot tweak,
+    /// which a withdrawal would otherwise pay while it holds SQLite's writer. Indexes are
+    /// handed out in order (one at a time on SQLite, in blocks on PostgreSQL), so the next
+    /// ones are the ones to prepare; the work starts when fewer than half of
+    /// [`CHANGE_AHEAD`] are ready.
+    pub fn prepare_change_after(&self, used: u32) {
+        use std::sync::atomic::Ordering;
+        let want = used.saturating_add(1).saturating_add(CHANGE_AHEAD);
+        if self.change_ready.load(Ordering::Relaxed) > used.saturating_add(CHANGE_AHEAD / 2) {
+            return;
+        }
+        let from = self.change_ready.fetch_max(want, Ordering::Relaxed);
+        if from >= want {
+            return;
+        }
+        let from = from.max(used.saturating_add(1));
+        let descriptor = self.descriptor.clone();
+        // Nothing waits for it: a request that comes first derives the address itself.
+        drop(tokio::task::spawn_blocking(move || {
+            for index in from..want {
+                if let Ok(a) = descriptor.derive(custody_bitcoin::Branch::Change, index) {
+                    let _ = a.psbt_output();
+                }
+            }
+        }));
     }
 
     /// Reads a group key file written by `custody-signer` after the DKG.

@@ -842,6 +842,7 @@ async fn build_and_reserve(
         });
     }
     let change_index = claim_change_index(app, &wallet, tx).await?;
+    wallet.prepare_change_after(change_index);
     let payment = Payment {
         address: Address::from_str(address)
             .map_err(ApiError::internal)?

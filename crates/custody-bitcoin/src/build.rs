@@ -15,7 +15,6 @@ use bitcoin::{
     Address, Amount, FeeRate, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Weight,
     Witness,
 };
-use miniscript::psbt::PsbtExt;
 use thiserror::Error;
 
 use crate::descriptor::{Branch, DerivedAddress, DescriptorError, WalletDescriptor};
@@ -378,11 +377,12 @@ pub fn build_psbt(
         psbt.inputs[k] = input;
     }
     if let Some(k) = change_position {
-        psbt.update_output_with_descriptor(k, change.descriptor())
-            .map_err(|e| BuildError::Update {
-                what: format!("change output {k}"),
-                reason: e.to_string(),
-            })?;
+        // miniscript's own update, kept per address (deriving the keys again is most of
+        // what it costs).
+        psbt.outputs[k] = change.psbt_output().map_err(|e| BuildError::Update {
+            what: format!("change output {k}"),
+            reason: e.to_string(),
+        })?;
     }
     Ok(psbt)
 }

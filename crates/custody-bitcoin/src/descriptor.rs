@@ -483,6 +483,7 @@ impl WalletDescriptor {
             recovery_leaf,
             descriptor,
             input: Arc::default(),
+            output: Arc::default(),
         })
     }
 
@@ -587,6 +588,8 @@ pub struct DerivedAddress {
     /// The PSBT input fields a spend from this address carries, once computed (shared by
     /// the clones a [`WalletDescriptor`]'s cache hands out).
     input: Arc<OnceLock<bitcoin::psbt::Input>>,
+    /// The PSBT output fields a payment to this address carries, once computed.
+    output: Arc<OnceLock<bitcoin::psbt::Output>>,
 }
 
 impl DerivedAddress {
@@ -619,6 +622,35 @@ impl DerivedAddress {
         let mut input = psbt.inputs.swap_remove(0);
         input.witness_utxo = None;
         Ok(self.input.get_or_init(|| input).clone())
+    }
+
+    /// The fields of a PSBT output paying to this address (Taproot internal key, key
+    /// origins, script tree), as miniscript's `update_output_with_descriptor` fills them;
+    /// computed once and kept. A change output carries them so that a signer can prove it
+    /// is change.
+    ///
+    /// # Errors
+    /// [`DescriptorError::Miniscript`] if miniscript refuses the update.
+    pub fn psbt_output(&self) -> Result<bitcoin::psbt::Output, DescriptorError> {
+        if let Some(done) = self.output.get() {
+            return Ok(done.clone());
+        }
+        use miniscript::psbt::PsbtExt as _;
+        // A one-output transaction paying this address, for miniscript to update.
+        let tx = bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: Vec::new(),
+            output: vec![bitcoin::TxOut {
+                value: bitcoin::Amount::ZERO,
+                script_pubkey: self.script_pubkey(),
+            }],
+        };
+        let mut psbt = bitcoin::psbt::Psbt::from_unsigned_tx(tx).map_err(ms_err)?;
+        psbt.update_output_with_descriptor(0, &self.descriptor)
+            .map_err(ms_err)?;
+        let output = psbt.outputs.swap_remove(0);
+        Ok(self.output.get_or_init(|| output).clone())
     }
 
     /// The output script.

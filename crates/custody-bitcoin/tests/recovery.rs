@@ -292,3 +292,30 @@ fn inputs_carry_what_miniscript_fills_in_also_from_the_address_cache() {
         assert_eq!(&fresh.inputs[k], input, "input {k}");
     }
 }
+
+#[test]
+fn the_change_output_carries_what_miniscript_fills_in_also_from_the_address_cache() {
+    use miniscript::psbt::PsbtExt as _;
+    let (_shares, wallet, _backups) = recovery_wallet(30, AFTER);
+    let first = recovery_psbt(&wallet, 1);
+    let again = recovery_psbt(&wallet, 2);
+    let change = wallet.derive(Branch::Change, 0).expect("derive");
+    let k = first
+        .unsigned_tx
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == change.script_pubkey())
+        .expect("a change output");
+    let output = &first.outputs[k];
+    // Enough for a signer to prove it is change: the internal key, its origin, the tree.
+    assert!(output.tap_internal_key.is_some() && output.tap_tree.is_some());
+    assert!(!output.tap_key_origins.is_empty());
+    // The second build takes it from the cache; both equal miniscript's own update.
+    assert_eq!(&again.outputs[k], output);
+    let mut fresh = first.clone();
+    fresh.outputs[k] = bitcoin::psbt::Output::default();
+    fresh
+        .update_output_with_descriptor(k, change.descriptor())
+        .expect("update");
+    assert_eq!(&fresh.outputs[k], output);
+}
