@@ -21,7 +21,7 @@ pub struct Wallet {
     /// `tr(xpub/<0;1>/*)` of the group key.
     pub descriptor: WalletDescriptor,
     /// Change indexes this process has claimed and not yet used (`next..end`), on
-    /// PostgreSQL: see `withdrawals::claim_change_index`.
+    /// PostgreSQL: see `withdrawals::claim_change_block`.
     pub change_block: tokio::sync::Mutex<(u32, u32)>,
     /// Change addresses below this index are derived (with their PSBT output fields)
     /// ahead of the requests that will take them; see [`Wallet::prepare_change_after`].

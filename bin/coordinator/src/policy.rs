@@ -15,9 +15,18 @@ use crate::error::ApiError;
 #[derive(Debug, Default)]
 pub struct PolicyCache {
     by_hash: Mutex<HashMap<String, Arc<VerifiedPolicy>>>,
+    /// The policy the last request found in force: a request reads its velocity history
+    /// with this one's windows in the same round trip as the rest, and again only when
+    /// another policy turns out to be in force.
+    last_in_force: Mutex<Option<Arc<VerifiedPolicy>>>,
 }
 
 impl PolicyCache {
+    /// The policy the last request found in force (a guess for the next one).
+    pub(crate) fn last_in_force(&self) -> Option<Arc<VerifiedPolicy>> {
+        self.last_in_force.lock().ok()?.clone()
+    }
+
     fn get(&self, hash: &str) -> Option<Arc<VerifiedPolicy>> {
         self.by_hash.lock().ok()?.get(hash).cloned()
     }
@@ -90,6 +99,11 @@ pub(crate) async fn current_with_whitelist_from(
         .first()
         .ok_or_else(|| ApiError::internal("the policy and whitelist read returned no row"))?;
     let policy = in_force(tx, app, opt_text(row, "hash")?).await?;
+    if let Ok(mut last) = app.policies.last_in_force.lock() {
+        if !last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &policy)) {
+            *last = Some(policy.clone());
+        }
+    }
     Ok((policy, opt_int(row, "active_from")?))
 }
 

@@ -365,6 +365,21 @@ pub(crate) async fn history(
     now: i64,
     except: Option<&str>,
 ) -> Result<Vec<PastWithdrawal>, ApiError> {
+    let mut reads = Reads::new();
+    let Some(i) = history_read(&mut reads, policy, asset, now) else {
+        return Ok(Vec::new());
+    };
+    history_from(&reads.run(tx).await?.take(i), except)
+}
+
+/// [`history`]'s statement, added to a batch of reads; `None` when no velocity limit of
+/// `policy` applies to `asset` (nothing to read).
+pub(crate) fn history_read(
+    reads: &mut Reads,
+    policy: &VerifiedPolicy,
+    asset: &str,
+    now: i64,
+) -> Option<usize> {
     // Only what a velocity limit of this asset can see: the same asset, inside the longest
     // window (so a request costs the same after a year of withdrawals as on the first day).
     let window = policy
@@ -373,21 +388,25 @@ pub(crate) async fn history(
         .iter()
         .filter(|v| v.asset == asset)
         .map(|v| i64::try_from(v.window_secs).unwrap_or(i64::MAX))
-        .max();
-    let Some(window) = window else {
-        return Ok(Vec::new());
-    };
-    let rows = sqlx::query(
+        .max()?;
+    let i = reads.push(
         "SELECT id, asset, amount, amount_text, created_at FROM withdrawals WHERE asset = $1 \
          AND created_at > $2 AND state IN \
          ('approved', 'signing', 'signed', 'broadcasting', 'broadcast', 'confirmed')",
-    )
-    .bind(asset)
-    .bind(now.saturating_sub(window))
-    .fetch_all(&mut **tx)
-    .await?;
+    );
+    reads
+        .bind(asset.to_owned())
+        .bind(now.saturating_sub(window));
+    Some(i)
+}
+
+/// [`history`] from the rows of [`history_read`], without `except`.
+fn history_from(
+    rows: &[sqlx::any::AnyRow],
+    except: Option<&str>,
+) -> Result<Vec<PastWithdrawal>, ApiError> {
     let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
+    for r in rows {
         if Some(text(r, "id")?.as_str()) == except {
             continue;
         }
@@ -483,6 +502,12 @@ pub async fn request(
         crate::policy::current_with_whitelist_read(&mut reads, now, &principal.id, &address);
     let (facts, recent) = risk::assessment_reads(&mut reads, &principal.id, &attempt, now);
     let held = risk::holds_read(&mut reads, &principal.id, &id, now);
+    // Velocity history with the windows of the policy the last request found in force;
+    // read again below only if another one is in force now.
+    let guess = app.policies.last_in_force();
+    let guessed_history = guess
+        .as_ref()
+        .map(|p| (p.clone(), history_read(&mut reads, p, &asset_id, now)));
     let mut rows = reads.run(tx).await?;
     risk::may_withdraw_from(&rows.take(may), principal)?;
     // A signed API request was checked for the `withdraw` scope and the key's IP binding
@@ -545,7 +570,13 @@ pub async fn request(
             Ok(w) => match policy.evaluate_with_history(
                 &w,
                 now_u64(now),
-                &history(tx, &policy, &asset_id, now, None).await?,
+                &match &guessed_history {
+                    Some((p, i)) if std::sync::Arc::ptr_eq(p, &policy) => match i {
+                        Some(i) => history_from(&rows.take(*i), None)?,
+                        None => Vec::new(),
+                    },
+                    _ => history(tx, &policy, &asset_id, now, None).await?,
+                },
             ) {
                 Verdict::Allow {
                     required_approvals, ..
@@ -794,23 +825,30 @@ async fn build_and_reserve(
         crate::db::Engine::Postgres => " FOR UPDATE SKIP LOCKED",
         crate::db::Engine::Sqlite => "",
     };
-    // A few candidates first (locking few rows); more only when they do not cover it.
-    let mut rows = Vec::new();
-    for limit in [8, 64] {
-        rows = sqlx::query(&format!(
+    let coins = |limit: u32| {
+        format!(
             "SELECT outpoint, amount, script, branch, address_index FROM utxos \
              WHERE reserved_by IS NULL AND spent_by IS NULL \
              ORDER BY amount DESC, outpoint DESC LIMIT {limit}{lock}"
-        ))
-        .fetch_all(&mut **tx)
-        .await?;
-        let mut sum = 0u64;
-        for r in &rows {
-            sum = sum.saturating_add(u64::try_from(int(r, "amount")?).unwrap_or(0));
-        }
-        if sum >= amount.saturating_mul(2).saturating_add(100_000) {
-            break;
-        }
+        )
+    };
+    // A few candidates first (locking few rows); more only when they do not cover it. On
+    // SQLite the change index is claimed in the same round trip.
+    let mut reads = Reads::new();
+    let claimed = app.db.side_pool().is_none().then(|| {
+        let i = reads.push(CLAIM_CHANGE);
+        reads.bind(1i64);
+        i
+    });
+    let first = reads.push(&coins(8));
+    let mut found = reads.run(tx).await?;
+    let change_index = match claimed {
+        Some(i) => claimed_index(found.take(i).first())?.saturating_sub(1),
+        None => claim_change_block(app, &wallet).await?,
+    };
+    let mut rows = found.take(first);
+    if !covers(&rows, amount)? {
+        rows = sqlx::query(&coins(64)).fetch_all(&mut **tx).await?;
     }
     // Of those, as many as cover twice the amount (at least four): coin selection derives
     // every candidate's key, so fewer candidates keep a request cheap.
@@ -841,7 +879,6 @@ async fn build_and_reserve(
             prev_tx: None,
         });
     }
-    let change_index = claim_change_index(app, &wallet, tx).await?;
     wallet.prepare_change_after(change_index);
     let payment = Payment {
         address: Address::from_str(address)
@@ -888,45 +925,52 @@ async fn build_and_reserve(
 /// How many change indexes a coordinator process claims at once on PostgreSQL.
 const CHANGE_BLOCK: u32 = 64;
 
-/// A change index no other withdrawal gets.
-///
-/// On SQLite (one writer) the index is taken in the request's own transaction. On
-/// PostgreSQL the process claims a block of indexes in a short transaction of its own and
-/// hands them out from memory, so that requests do not hold the `wallet_state` row until
-/// they commit (which made every commit wait for the one before it). An index whose
-/// request fails, or whose transaction needs no change, is skipped; that is harmless
-/// because coin sync watches every change index below `next_change_index` plus the gap.
-async fn claim_change_index(
-    app: &App,
-    wallet: &crate::app::Wallet,
-    tx: &mut Tx<'_>,
-) -> Result<u32, ApiError> {
-    let claim = "UPDATE wallet_state SET next_change_index = next_change_index + $1 \
-                 WHERE id = 1 RETURNING next_change_index";
-    let index = |row: &sqlx::any::AnyRow| -> Result<u32, ApiError> {
-        u32::try_from(int(row, "next_change_index")?)
-            .map_err(|_| ApiError::internal("change index out of range"))
-    };
-    match app.db.side_pool() {
-        None => {
-            let row = sqlx::query(claim).bind(1i64).fetch_one(&mut **tx).await?;
-            Ok(index(&row)? - 1)
-        }
-        Some(side) => {
-            let mut block = wallet.change_block.lock().await;
-            if block.0 >= block.1 {
-                let row = sqlx::query(claim)
-                    .bind(i64::from(CHANGE_BLOCK))
-                    .fetch_one(side)
-                    .await?;
-                let end = index(&row)?;
-                *block = (end.saturating_sub(CHANGE_BLOCK), end);
-            }
-            let next = block.0;
-            block.0 += 1;
-            Ok(next)
-        }
+/// Takes change indexes: `$1` of them, the last one taken is `next_change_index - 1`.
+const CLAIM_CHANGE: &str = "UPDATE wallet_state SET next_change_index = next_change_index + $1 \
+     WHERE id = 1 RETURNING next_change_index";
+
+/// `next_change_index` after a [`CLAIM_CHANGE`].
+fn claimed_index(row: Option<&sqlx::any::AnyRow>) -> Result<u32, ApiError> {
+    let row = row.ok_or_else(|| ApiError::internal("the wallet state row is missing"))?;
+    u32::try_from(int(row, "next_change_index")?)
+        .map_err(|_| ApiError::internal("change index out of range"))
+}
+
+/// Whether `rows` (coins, largest first) cover twice `amount` plus a margin for fees.
+fn covers(rows: &[sqlx::any::AnyRow], amount: u64) -> Result<bool, ApiError> {
+    let mut sum = 0u64;
+    for r in rows {
+        sum = sum.saturating_add(u64::try_from(int(r, "amount")?).unwrap_or(0));
     }
+    Ok(sum >= amount.saturating_mul(2).saturating_add(100_000))
+}
+
+/// A change index no other withdrawal gets, on PostgreSQL.
+///
+/// (On SQLite, one writer, the index is taken in the request's own transaction, in the
+/// round trip that reads the coin candidates.) On PostgreSQL the process claims a block
+/// of indexes in a short transaction of its own and hands them out from memory, so that
+/// requests do not hold the `wallet_state` row until they commit (which made every commit
+/// wait for the one before it). An index whose request fails, or whose transaction needs
+/// no change, is skipped; that is harmless because coin sync watches every change index
+/// below `next_change_index` plus the gap.
+async fn claim_change_block(app: &App, wallet: &crate::app::Wallet) -> Result<u32, ApiError> {
+    let side = app
+        .db
+        .side_pool()
+        .ok_or_else(|| ApiError::internal("no side pool for change indexes"))?;
+    let mut block = wallet.change_block.lock().await;
+    if block.0 >= block.1 {
+        let row = sqlx::query(CLAIM_CHANGE)
+            .bind(i64::from(CHANGE_BLOCK))
+            .fetch_one(side)
+            .await?;
+        let end = claimed_index(Some(&row))?;
+        *block = (end.saturating_sub(CHANGE_BLOCK), end);
+    }
+    let next = block.0;
+    block.0 += 1;
+    Ok(next)
 }
 
 /// Gets a withdrawal; users see only their own.
