@@ -422,7 +422,7 @@ impl std::fmt::Debug for Reads {
 }
 
 /// The rows of each statement of a [`Reads`] batch, by the index [`Reads::push`] gave.
-pub(crate) struct ReadRows(Vec<Vec<AnyRow>>);
+pub(crate) struct ReadRows(Vec<Vec<BatchRow>>);
 
 impl std::fmt::Debug for ReadRows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -434,7 +434,7 @@ impl std::fmt::Debug for ReadRows {
 
 impl ReadRows {
     /// The rows of statement `i` (empty when taken before or out of range).
-    pub(crate) fn take(&mut self, i: usize) -> Vec<AnyRow> {
+    pub(crate) fn take(&mut self, i: usize) -> Vec<BatchRow> {
         self.0.get_mut(i).map(std::mem::take).unwrap_or_default()
     }
 }
@@ -478,10 +478,39 @@ impl Reads {
         use futures_util::TryStreamExt as _;
         self.joined.check()?;
         let n = self.each.len();
-        if n <= 1 || tx.backend_name() == "PostgreSQL" {
+        if n <= 1 {
             let mut out = Vec::with_capacity(n);
             for (sql, args, _) in self.each {
-                out.push(sqlx::query_with(&sql, args).fetch_all(&mut **tx).await?);
+                let rows = sqlx::query_with(&sql, args).fetch_all(&mut **tx).await?;
+                out.push(rows.into_iter().map(BatchRow::Sql).collect());
+            }
+            return Ok(ReadRows(out));
+        }
+        if tx.backend_name() == "PostgreSQL" {
+            // PostgreSQL prepares one statement at a time: each read becomes a column of
+            // one SELECT, its rows a JSON array (in the order the read gives them).
+            let mut sql = String::from("SELECT ");
+            for (i, s) in self.joined.statements.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(SELECT COALESCE(json_agg(q), '[]'::json)::text FROM ({s}) q) AS r{i}"
+                ));
+            }
+            let row = sqlx::query_with(&sql, self.joined.args)
+                .fetch_one(&mut **tx)
+                .await?;
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let col = format!("r{i}");
+                let json = text(&row, &col)?;
+                let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+                    serde_json::from_str(&json).map_err(|e| sqlx::Error::ColumnDecode {
+                        index: col.clone(),
+                        source: Box::new(e),
+                    })?;
+                out.push(rows.into_iter().map(BatchRow::Json).collect());
             }
             return Ok(ReadRows(out));
         }
@@ -497,7 +526,7 @@ impl Reads {
                 sqlx::Either::Left(_) => out.push(Vec::new()),
                 sqlx::Either::Right(row) => {
                     if let Some(rows) = out.last_mut() {
-                        rows.push(row);
+                        rows.push(BatchRow::Sql(row));
                     }
                 }
             }
@@ -540,29 +569,180 @@ fn renumber(sql: &str, offset: usize) -> (String, usize) {
     (out, highest)
 }
 
+/// Columns read by name, from a driver's row or from a row of a [`Reads`] batch that
+/// PostgreSQL returned as JSON.
+pub(crate) trait Columns {
+    /// A `TEXT` column, `None` when NULL.
+    fn opt_text_column(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+    /// A `BIGINT` column, `None` when NULL.
+    fn opt_int_column(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+}
+
+impl Columns for AnyRow {
+    fn opt_text_column(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+        self.try_get::<Option<String>, _>(col)
+    }
+    fn opt_int_column(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get::<Option<i64>, _>(col)
+    }
+}
+
+impl<T: Columns + ?Sized> Columns for &T {
+    fn opt_text_column(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+        (**self).opt_text_column(col)
+    }
+    fn opt_int_column(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+        (**self).opt_int_column(col)
+    }
+}
+
+/// A row of a [`Reads`] batch.
+pub(crate) enum BatchRow {
+    /// As the driver returned it.
+    Sql(AnyRow),
+    /// One object of the JSON array PostgreSQL built for the statement.
+    Json(serde_json::Map<String, serde_json::Value>),
+}
+
+impl std::fmt::Debug for BatchRow {
+    // A row may hold personal data or sealed secrets: no values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchRow::Sql(_) => f.write_str("BatchRow::Sql(..)"),
+            BatchRow::Json(map) => write!(f, "BatchRow::Json({} columns)", map.len()),
+        }
+    }
+}
+
+impl Columns for BatchRow {
+    fn opt_text_column(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+        match self {
+            BatchRow::Sql(row) => row.opt_text_column(col),
+            BatchRow::Json(map) => match map.get(col) {
+                None => Err(sqlx::Error::ColumnNotFound(col.to_owned())),
+                Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(json_type(col, "text")),
+            },
+        }
+    }
+    fn opt_int_column(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+        match self {
+            BatchRow::Sql(row) => row.opt_int_column(col),
+            BatchRow::Json(map) => match map.get(col) {
+                None => Err(sqlx::Error::ColumnNotFound(col.to_owned())),
+                Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::Number(n)) => n
+                    .as_i64()
+                    .map(Some)
+                    .ok_or_else(|| json_type(col, "a 64-bit integer")),
+                Some(_) => Err(json_type(col, "a number")),
+            },
+        }
+    }
+}
+
+fn json_type(col: &str, expected: &str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: col.to_owned(),
+        source: format!("expected {expected} in the batch's JSON").into(),
+    }
+}
+
+fn unexpected_null(col: &str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: col.to_owned(),
+        source: "unexpected NULL".into(),
+    }
+}
+
 /// Reads a `TEXT` column.
-pub(crate) fn text(row: &AnyRow, col: &str) -> Result<String, sqlx::Error> {
-    row.try_get::<String, _>(col)
+pub(crate) fn text(row: &impl Columns, col: &str) -> Result<String, sqlx::Error> {
+    row.opt_text_column(col)?
+        .ok_or_else(|| unexpected_null(col))
 }
 
 /// Reads a nullable `TEXT` column.
-pub(crate) fn opt_text(row: &AnyRow, col: &str) -> Result<Option<String>, sqlx::Error> {
-    row.try_get::<Option<String>, _>(col)
+pub(crate) fn opt_text(row: &impl Columns, col: &str) -> Result<Option<String>, sqlx::Error> {
+    row.opt_text_column(col)
 }
 
 /// Reads a `BIGINT` column.
-pub(crate) fn int(row: &AnyRow, col: &str) -> Result<i64, sqlx::Error> {
-    row.try_get::<i64, _>(col)
+pub(crate) fn int(row: &impl Columns, col: &str) -> Result<i64, sqlx::Error> {
+    row.opt_int_column(col)?.ok_or_else(|| unexpected_null(col))
 }
 
 /// Reads a nullable `BIGINT` column.
-pub(crate) fn opt_int(row: &AnyRow, col: &str) -> Result<Option<i64>, sqlx::Error> {
-    row.try_get::<Option<i64>, _>(col)
+pub(crate) fn opt_int(row: &impl Columns, col: &str) -> Result<Option<i64>, sqlx::Error> {
+    row.opt_int_column(col)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::renumber;
+    #![allow(clippy::unwrap_used)]
+
+    use super::{int, opt_text, renumber, text, Db, Reads};
+
+    /// Runs the batch on `db` against a temporary table of the transaction's connection.
+    async fn batch_of_reads(db: &Db) {
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("CREATE TEMPORARY TABLE reads_t (n BIGINT PRIMARY KEY, s TEXT)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO reads_t (n, s) VALUES (1, 'one'), (2, NULL), (3, 'three')")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let mut reads = Reads::new();
+        let none = reads.push("SELECT n FROM reads_t WHERE n > $1");
+        reads.bind(10i64);
+        let two = reads.push("SELECT n, s FROM reads_t WHERE n >= $1 AND n <= $2 ORDER BY n DESC");
+        reads.bind(2i64).bind(3i64);
+        let count = reads.push("SELECT COUNT(*) AS c FROM reads_t WHERE s IS NULL OR s = $1");
+        reads.bind("one".to_owned());
+        let mut rows = reads.run(&mut tx).await.unwrap();
+        assert!(rows.take(none).is_empty());
+        let two = rows.take(two);
+        assert_eq!(two.len(), 2);
+        assert_eq!(int(&two[0], "n").unwrap(), 3);
+        assert_eq!(text(&two[0], "s").unwrap(), "three");
+        assert_eq!(int(&two[1], "n").unwrap(), 2);
+        assert_eq!(opt_text(&two[1], "s").unwrap(), None);
+        assert!(text(&two[1], "s").is_err(), "NULL is not text");
+        assert_eq!(int(&rows.take(count)[0], "c").unwrap(), 2);
+        tx.rollback().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_reads_gives_each_statement_its_own_rows_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/r.db?mode=rwc", dir.path().display());
+        batch_of_reads(&Db::connect(&url, 1).await.unwrap()).await;
+        // PostgreSQL builds one statement of JSON columns instead.
+        match std::env::var("CUSTODY_TEST_POSTGRES_URL") {
+            Ok(url) => batch_of_reads(&Db::connect(&url, 2).await.unwrap()).await,
+            Err(_) => assert!(
+                std::env::var_os("CI").is_none()
+                    && std::env::var_os("CUSTODY_REQUIRE_POSTGRES").is_none(),
+                "CUSTODY_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL with .ci/postgres.sh"
+            ),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_a_missing_value_is_refused_before_it_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/r.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url, 1).await.unwrap();
+        let mut reads = Reads::new();
+        reads.push("SELECT 1 AS a WHERE $1 = $2");
+        reads.bind(1i64);
+        reads.push("SELECT 2 AS b");
+        let mut tx = db.begin().await.unwrap();
+        let e = reads.run(&mut tx).await.unwrap_err();
+        assert!(e.to_string().contains("2 placeholders but 1 values"), "{e}");
+    }
 
     #[test]
     fn placeholders_are_renumbered_after_the_ones_before() {

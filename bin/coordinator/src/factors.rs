@@ -364,7 +364,7 @@ pub(crate) fn security_state_read(reads: &mut Reads, principal_id: &str) -> usiz
 ///
 /// # Errors
 /// 404 when the account does not exist; a column that does not decode.
-pub(crate) fn security_state_from(rows: &[sqlx::any::AnyRow]) -> Result<SecurityState, ApiError> {
+pub(crate) fn security_state_from(rows: &[crate::db::BatchRow]) -> Result<SecurityState, ApiError> {
     let p = rows.first().ok_or_else(|| ApiError::not_found("account"))?;
     let recovery_codes_left = match opt_text(p, "codes")? {
         Some(codes) => serde_json::from_str::<RecoveryCodeSet>(&codes)

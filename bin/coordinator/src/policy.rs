@@ -93,7 +93,7 @@ pub(crate) fn current_with_whitelist_read(
 pub(crate) async fn current_with_whitelist_from(
     tx: &mut Tx<'_>,
     app: &App,
-    rows: &[sqlx::any::AnyRow],
+    rows: &[crate::db::BatchRow],
 ) -> Result<(Arc<VerifiedPolicy>, Option<i64>), ApiError> {
     let row = rows
         .first()

@@ -381,7 +381,9 @@ pub(crate) fn holds_read(
 }
 
 /// [`holds_for`]'s answer from its rows.
-pub(crate) fn holds_from(rows: &[sqlx::any::AnyRow]) -> Result<(Vec<Hold>, Option<i64>), ApiError> {
+pub(crate) fn holds_from(
+    rows: &[crate::db::BatchRow],
+) -> Result<(Vec<Hold>, Option<i64>), ApiError> {
     let mut latest = None;
     let mut out = Vec::new();
     for r in rows {
@@ -502,8 +504,8 @@ pub(crate) fn assess_withdrawal(
     app: &App,
     attempt: &Attempt<'_>,
     now: i64,
-    facts: &[sqlx::any::AnyRow],
-    rows: &[sqlx::any::AnyRow],
+    facts: &[crate::db::BatchRow],
+    rows: &[crate::db::BatchRow],
 ) -> Result<Assessment, ApiError> {
     let Attempt {
         address,
@@ -612,7 +614,7 @@ pub struct Attempt<'a> {
 ///
 /// # Errors
 /// A column that does not decode.
-pub(crate) fn stored_amount(row: &sqlx::any::AnyRow) -> Result<u128, sqlx::Error> {
+pub(crate) fn stored_amount(row: &impl crate::db::Columns) -> Result<u128, sqlx::Error> {
     match crate::db::opt_text(row, "amount_text")? {
         Some(t) => Ok(t.parse().unwrap_or(0)),
         None => Ok(u128::from(u64::try_from(int(row, "amount")?).unwrap_or(0))),
@@ -742,7 +744,7 @@ fn session_device(principal: &crate::accounts::Principal) -> Option<String> {
 /// # Errors
 /// Frozen (423), unconfirmed device (403), a column that does not decode.
 pub(crate) fn may_withdraw_from(
-    rows: &[sqlx::any::AnyRow],
+    rows: &[crate::db::BatchRow],
     principal: &crate::accounts::Principal,
 ) -> Result<(), ApiError> {
     let device = session_device(principal);

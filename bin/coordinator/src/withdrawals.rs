@@ -402,7 +402,7 @@ pub(crate) fn history_read(
 
 /// [`history`] from the rows of [`history_read`], without `except`.
 fn history_from(
-    rows: &[sqlx::any::AnyRow],
+    rows: &[crate::db::BatchRow],
     except: Option<&str>,
 ) -> Result<Vec<PastWithdrawal>, ApiError> {
     let mut out = Vec::with_capacity(rows.len());
@@ -848,7 +848,12 @@ async fn build_and_reserve(
     };
     let mut rows = found.take(first);
     if !covers(&rows, amount)? {
-        rows = sqlx::query(&coins(64)).fetch_all(&mut **tx).await?;
+        rows = sqlx::query(&coins(64))
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .map(crate::db::BatchRow::Sql)
+            .collect();
     }
     // Of those, as many as cover twice the amount (at least four): coin selection derives
     // every candidate's key, so fewer candidates keep a request cheap.
@@ -930,14 +935,14 @@ const CLAIM_CHANGE: &str = "UPDATE wallet_state SET next_change_index = next_cha
      WHERE id = 1 RETURNING next_change_index";
 
 /// `next_change_index` after a [`CLAIM_CHANGE`].
-fn claimed_index(row: Option<&sqlx::any::AnyRow>) -> Result<u32, ApiError> {
+fn claimed_index<R: crate::db::Columns>(row: Option<&R>) -> Result<u32, ApiError> {
     let row = row.ok_or_else(|| ApiError::internal("the wallet state row is missing"))?;
     u32::try_from(int(row, "next_change_index")?)
         .map_err(|_| ApiError::internal("change index out of range"))
 }
 
 /// Whether `rows` (coins, largest first) cover twice `amount` plus a margin for fees.
-fn covers(rows: &[sqlx::any::AnyRow], amount: u64) -> Result<bool, ApiError> {
+fn covers(rows: &[crate::db::BatchRow], amount: u64) -> Result<bool, ApiError> {
     let mut sum = 0u64;
     for r in rows {
         sum = sum.saturating_add(u64::try_from(int(r, "amount")?).unwrap_or(0));
