@@ -630,17 +630,19 @@ async fn racing_withdrawals_keep_exactly_the_accepted_ones(engine: Engine) {
     let Some(h) = Harness::new(engine).await else {
         return;
     };
-    // 40 coins of 0.01 BTC straight into the table, as a sync records them.
+    // 300 coins of 0.001 BTC (0.3 BTC in all) straight into the table, as a sync records
+    // them: enough that on PostgreSQL the failing requests, which lock up to 64
+    // candidates each while they look, leave coins for the others.
     let script = h
         .wallet
         .derive(custody_bitcoin::Branch::Receive, 0)
         .unwrap()
         .script_pubkey()
         .to_hex_string();
-    for i in 0..40 {
+    for i in 0..300 {
         sqlx::query("INSERT INTO utxos (outpoint, amount, script, branch, address_index) VALUES ($1, $2, $3, 0, 0)")
             .bind(format!("{:064x}:0", i + 1))
-            .bind(1_000_000_i64)
+            .bind(100_000_i64)
             .bind(&script)
             .execute(h.app.db.pool())
             .await
@@ -702,7 +704,7 @@ async fn racing_withdrawals_keep_exactly_the_accepted_ones(engine: Engine) {
             (answer, again)
         }
     };
-    // Even racers ask for 0.003 BTC; odd ones for 0.5 BTC, more than all 40 coins.
+    // Even racers ask for 0.003 BTC; odd ones for 0.5 BTC, more than all the coins.
     let mut tasks = Vec::new();
     for i in 0..users.len() {
         let amount = if i % 2 == 0 { 300_000 } else { 50_000_000 };
