@@ -96,22 +96,8 @@ async fn setup(engine: Engine) -> Option<Setup> {
         login_from(&h, u, ip).await;
     }
     // Coins straight into the table: setup, not measured.
-    let script = h
-        .wallet
-        .derive(custody_bitcoin::Branch::Receive, 0)
-        .unwrap()
-        .script_pubkey()
-        .to_hex_string();
+    h.insert_coins(COINS, 1_000_000).await;
     let mut tx = h.app.db.pool().begin().await.unwrap();
-    for i in 0..COINS {
-        sqlx::query("INSERT INTO utxos (outpoint, amount, script, branch, address_index) VALUES ($1, $2, $3, 0, 0)")
-            .bind(format!("{:064x}:0", i + 1))
-            .bind(1_000_000_i64)
-            .bind(&script)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-    }
     sqlx::query("CREATE TABLE bench_raw (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
         .execute(&mut *tx)
         .await

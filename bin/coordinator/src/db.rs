@@ -400,25 +400,15 @@ impl Writes {
     }
 }
 
-/// Reads that do not depend on each other, sent in one round trip on SQLite (one string
-/// of statements on the writer, as [`Writes`]) and one after another on PostgreSQL, which
-/// cannot prepare several statements at once. Each statement keeps its own `$1…`
-/// placeholders; [`Reads::push`] gives the index of its rows in what [`Reads::run`]
-/// returns.
-#[derive(Default)]
+/// Reads that do not depend on each other, sent in one round trip: on SQLite one string
+/// of statements on the writer (as [`Writes`]); on PostgreSQL, which prepares one
+/// statement at a time, one `SELECT` whose columns are the reads' rows as JSON (ADR
+/// 0023). Each statement keeps its own `$1…` placeholders; [`Reads::push`] gives the
+/// index of its rows in what [`Reads::run`] returns.
+#[derive(Debug, Default)]
 pub(crate) struct Reads {
-    /// Each statement with its own arguments (PostgreSQL).
-    each: Vec<(String, sqlx::any::AnyArguments<'static>, usize)>,
-    /// The statements renumbered and their arguments in one list (SQLite).
+    /// The statements, renumbered, and their values in one list.
     joined: Writes,
-}
-
-impl std::fmt::Debug for Reads {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reads")
-            .field("statements", &self.each.len())
-            .finish_non_exhaustive()
-    }
 }
 
 /// The rows of each statement of a [`Reads`] batch, by the index [`Reads::push`] gave.
@@ -448,23 +438,15 @@ impl Reads {
     /// Adds `sql` (placeholders `$1…$k`, bound next with [`Reads::bind`]); returns the
     /// index of its rows.
     pub(crate) fn push(&mut self, sql: &str) -> usize {
-        self.each
-            .push((sql.to_owned(), sqlx::any::AnyArguments::default(), 0));
         self.joined.push(sql);
-        self.each.len() - 1
+        self.joined.statements.len() - 1
     }
 
     /// Binds the next value of the last statement pushed.
     pub(crate) fn bind<T>(&mut self, value: T) -> &mut Reads
     where
-        T: sqlx::Encode<'static, Any> + sqlx::Type<Any> + Clone + 'static,
+        T: sqlx::Encode<'static, Any> + sqlx::Type<Any> + 'static,
     {
-        use sqlx::Arguments as _;
-        if let Some((_, args, bound)) = self.each.last_mut() {
-            if args.add(value.clone()).is_ok() {
-                *bound += 1;
-            }
-        }
         self.joined.bind(value);
         self
     }
@@ -477,11 +459,14 @@ impl Reads {
     pub(crate) async fn run(self, tx: &mut Tx<'_>) -> Result<ReadRows, DbError> {
         use futures_util::TryStreamExt as _;
         self.joined.check()?;
-        let n = self.each.len();
+        let n = self.joined.statements.len();
         if n <= 1 {
+            // One statement: as it is (its placeholders were not renumbered).
             let mut out = Vec::with_capacity(n);
-            for (sql, args, _) in self.each {
-                let rows = sqlx::query_with(&sql, args).fetch_all(&mut **tx).await?;
+            if let Some(sql) = self.joined.statements.first() {
+                let rows = sqlx::query_with(sql, self.joined.args)
+                    .fetch_all(&mut **tx)
+                    .await?;
                 out.push(rows.into_iter().map(BatchRow::Sql).collect());
             }
             return Ok(ReadRows(out));

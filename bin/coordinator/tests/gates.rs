@@ -633,21 +633,7 @@ async fn racing_withdrawals_keep_exactly_the_accepted_ones(engine: Engine) {
     // 300 coins of 0.001 BTC (0.3 BTC in all) straight into the table, as a sync records
     // them: enough that on PostgreSQL the failing requests, which lock up to 64
     // candidates each while they look, leave coins for the others.
-    let script = h
-        .wallet
-        .derive(custody_bitcoin::Branch::Receive, 0)
-        .unwrap()
-        .script_pubkey()
-        .to_hex_string();
-    for i in 0..300 {
-        sqlx::query("INSERT INTO utxos (outpoint, amount, script, branch, address_index) VALUES ($1, $2, $3, 0, 0)")
-            .bind(format!("{:064x}:0", i + 1))
-            .bind(100_000_i64)
-            .bind(&script)
-            .execute(h.app.db.pool())
-            .await
-            .unwrap();
-    }
+    h.insert_coins(300, 100_000).await;
     let mut users = Vec::new();
     for i in 0..8 {
         users.push(h.customer(&format!("racer{i}@example.com")).await);

@@ -434,6 +434,28 @@ impl Harness {
     }
 
     /// A customer with TOTP and an active whitelisted destination.
+    /// `count` coins of `amount` satoshis on receive address 0, straight into the table
+    /// as a sync records them (setup for tests and benches that need many coins).
+    pub async fn insert_coins(&self, count: usize, amount: i64) {
+        let script = self
+            .wallet
+            .derive(custody_bitcoin::Branch::Receive, 0)
+            .expect("derive")
+            .script_pubkey()
+            .to_hex_string();
+        let mut tx = self.app.db.pool().begin().await.expect("begin");
+        for i in 0..count {
+            sqlx::query("INSERT INTO utxos (outpoint, amount, script, branch, address_index) VALUES ($1, $2, $3, 0, 0)")
+                .bind(format!("{:064x}:0", i + 1))
+                .bind(amount)
+                .bind(&script)
+                .execute(&mut *tx)
+                .await
+                .expect("coin");
+        }
+        tx.commit().await.expect("commit");
+    }
+
     pub async fn customer(&self, email: &str) -> Session {
         let (st, v) = self
             .call(
