@@ -11,6 +11,7 @@
 //! two separate measurements, for a ratio the machine's drifting speed does not skew.
 //! `BENCH_PACED=<fraction>` measures latency at a load instead of at saturation: 100
 //! clients sending at that fraction of the raw durable insert rate, evenly spaced.
+//! `BENCH_ENGINE=sqlite` or `postgres` runs one engine only.
 
 #![allow(
     clippy::unwrap_used,
@@ -224,6 +225,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn bench_engine(c: &mut Criterion, engine: Engine, name: &str) {
+    if std::env::var("BENCH_ENGINE").is_ok_and(|only| only != name) {
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -248,6 +252,7 @@ fn bench_engine(c: &mut Criterion, engine: Engine, name: &str) {
         interleaved(&rt, &s, &counter, name, rounds);
         return;
     }
+    warm_up(&rt, &s, &counter);
     let mut g = c.benchmark_group(format!("intake/{name}"));
     g.throughput(Throughput::Elements(CLIENTS as u64));
     g.sample_size(10);
@@ -283,6 +288,20 @@ fn bench_engine(c: &mut Criterion, engine: Engine, name: &str) {
     report(&s, name);
 }
 
+/// One round each, not measured: warms caches and connections, and gives the tables rows
+/// for `ANALYZE` to see, as autovacuum would have on a running coordinator (a run is
+/// shorter than its one-minute nap, and plans made for empty tables scan every row).
+fn warm_up(rt: &tokio::runtime::Runtime, s: &Setup, counter: &std::sync::atomic::AtomicU64) {
+    rt.block_on(raw_round(s, counter));
+    rt.block_on(intake_round(s));
+    rt.block_on(async {
+        sqlx::query("ANALYZE")
+            .execute(s.h.app.db.pool())
+            .await
+            .unwrap();
+    });
+}
+
 /// `BENCH_INTERLEAVED=<rounds>`: raw and intake rounds one after the other, `rounds`
 /// times, so that the machine's speed changing during the run moves both sides of the
 /// ratio alike (on this VM it moves by a third from one run to the next).
@@ -293,9 +312,7 @@ fn interleaved(
     name: &str,
     rounds: u32,
 ) {
-    // One round each first: warm caches and connections, not measured.
-    rt.block_on(raw_round(s, counter));
-    rt.block_on(intake_round(s));
+    warm_up(rt, s, counter);
     s.latencies.lock().unwrap().clear();
     *s.cpu.lock().unwrap() = (Duration::ZERO, 0);
     let (mut raw, mut intake) = (Duration::ZERO, Duration::ZERO);
@@ -325,8 +342,7 @@ fn paced(
     name: &str,
     fraction: f64,
 ) {
-    rt.block_on(raw_round(s, counter));
-    rt.block_on(intake_round(s));
+    warm_up(rt, s, counter);
     let mut raw = Duration::ZERO;
     for _ in 0..10 {
         raw += rt.block_on(raw_round(s, counter));
