@@ -11,7 +11,8 @@
 //! two separate measurements, for a ratio the machine's drifting speed does not skew.
 //! `BENCH_PACED=<fraction>` measures latency at a load instead of at saturation: 100
 //! clients sending at that fraction of the raw durable insert rate, evenly spaced.
-//! `BENCH_ENGINE=sqlite` or `postgres` runs one engine only.
+//! `BENCH_ENGINE=sqlite` or `postgres` runs one engine only. `BENCH_HISTORY=<n>` starts
+//! with a day of n confirmed withdrawals for the velocity limit to count.
 
 #![allow(
     clippy::unwrap_used,
@@ -98,6 +99,15 @@ async fn setup(engine: Engine) -> Option<Setup> {
     }
     // Coins straight into the table: setup, not measured.
     h.insert_coins(COINS, 1_000_000).await;
+    // `BENCH_HISTORY=<n>`: a day of the wallet's history, n confirmed withdrawals of
+    // another account spread over the last 24 hours, for the velocity limit to count.
+    let history: usize = std::env::var("BENCH_HISTORY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if history > 0 {
+        insert_history(&h, history).await;
+    }
     let mut tx = h.app.db.pool().begin().await.unwrap();
     sqlx::query("CREATE TABLE bench_raw (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
         .execute(&mut *tx)
@@ -112,6 +122,31 @@ async fn setup(engine: Engine) -> Option<Setup> {
         latencies: Arc::new(Mutex::new(Vec::new())),
         cpu: Mutex::new((Duration::ZERO, 0)),
     })
+}
+
+/// `n` confirmed BTC withdrawals of another account, evenly over the day before now.
+async fn insert_history(h: &Harness, n: usize) {
+    let principal = h.customer("history@example.com").await.id;
+    let now = custody_coordinator::Clock::now(&h.clock);
+    let step = 86_000 / i64::try_from(n).unwrap();
+    let mut tx = h.app.db.pool().begin().await.unwrap();
+    for i in 0..n {
+        let at = now - 86_000 + step * i64::try_from(i).unwrap();
+        sqlx::query(
+            "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, \
+             created_at, updated_at, hold_until, risk_score, risk_reasons, policy_hash, \
+             required_approvals) VALUES ($1, $2, 'BTC', $3, 10000, 'confirmed', 5, $4, $4, 0, 0, \
+             '[]', '', 2)",
+        )
+        .bind(format!("history-{i}"))
+        .bind(&principal)
+        .bind(&h.destination)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
 }
 
 async fn login_from(h: &Harness, s: &mut Session, ip: &str) {

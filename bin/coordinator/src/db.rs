@@ -1,8 +1,9 @@
 //! Storage: one schema for SQLite (the embedded default, WAL) and PostgreSQL, through
 //! sqlx's `Any` driver and the migrations in `migrations/`.
 //!
-//! Portability rules the queries follow: `$1…` placeholders in order of first use,
-//! `TEXT`/`BIGINT` only, no `RETURNING`, no `FOR UPDATE` (one PostgreSQL-only exception, coin
+//! Portability rules the queries follow: numbered `$1…` placeholders (both drivers bind
+//! them by number), `TEXT`/`BIGINT` only, `RETURNING` only on a single-row `UPDATE` (the
+//! change-index claim, ADR 0021), no `FOR UPDATE` (one PostgreSQL-only exception, coin
 //! selection's `SKIP LOCKED`, see ADR 0011). Concurrency control is by
 //! compare-and-set updates (`… WHERE id = $1 AND version = $2`, checking the affected row
 //! count), which both engines make atomic; the audit log serialises appenders on its head

@@ -616,8 +616,17 @@ pub struct Attempt<'a> {
 /// A column that does not decode.
 pub(crate) fn stored_amount(row: &impl crate::db::Columns) -> Result<u128, sqlx::Error> {
     match crate::db::opt_text(row, "amount_text")? {
-        Some(t) => Ok(t.parse().unwrap_or(0)),
-        None => Ok(u128::from(u64::try_from(int(row, "amount")?).unwrap_or(0))),
+        // A stored amount that does not parse is an error, never zero: velocity limits
+        // and risk totals must not count a withdrawal as nothing.
+        Some(t) => t.parse().map_err(|_| {
+            sqlx::Error::Decode(format!("stored amount_text {t:?} is not a decimal amount").into())
+        }),
+        None => {
+            let sat = int(row, "amount")?;
+            u64::try_from(sat)
+                .map(u128::from)
+                .map_err(|_| sqlx::Error::Decode(format!("stored amount {sat} is negative").into()))
+        }
     }
 }
 

@@ -137,6 +137,81 @@ async fn approvals_cannot_be_forged_or_doubled(engine: Engine) {
 }
 on_both!(approvals_cannot_be_forged_or_doubled);
 
+/// A further withdrawal by the flow's customer; its id and approval digest on success.
+async fn another(h: &Harness, f: &common::Flow, amount: u64) -> (StatusCode, serde_json::Value) {
+    let code = h.totp(&f.user);
+    h.call(
+        "POST",
+        "/v1/withdrawals",
+        Some(&f.user.token),
+        Some(&new_key()),
+        Some(json!({ "asset": "BTC", "address": h.destination, "amount": amount, "totp": code })),
+    )
+    .await
+}
+
+async fn velocity_limits_count_approved_withdrawals_at_request_and_again_at_signing(
+    engine: Engine,
+) {
+    // No unusual-withdrawal holds: this is about the policy's velocity limit alone (the
+    // harness policy allows 1.5 BTC a day).
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let a = h.requested(60_000_000).await;
+    h.insert_coins(6, 100_000_000).await;
+    // Requests that are not approved yet do not count: two more of 0.6 BTC are accepted.
+    let mut flows = vec![a];
+    for _ in 0..2 {
+        let (st, w) = another(&h, &flows[0], 60_000_000).await;
+        assert_eq!(st, StatusCode::CREATED, "{w}");
+        let f = common::Flow {
+            operator: flows[0].operator.clone(),
+            approvers: flows[0].approvers.clone(),
+            user: flows[0].user.clone(),
+            id: w["id"].as_str().unwrap().to_owned(),
+            digest: w["approval_digest"].as_str().unwrap().to_owned(),
+        };
+        flows.push(f);
+    }
+    for f in &flows {
+        for i in 0..2 {
+            let (st, v) = h.approve(f, i).await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        }
+        assert_eq!(h.state(f).await, "approved");
+    }
+    // Approved ones do: 1.8 BTC of the day's 1.5 are committed, so a fourth is refused and
+    // the answer says what was used.
+    let (st, v) = another(&h, &flows[0], 10_000).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "policy_denied");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("150000000 BTC per 86400 s"), "{message}");
+    assert!(message.contains("180000000 BTC already sent"), "{message}");
+    // Checked again before signing, without the withdrawal itself: the other two (1.2
+    // BTC) and this one (0.6) are over the limit, so no round is exported.
+    let (st, v) = h.round(&flows[0]).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "policy_denied");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("120000000 BTC already sent"), "{message}");
+    // A day later the window is empty again and the round goes ahead.
+    h.clock.advance(86_400);
+    let mut op = flows[0].operator.clone();
+    h.relogin(&mut op).await;
+    let f = common::Flow {
+        operator: op,
+        approvers: flows[0].approvers.clone(),
+        user: flows[0].user.clone(),
+        id: flows[0].id.clone(),
+        digest: flows[0].digest.clone(),
+    };
+    let (st, v) = h.round(&f).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+on_both!(velocity_limits_count_approved_withdrawals_at_request_and_again_at_signing);
+
 async fn changing_the_destination_after_approval_is_refused(engine: Engine) {
     let Some(mut h) = Harness::new(engine).await else {
         return;

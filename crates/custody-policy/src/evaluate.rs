@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::document::{Action, TimeWindow};
+use crate::document::{Action, TimeWindow, VelocityLimit};
 use crate::signed::VerifiedPolicy;
 
 /// One payment of a withdrawal.
@@ -47,6 +47,35 @@ pub struct PastWithdrawal {
     pub asset: String,
     /// Its total, in the asset's smallest unit.
     pub amount: u128,
+}
+
+/// What the withdrawals of one asset inside one velocity window already used: the input
+/// a velocity limit needs, whether it is summed from a list ([`WindowUsage::of`]) or by
+/// the database that holds the history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowUsage {
+    /// Their total, in the asset's smallest unit (saturating at `u128::MAX`).
+    pub total: u128,
+    /// How many there were.
+    pub count: u64,
+}
+
+impl WindowUsage {
+    /// What the withdrawals in `history` of `limit`'s asset with `time` in
+    /// `(now - limit.window_secs, now]` used.
+    pub fn of(history: &[PastWithdrawal], limit: &VelocityLimit, now: u64) -> WindowUsage {
+        let mut usage = WindowUsage::default();
+        for h in history.iter().filter(|h| {
+            h.asset == limit.asset
+                && now
+                    .checked_sub(h.time)
+                    .is_some_and(|age| age < limit.window_secs)
+        }) {
+            usage.total = usage.total.saturating_add(h.amount);
+            usage.count += 1;
+        }
+        usage
+    }
 }
 
 /// The policy's answer for a withdrawal.
@@ -338,6 +367,23 @@ impl VerifiedPolicy {
         now: u64,
         history: &[PastWithdrawal],
     ) -> Verdict {
+        self.evaluate_with_usage(withdrawal, now, |limit| {
+            WindowUsage::of(history, limit, now)
+        })
+    }
+
+    /// [`VerifiedPolicy::evaluate_with_history`] with each velocity limit's usage given
+    /// directly: `usage` is asked once for each limit of the withdrawal's asset (only when
+    /// the offline check allows it) and answers what the wallet's approved or broadcast
+    /// withdrawals inside that limit's window used, as [`WindowUsage::of`] would from
+    /// their list. For a coordinator whose database sums the history instead of listing
+    /// it.
+    pub fn evaluate_with_usage(
+        &self,
+        withdrawal: &Withdrawal,
+        now: u64,
+        mut usage: impl FnMut(&VelocityLimit) -> WindowUsage,
+    ) -> Verdict {
         let verdict = self.evaluate(withdrawal, now);
         let Verdict::Allow { .. } = verdict else {
             return verdict;
@@ -351,17 +397,10 @@ impl VerifiedPolicy {
             .iter()
             .filter(|v| &v.asset == asset)
         {
-            let in_window = history.iter().filter(|h| {
-                &h.asset == asset
-                    && now
-                        .checked_sub(h.time)
-                        .is_some_and(|age| age < v.window_secs)
-            });
-            let (mut used_total, mut used_count) = (0u128, 0u64);
-            for h in in_window {
-                used_total = used_total.saturating_add(h.amount);
-                used_count += 1;
-            }
+            let WindowUsage {
+                total: used_total,
+                count: used_count,
+            } = usage(v);
             if used_count >= u64::from(v.max_count) {
                 return Verdict::Deny {
                     reason: DenyReason::VelocityCountExceeded {

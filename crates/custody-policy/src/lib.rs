@@ -38,7 +38,7 @@ pub use document::{
     MAX_ASSET_LEN, MAX_CARD_LEN, MAX_LIMITS, MAX_RULES, MAX_VELOCITY_LIMITS, MAX_WHITELIST,
     MINUTES_PER_DAY, POLICY_HASH_TAG,
 };
-pub use evaluate::{DenyReason, PastWithdrawal, Payment, Verdict, Withdrawal};
+pub use evaluate::{DenyReason, PastWithdrawal, Payment, Verdict, WindowUsage, Withdrawal};
 pub use signed::{
     verify_successor, AdminSignature, SignedPolicy, SuccessorError, VerifiedPolicy,
     VerifyPolicyError, MAX_DOCUMENT_LEN, MAX_SIGNATURES,

@@ -4,7 +4,7 @@ use custody_policy::{
     verify_decision, verify_successor, Action, AdminQuorum, Approval, Decision, DecisionError,
     DenyReason, InvalidPolicyError, Network, Outcome, PastWithdrawal, Payment, PolicyDocument,
     Rule, SignedPolicy, SuccessorError, TimeWindow, TransactionLimit, VelocityLimit, Verdict,
-    VerifiedPolicy, VerifyPolicyError, WhitelistEntry, Withdrawal,
+    VerifiedPolicy, VerifyPolicyError, WhitelistEntry, WindowUsage, Withdrawal,
 };
 use custody_threshold::{Identity, IdentityCard};
 use rand_chacha::rand_core::SeedableRng;
@@ -895,6 +895,98 @@ fn velocity_total_limit_allows_exactly_the_maximum() {
     assert!(text.contains("2000000 BTC already sent"), "{text}");
     // The signer's offline evaluation does not see velocity.
     assert!(matches!(p.evaluate(&over, T0), Verdict::Allow { .. }));
+}
+
+#[test]
+fn usage_given_directly_decides_as_the_history_it_sums() {
+    let mut f = fixture();
+    let p = verified(&mut f);
+    let w = withdraw(&[(ALICE_ADDR, 1_000_000)]);
+    let limits = p.document().velocity.clone();
+    for history in [
+        vec![],
+        vec![past(T0 - 3600, 1_500_000), past(T0 - 60, 500_000)],
+        vec![past(T0 - 3600, 1_500_000), past(T0 - 60, 500_001)],
+        vec![past(T0 - 60, 1); 3],
+        vec![past(T0 - DAY, 2_500_000), past(T0 + 1, 2_500_000)],
+    ] {
+        let mut asked = Vec::new();
+        let direct = p.evaluate_with_usage(&w, T0, |limit| {
+            asked.push(limit.window_secs);
+            WindowUsage::of(&history, limit, T0)
+        });
+        assert_eq!(direct, p.evaluate_with_history(&w, T0, &history));
+        // Each limit of the asset is asked about once; none of another asset.
+        let btc: Vec<u64> = limits
+            .iter()
+            .filter(|l| l.asset == "BTC")
+            .map(|l| l.window_secs)
+            .collect();
+        let answered = asked.len();
+        assert!(answered <= btc.len() && asked.iter().all(|w| btc.contains(w)));
+        if matches!(direct, Verdict::Allow { .. }) {
+            assert_eq!(answered, btc.len());
+        }
+    }
+    // A usage the history would not give is what decides: the caller's sum is trusted.
+    let full = p.evaluate_with_usage(&w, T0, |limit| WindowUsage {
+        total: limit.max_total,
+        count: 0,
+    });
+    assert!(matches!(
+        deny_reason(full),
+        DenyReason::VelocityTotalExceeded { .. }
+    ));
+    // The offline check runs first; usage is not asked for a withdrawal it refuses.
+    let evil = withdraw(&[("bc1qattackerdddddddddddddddddddddddddddddddd", 100)]);
+    let mut asked = false;
+    let verdict = p.evaluate_with_usage(&evil, T0, |_| {
+        asked = true;
+        WindowUsage::default()
+    });
+    assert!(matches!(
+        deny_reason(verdict),
+        DenyReason::UnknownDestination { .. }
+    ));
+    assert!(!asked);
+}
+
+#[test]
+fn window_usage_sums_the_asset_inside_the_window_only() {
+    let limit = VelocityLimit {
+        asset: "BTC".into(),
+        window_secs: DAY,
+        max_total: 1,
+        max_count: 1,
+    };
+    let mut history = vec![
+        past(T0 - DAY, 7),
+        past(T0 - DAY + 1, 11),
+        past(T0, 13),
+        past(T0 + 1, 17),
+        past(T0 - 5, u128::MAX),
+    ];
+    history.push(PastWithdrawal {
+        time: T0,
+        asset: "ETH".into(),
+        amount: 19,
+    });
+    assert_eq!(
+        WindowUsage::of(&history, &limit, T0),
+        WindowUsage {
+            total: u128::MAX,
+            count: 3
+        }
+    );
+    history.pop();
+    history.pop();
+    assert_eq!(
+        WindowUsage::of(&history, &limit, T0),
+        WindowUsage {
+            total: 24,
+            count: 2
+        }
+    );
 }
 
 #[test]
