@@ -480,19 +480,46 @@ pub(crate) fn assessment_reads(
         .bind(attempt.address.to_owned())
         .bind(attempt.ip.to_owned())
         .bind(now - 7 * day);
-    // The account's totals of this asset; summed in Rust because amounts of Ethereum
-    // assets are kept as decimal text (they exceed BIGINT).
-    let recent = reads.push(
-        "SELECT amount, amount_text, created_at FROM withdrawals WHERE principal_id = $1 \
-         AND asset = $2 AND created_at > $3 AND created_at <= $4 \
-         AND state NOT IN ('rejected', 'cancelled')",
-    );
+    // The account's totals of this asset over the last day and the 30 before it. Bitcoin
+    // amounts (satoshis, BIGINT) are summed by the database in one row; Ethereum assets'
+    // are decimal text beyond BIGINT, so their rows are listed and summed in Rust
+    // ([`sums_in_database`], ADR 0024).
+    let recent = if sums_in_database(attempt.asset) {
+        reads.push(
+            "SELECT COUNT(CASE WHEN created_at <= $5 THEN 1 END) AS history_count, \
+             CAST(SUM(CASE WHEN created_at <= $5 THEN amount END) AS BIGINT) AS history_total, \
+             CAST(SUM(CASE WHEN created_at > $5 THEN amount END) AS BIGINT) AS last_day_total \
+             FROM withdrawals WHERE principal_id = $1 AND asset = $2 AND created_at > $3 \
+             AND created_at <= $4 AND state NOT IN ('rejected', 'cancelled')",
+        )
+    } else {
+        reads.push(
+            "SELECT amount, amount_text, created_at FROM withdrawals WHERE principal_id = $1 \
+             AND asset = $2 AND created_at > $3 AND created_at <= $4 \
+             AND state NOT IN ('rejected', 'cancelled')",
+        )
+    };
     reads
         .bind(principal_id.to_owned())
         .bind(attempt.asset.to_owned())
         .bind(now - 31 * day)
         .bind(now);
+    if sums_in_database(attempt.asset) {
+        reads.bind(now - day);
+    }
     (facts, recent)
+}
+
+/// Whether the database sums `asset`'s amounts (an integer column of satoshis) rather than
+/// listing its rows (Ethereum assets' decimal text, summed exactly in Rust).
+pub(crate) fn sums_in_database(asset: &str) -> bool {
+    asset == crate::withdrawals::ASSET_BTC
+}
+
+/// A `BIGINT` sum of satoshis that is NULL over no rows.
+fn sum_column(row: &impl crate::db::Columns, col: &str) -> Result<u128, ApiError> {
+    let v = crate::db::opt_int(row, col)?.unwrap_or(0);
+    u128::try_from(v).map_err(|_| ApiError::internal(format!("negative {col} in the database")))
 }
 
 /// Scores a withdrawal request against the account's own history (configuration:
@@ -543,13 +570,23 @@ pub(crate) fn assess_withdrawal(
         );
     }
     let (mut last_day_total, mut history_total, mut history_count) = (amount, 0u128, 0u64);
-    for row in rows {
-        let value = stored_amount(row)?;
-        if int(row, "created_at")? > now - day {
-            last_day_total = last_day_total.saturating_add(value);
-        } else {
-            history_total = history_total.saturating_add(value);
-            history_count += 1;
+    if sums_in_database(asset) {
+        let sums = rows
+            .first()
+            .ok_or_else(|| ApiError::internal("the account's totals read returned no row"))?;
+        last_day_total = last_day_total.saturating_add(sum_column(sums, "last_day_total")?);
+        history_total = sum_column(sums, "history_total")?;
+        history_count = u64::try_from(int(sums, "history_count")?)
+            .map_err(|_| ApiError::internal("negative history_count in the database"))?;
+    } else {
+        for row in rows {
+            let value = stored_amount(row)?;
+            if int(row, "created_at")? > now - day {
+                last_day_total = last_day_total.saturating_add(value);
+            } else {
+                history_total = history_total.saturating_add(value);
+                history_count += 1;
+            }
         }
     }
     #[allow(clippy::cast_precision_loss)]

@@ -418,7 +418,7 @@ pub(crate) fn usage_read(
     windows.dedup();
     let longest = *windows.last()?;
     let since = |window: u64| now.saturating_sub(i64::try_from(window).unwrap_or(i64::MAX));
-    let summed = asset == ASSET_BTC;
+    let summed = risk::sums_in_database(asset);
     // $1 asset, $2 the longest window's bound, $3 now; when summed, window i's bound is
     // $(4 + i); `except` comes last.
     let except_sql = |p: usize| {

@@ -212,6 +212,51 @@ async fn velocity_limits_count_approved_withdrawals_at_request_and_again_at_sign
 }
 on_both!(velocity_limits_count_approved_withdrawals_at_request_and_again_at_signing);
 
+async fn a_spike_against_the_accounts_own_history_is_held(engine: Engine) {
+    // Only the velocity-spike rule scores, and it alone holds.
+    let Some(mut h) = Harness::with_config(engine, |c| {
+        c.risk.hold_score = 40;
+        c.risk.velocity_weight = 40;
+        c.risk.velocity_multiplier = 3.0;
+        c.risk.new_destination_weight = 0;
+        c.risk.large_amount_weight = 0;
+        c.risk.new_ip_weight = 0;
+        c.risk.recent_sensitive_change_weight = 0;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut f = h.requested(3_000_000).await;
+    h.insert_coins(6, 100_000_000).await;
+    // A refused withdrawal is not history: if it counted, the average below would be
+    // 34 times higher and nothing would be a spike.
+    let (st, v) = another(&h, &f, 100_000_001).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    h.clock.advance(2 * 86_400);
+    h.relogin(&mut f.user).await;
+    // 3 000 000 sat in the 30 days before the last one: a daily average of 100 000 sat;
+    // a day's total up to three times that is ordinary.
+    let (st, b) = another(&h, &f, 10_000).await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    assert_eq!(b["risk"]["score"], 0, "{b}");
+    assert_eq!(b["hold"]["active"], false, "{b}");
+    let (st, c) = another(&h, &f, 400_000).await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    assert_eq!(c["risk"]["score"], 40, "{c}");
+    let reasons = c["risk"]["reasons"].to_string();
+    assert!(
+        reasons.contains(
+            "24-hour total 410000 sat of BTC is above 3× the account's daily average of the last 30 days (100000 sat)"
+        ),
+        "{reasons}"
+    );
+    assert_eq!(c["hold"]["active"], true, "{c}");
+    let now = custody_coordinator::Clock::now(&h.clock);
+    assert!(c["hold"]["until"].as_i64().unwrap() > now, "{c}");
+}
+on_both!(a_spike_against_the_accounts_own_history_is_held);
+
 async fn changing_the_destination_after_approval_is_refused(engine: Engine) {
     let Some(mut h) = Harness::new(engine).await else {
         return;
