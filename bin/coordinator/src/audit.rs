@@ -108,7 +108,7 @@ pub async fn append(
 ) -> Result<(), DbError> {
     let mut w = Writes::new();
     append_to(&mut w, at, kind, actor, subject, data);
-    w.run(tx).await
+    w.run(tx).await.map(drop)
 }
 
 /// [`append`] into a batch of writes the caller runs in its transaction.

@@ -309,6 +309,11 @@ impl Db {
 /// clauses), so they must not depend on each other's effects: two of them must not write
 /// the same row. A round trip costs more than a small insert on both engines (a thread
 /// hand-over on SQLite, a backend wake-up on PostgreSQL); see ADR 0022.
+///
+/// A statement whose effect decides the request (a compare-and-set, a reservation) is
+/// marked with [`Writes::count_rows`]; [`Writes::run`] then reports how many rows it
+/// changed, and the caller fails the request (rolling the whole batch back with it) when
+/// that is not what it needs (ADR 0025).
 #[derive(Default)]
 pub(crate) struct Writes {
     statements: Vec<String>,
@@ -317,6 +322,23 @@ pub(crate) struct Writes {
     params: usize,
     /// Values bound so far.
     bound: usize,
+    /// The statements whose changed rows `run` reports, by position in `statements`.
+    counted: Vec<usize>,
+}
+
+/// A statement of a [`Writes`] batch whose changed rows [`Writes::run`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Counted(usize);
+
+/// The rows each counted statement of a [`Writes`] batch changed.
+#[derive(Debug)]
+pub(crate) struct Changed(Vec<u64>);
+
+impl Changed {
+    /// The rows `statement` changed.
+    pub(crate) fn rows(&self, statement: Counted) -> u64 {
+        self.0.get(statement.0).copied().unwrap_or(0)
+    }
 }
 
 impl std::fmt::Debug for Writes {
@@ -370,15 +392,27 @@ impl Writes {
         Ok(())
     }
 
-    /// Sends every statement in one round trip, inside `tx`.
+    /// Marks the statement pushed last (an `INSERT`, `UPDATE` or `DELETE`): [`Writes::run`]
+    /// reports how many rows it changed.
+    pub(crate) fn count_rows(&mut self) -> Counted {
+        let i = self.statements.len().saturating_sub(1);
+        self.counted.push(i);
+        Counted(self.counted.len() - 1)
+    }
+
+    /// Sends every statement in one round trip, inside `tx`, and reports what the counted
+    /// ones changed.
     ///
     /// # Errors
     /// [`DbError::Sqlx`]; a value that could not be bound is reported as a protocol error
     /// before anything is sent.
-    pub(crate) async fn run(self, tx: &mut Tx<'_>) -> Result<(), DbError> {
+    pub(crate) async fn run(self, tx: &mut Tx<'_>) -> Result<Changed, DbError> {
         self.check()?;
+        if !self.counted.is_empty() {
+            return self.run_counted(tx).await;
+        }
         let Some((last, first)) = self.statements.split_last() else {
-            return Ok(());
+            return Ok(Changed(Vec::new()));
         };
         let sql = if first.is_empty() {
             last.clone()
@@ -397,7 +431,75 @@ impl Writes {
             self.statements.join(";\n")
         };
         sqlx::query_with(&sql, self.args).execute(&mut **tx).await?;
-        Ok(())
+        Ok(Changed(Vec::new()))
+    }
+
+    /// [`Writes::run`] with counted statements.
+    async fn run_counted(self, tx: &mut Tx<'_>) -> Result<Changed, DbError> {
+        use futures_util::TryStreamExt as _;
+        let n = self.statements.len();
+        if let [only] = self.statements.as_slice() {
+            let done = sqlx::query_with(only, self.args).execute(&mut **tx).await?;
+            return Ok(Changed(vec![done.rows_affected(); self.counted.len()]));
+        }
+        if n == 0 {
+            return Ok(Changed(vec![0; self.counted.len()]));
+        }
+        if tx.backend_name() == "PostgreSQL" {
+            // Every statement a data-modifying `WITH` clause (each runs exactly once,
+            // read or not); the counted ones return a row per changed row, counted by the
+            // final SELECT.
+            let mut sql = String::from("WITH ");
+            for (i, s) in self.statements.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let returning = if self.counted.contains(&i) {
+                    " RETURNING 1"
+                } else {
+                    ""
+                };
+                sql.push_str(&format!("w{i} AS ({s}{returning})"));
+            }
+            sql.push_str(" SELECT ");
+            for (k, i) in self.counted.iter().enumerate() {
+                if k > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(SELECT COUNT(*) FROM w{i}) AS c{k}"));
+            }
+            let row = sqlx::query_with(&sql, self.args)
+                .fetch_one(&mut **tx)
+                .await?;
+            let mut out = Vec::with_capacity(self.counted.len());
+            for k in 0..self.counted.len() {
+                out.push(u64::try_from(int(&row, &format!("c{k}"))?).unwrap_or(0));
+            }
+            return Ok(Changed(out));
+        }
+        // SQLite reports the end of each statement as a result, with its changed rows
+        // (the driver behaviour `Reads` relies on, ADR 0023).
+        let sql = self.statements.join(";\n");
+        #[allow(deprecated)]
+        let mut stream = sqlx::query_with(&sql, self.args).fetch_many(&mut **tx);
+        let mut per_statement = Vec::with_capacity(n);
+        while let Some(item) = stream.try_next().await? {
+            if let sqlx::Either::Left(done) = item {
+                per_statement.push(done.rows_affected());
+            }
+        }
+        if per_statement.len() != n {
+            return Err(DbError::Sqlx(sqlx::Error::Protocol(format!(
+                "a batch of {n} writes returned {} results",
+                per_statement.len()
+            ))));
+        }
+        Ok(Changed(
+            self.counted
+                .iter()
+                .map(|&i| per_statement.get(i).copied().unwrap_or(0))
+                .collect(),
+        ))
     }
 }
 
@@ -667,7 +769,7 @@ pub(crate) fn opt_int(row: &impl Columns, col: &str) -> Result<Option<i64>, sqlx
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::{int, opt_text, renumber, text, Db, Reads};
+    use super::{int, opt_text, renumber, text, Db, Reads, Writes};
 
     /// Runs the batch on `db` against a temporary table of the transaction's connection.
     async fn batch_of_reads(db: &Db) {
@@ -708,6 +810,72 @@ mod tests {
         // PostgreSQL builds one statement of JSON columns instead.
         match std::env::var("CUSTODY_TEST_POSTGRES_URL") {
             Ok(url) => batch_of_reads(&Db::connect(&url, 2).await.unwrap()).await,
+            Err(_) => assert!(
+                std::env::var_os("CI").is_none()
+                    && std::env::var_os("CUSTODY_REQUIRE_POSTGRES").is_none(),
+                "CUSTODY_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL with .ci/postgres.sh"
+            ),
+        }
+    }
+
+    /// A batch with counted statements on `db`: each reports its own changed rows, the
+    /// others still run, and a check the caller fails undoes them all with the
+    /// transaction.
+    async fn counted_writes(db: &Db) {
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("CREATE TEMPORARY TABLE writes_t (n BIGINT PRIMARY KEY, s TEXT)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO writes_t (n, s) VALUES (1, 'a'), (2, 'a'), (3, 'b')")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let mut w = Writes::new();
+        w.push("INSERT INTO writes_t (n, s) VALUES ($1, $2)")
+            .bind(10i64)
+            .bind("new".to_owned());
+        w.push("UPDATE writes_t SET s = $1 WHERE s = $2")
+            .bind("c".to_owned())
+            .bind("a".to_owned());
+        let two = w.count_rows();
+        w.push("UPDATE writes_t SET s = $1 WHERE n = $2")
+            .bind("d".to_owned())
+            .bind(99i64);
+        let none = w.count_rows();
+        w.push("DELETE FROM writes_t WHERE n = $1").bind(3i64);
+        let changed = w.run(&mut tx).await.unwrap();
+        assert_eq!(changed.rows(two), 2);
+        assert_eq!(changed.rows(none), 0);
+        let rows = sqlx::query("SELECT n, s FROM writes_t ORDER BY n")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        let got: Vec<(i64, String)> = rows
+            .iter()
+            .map(|r| (int(r, "n").unwrap(), text(r, "s").unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, "c".into()), (2, "c".into()), (10, "new".into())]
+        );
+        // One counted statement alone.
+        let mut w = Writes::new();
+        w.push("UPDATE writes_t SET s = $1 WHERE n >= $2")
+            .bind("e".to_owned())
+            .bind(2i64);
+        let both = w.count_rows();
+        assert_eq!(w.run(&mut tx).await.unwrap().rows(both), 2);
+        tx.rollback().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn counted_writes_report_each_statements_rows_on_both_engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/w.db?mode=rwc", dir.path().display());
+        counted_writes(&Db::connect(&url, 1).await.unwrap()).await;
+        match std::env::var("CUSTODY_TEST_POSTGRES_URL") {
+            Ok(url) => counted_writes(&Db::connect(&url, 2).await.unwrap()).await,
             Err(_) => assert!(
                 std::env::var_os("CI").is_none()
                     && std::env::var_os("CUSTODY_REQUIRE_POSTGRES").is_none(),

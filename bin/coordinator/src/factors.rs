@@ -855,7 +855,8 @@ async fn verify_totp(
     code: &str,
     ip: &str,
     enrolled: Option<&(String, i64)>,
-) -> Result<(), ApiError> {
+    writes: Option<&mut crate::db::Writes>,
+) -> Result<Option<Deferred>, ApiError> {
     let Some((stored, last)) = enrolled else {
         return Err(ApiError::conflict(
             "not_enrolled",
@@ -878,15 +879,22 @@ async fn verify_totp(
     };
     // Compare-and-set: of two requests racing with the same code (PostgreSQL runs them at
     // once), only one moves the last step forward; the other is a reused code.
-    let done = sqlx::query(
-        "UPDATE principals SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1",
-    )
-    .bind(step)
-    .bind(&principal.id)
-    .execute(&mut **tx)
-    .await?;
+    const CAS: &str =
+        "UPDATE principals SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1";
+    if let Some(w) = writes {
+        w.push(CAS).bind(step).bind(principal.id.clone());
+        return Ok(Some(Deferred {
+            statement: w.count_rows(),
+            error: used(),
+        }));
+    }
+    let done = sqlx::query(CAS)
+        .bind(step)
+        .bind(&principal.id)
+        .execute(&mut **tx)
+        .await?;
     if done.rows_affected() == 1 {
-        Ok(())
+        Ok(None)
     } else {
         Err(used())
     }
@@ -1064,14 +1072,41 @@ pub async fn step_up(
     ip: &str,
 ) -> Result<Vec<Factor>, ApiError> {
     let state = security_state(tx, &principal.id).await?;
-    step_up_with(tx, app, principal, proof, action, ip, state).await
+    let (factors, _) = step_up_with(tx, app, principal, proof, action, ip, state, None).await?;
+    Ok(factors)
+}
+
+/// The last step of a second-factor check, sent with the request's other writes: the
+/// TOTP compare-and-set. Unless it changed the account's row the code was used already
+/// (by a request that committed first), and the request fails with the error kept here.
+#[derive(Debug)]
+pub(crate) struct Deferred {
+    statement: crate::db::Counted,
+    error: ApiError,
+}
+
+impl Deferred {
+    /// The check's outcome, from what the batch changed.
+    ///
+    /// # Errors
+    /// 401 `bad_2fa`: the code was used already.
+    pub(crate) fn confirm(self, changed: &crate::db::Changed) -> Result<(), ApiError> {
+        if changed.rows(self.statement) == 1 {
+            Ok(())
+        } else {
+            Err(self.error)
+        }
+    }
 }
 
 /// [`step_up`] with the account's [`SecurityState`] already read (see
-/// [`security_state_read`]).
+/// [`security_state_read`]). With `writes`, a TOTP code's compare-and-set is added to that
+/// batch instead of sent on its own, and the returned [`Deferred`] must be confirmed
+/// after the batch ran.
 ///
 /// # Errors
 /// As [`step_up`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn step_up_with(
     tx: &mut Tx<'_>,
     app: &App,
@@ -1080,7 +1115,8 @@ pub(crate) async fn step_up_with(
     action: Action,
     ip: &str,
     state: SecurityState,
-) -> Result<Vec<Factor>, ApiError> {
+    writes: Option<&mut crate::db::Writes>,
+) -> Result<(Vec<Factor>, Option<Deferred>), ApiError> {
     let has = &state.enrolled;
     if !has.any_second_factor() {
         return Err(ApiError::new(
@@ -1099,8 +1135,9 @@ pub(crate) async fn step_up_with(
     check_not_locked(&state.lockout, app.now())?;
     take_attempt(app, custody_auth::AttemptKind::Code, &principal.id, ip)?;
     let mut factors = Vec::new();
+    let mut deferred = None;
     if let Some(code) = &proof.totp {
-        verify_totp(tx, app, principal, code, ip, state.totp.as_ref()).await?;
+        deferred = verify_totp(tx, app, principal, code, ip, state.totp.as_ref(), writes).await?;
         factors.push(Factor::Totp);
     }
     if let Some(answer) = &proof.webauthn {
@@ -1122,7 +1159,7 @@ pub(crate) async fn step_up_with(
     authorise(action, &factors)
         .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "insufficient_factors", e.to_string()))?;
     record_success(tx, &principal.id, state.lockout, app.now()).await?;
-    Ok(factors)
+    Ok((factors, deferred))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -615,11 +615,16 @@ pub async fn request(
     });
     let mut rows = reads.run(tx).await?;
     risk::may_withdraw_from(&rows.take(may), principal)?;
+    // Everything the request writes after its reads, sent in one round trip; the checks
+    // whose statements ride in it (the TOTP step, the coins' reservation) are confirmed
+    // after it ran, and a failed one rolls the whole request back (ADR 0025).
+    let mut writes = Writes::new();
+    let mut checks = Checks::default();
     // A signed API request was checked for the `withdraw` scope and the key's IP binding
     // before it got here; a person steps up with their second factors.
     if let Some(i) = security {
         let state = crate::factors::security_state_from(&rows.take(i))?;
-        crate::factors::step_up_with(
+        checks.totp = crate::factors::step_up_with(
             tx,
             app,
             principal,
@@ -627,8 +632,10 @@ pub async fn request(
             custody_auth::Action::Withdrawal,
             &client.ip,
             state,
+            Some(&mut writes),
         )
-        .await?;
+        .await?
+        .1;
     }
     // The attempt is recorded as a security event at the end of this transaction, on every
     // outcome.
@@ -640,8 +647,6 @@ pub async fn request(
         Some(from) if from <= now => Ok(()),
         Some(from) => Err(Some(from)),
     };
-    // Everything the request writes after its reads, sent in one round trip.
-    let mut writes = Writes::new();
     let mut refusal = match whitelisted {
         Ok(()) => None,
         Err(None) if !whitelist_required => None,
@@ -733,7 +738,7 @@ pub async fn request(
             &id,
             &serde_json::json!({ "code": code, "reason": message }),
         );
-        writes.run(tx).await?;
+        checks.confirm(&writes.run(tx).await?)?;
         metrics::counter!("custody_withdrawals_rejected_total").increment(1);
         let body = serde_json::json!({ "error": { "code": code, "message": message, "withdrawal_id": id } });
         return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, body));
@@ -771,9 +776,16 @@ pub async fn request(
     };
     let (psbt, txid, intent) = match &eth {
         None => {
-            let (psbt, txid) =
-                build_and_reserve(tx, app, &id, &address, u64::try_from(amount).unwrap_or(0))
-                    .await?;
+            let (psbt, txid, reserved) = build_and_reserve(
+                tx,
+                app,
+                &mut writes,
+                &id,
+                &address,
+                u64::try_from(amount).unwrap_or(0),
+            )
+            .await?;
+            checks.coins = Some(reserved);
             (
                 Some(B64.encode(psbt.serialize())),
                 Some(txid.to_string()),
@@ -878,7 +890,7 @@ pub async fn request(
         },
         serde_json::json!({ "withdrawal": id, "asset": asset_id, "amount": crate::eth::amount_json(eth.is_none(), amount), "address": address, "hold_until": hold_until }),
     )?;
-    writes.run(tx).await?;
+    checks.confirm(&writes.run(tx).await?)?;
     metrics::counter!("custody_withdrawals_requested_total").increment(1);
     let v = view_with(&w, holds, latest, 0)?;
     Ok((
@@ -913,13 +925,60 @@ fn record_attempt(
     .map(drop)
 }
 
+/// The checks of a withdrawal request whose statements ride in its write batch.
+#[derive(Debug, Default)]
+struct Checks {
+    /// The TOTP code's compare-and-set.
+    totp: Option<crate::factors::Deferred>,
+    /// The coins' reservation.
+    coins: Option<Reserved>,
+}
+
+impl Checks {
+    /// Confirms each check from what the batch changed; the first that failed is the
+    /// request's answer (the TOTP step before the coins).
+    fn confirm(self, changed: &crate::db::Changed) -> Result<(), ApiError> {
+        if let Some(totp) = self.totp {
+            totp.confirm(changed)?;
+        }
+        if let Some(coins) = self.coins {
+            coins.confirm(changed)?;
+        }
+        Ok(())
+    }
+}
+
+/// A reservation of a withdrawal's inputs, added to its write batch.
+#[derive(Debug)]
+struct Reserved {
+    statement: crate::db::Counted,
+    inputs: u64,
+}
+
+impl Reserved {
+    /// Fewer rows than inputs means another request took a coin first: the whole request
+    /// is retried.
+    fn confirm(self, changed: &crate::db::Changed) -> Result<(), ApiError> {
+        if changed.rows(self.statement) == self.inputs {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "retry",
+                "a coin was taken by another withdrawal; retry with the same idempotency key",
+            ))
+        }
+    }
+}
+
 async fn build_and_reserve(
     tx: &mut Tx<'_>,
     app: &App,
+    writes: &mut Writes,
     id: &str,
     address: &str,
     amount: u64,
-) -> Result<(Psbt, bitcoin::Txid), ApiError> {
+) -> Result<(Psbt, bitcoin::Txid, Reserved), ApiError> {
     let wallet = app.wallet()?.clone();
     // Coin selection looks at the largest free coins only, so a request costs the same
     // with ten coins or ten thousand; consolidation keeps the set small.
@@ -1007,28 +1066,24 @@ async fn build_and_reserve(
     .map_err(|e| {
         ApiError::conflict("cannot_build", format!("cannot build the transaction: {e}"))
     })?;
-    // Every input reserved in one statement; fewer rows than inputs means another request
-    // took a coin first, and the whole transaction reruns.
+    // Every input reserved in one statement of the request's write batch.
     let inputs = &psbt.unsigned_tx.input;
     let placeholders: Vec<String> = (2..inputs.len() + 2).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "UPDATE utxos SET reserved_by = $1 WHERE reserved_by IS NULL AND outpoint IN ({})",
-        placeholders.join(", ")
-    );
-    let mut reserve = sqlx::query(&sql).bind(id);
+    writes
+        .push(&format!(
+            "UPDATE utxos SET reserved_by = $1 WHERE reserved_by IS NULL AND outpoint IN ({})",
+            placeholders.join(", ")
+        ))
+        .bind(id.to_owned());
     for input in inputs {
-        reserve = reserve.bind(input.previous_output.to_string());
+        writes.bind(input.previous_output.to_string());
     }
-    let done = reserve.execute(&mut **tx).await?;
-    if usize::try_from(done.rows_affected()).ok() != Some(inputs.len()) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "retry",
-            "a coin was taken by another withdrawal; retry with the same idempotency key",
-        ));
-    }
+    let reserved = Reserved {
+        statement: writes.count_rows(),
+        inputs: u64::try_from(inputs.len()).unwrap_or(u64::MAX),
+    };
     let txid = psbt.unsigned_tx.compute_txid();
-    Ok((psbt, txid))
+    Ok((psbt, txid, reserved))
 }
 
 /// How many change indexes a coordinator process claims at once on PostgreSQL.

@@ -257,6 +257,70 @@ async fn a_spike_against_the_accounts_own_history_is_held(engine: Engine) {
 }
 on_both!(a_spike_against_the_accounts_own_history_is_held);
 
+async fn a_totp_code_sent_by_racing_withdrawals_is_accepted_once(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let f = h.requested(10_000).await;
+    // Enough coins for each racer's candidates (PostgreSQL locks up to 8 while it looks).
+    h.insert_coins(100, 100_000_000).await;
+    let code = h.totp(&f.user);
+    // Four withdrawals with the same code at once (PostgreSQL runs them concurrently: the
+    // code's compare-and-set in each write batch decides).
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (app, token) = (h.app.clone(), f.user.token.clone());
+        let body =
+            json!({ "asset": "BTC", "address": h.destination, "amount": 20_000, "totp": code });
+        tasks.push(tokio::spawn(async move {
+            common::call(
+                &app,
+                "POST",
+                "/v1/withdrawals",
+                Some(&token),
+                Some(&new_key()),
+                Some(body),
+                "10.0.0.1",
+            )
+            .await
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        let (st, v) = t.await.unwrap();
+        if st == StatusCode::CREATED {
+            accepted += 1;
+        } else {
+            assert_eq!(v["error"]["code"], "bad_2fa", "{v}");
+        }
+    }
+    assert_eq!(accepted, 1, "one code, one withdrawal");
+    // Nothing of the refused ones was kept: the first withdrawal and the accepted one,
+    // and only their coins reserved.
+    let (st, list) = h
+        .call("GET", "/v1/withdrawals", Some(&f.user.token), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    let n = list
+        .as_array()
+        .or_else(|| list["withdrawals"].as_array())
+        .map_or(0, Vec::len);
+    assert_eq!(n, 2, "{list}");
+    let reserved: i64 = {
+        use sqlx::Row;
+        sqlx::query(
+            "SELECT COUNT(DISTINCT reserved_by) AS n FROM utxos WHERE reserved_by IS NOT NULL",
+        )
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap()
+    };
+    assert_eq!(reserved, 2);
+}
+on_both!(a_totp_code_sent_by_racing_withdrawals_is_accepted_once);
+
 async fn changing_the_destination_after_approval_is_refused(engine: Engine) {
     let Some(mut h) = Harness::new(engine).await else {
         return;
