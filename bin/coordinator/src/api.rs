@@ -123,8 +123,37 @@ fn idem_key(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(k.to_owned())
 }
 
-type OpFuture<'t> =
-    Pin<Box<dyn Future<Output = Result<(StatusCode, serde_json::Value), ApiError>> + Send + 't>>;
+type OpFuture<'t> = Pin<Box<dyn Future<Output = Result<Answer, ApiError>> + Send + 't>>;
+
+/// A check of an [`Answer`]'s writes, run once they were sent.
+pub(crate) type Confirm = Box<dyn FnOnce(&crate::db::Changed) -> Result<(), ApiError> + Send>;
+
+/// What an idempotent operation hands back: its answer, and the writes it left for the
+/// runner to send in one round trip together with the idempotency record (ADR 0025),
+/// with the check to run on what they changed. An operation that wrote everything
+/// itself leaves no writes.
+pub(crate) struct Answer {
+    /// The status to answer (and store under the key).
+    pub(crate) status: StatusCode,
+    /// The body to answer (and store under the key).
+    pub(crate) body: serde_json::Value,
+    /// Writes not sent yet.
+    pub(crate) writes: crate::db::Writes,
+    /// Decides, from what `writes` changed, whether the request stands; its error is the
+    /// request's answer instead, and nothing of the request is kept.
+    pub(crate) confirm: Option<Confirm>,
+}
+
+impl From<(StatusCode, serde_json::Value)> for Answer {
+    fn from((status, body): (StatusCode, serde_json::Value)) -> Answer {
+        Answer {
+            status,
+            body,
+            writes: crate::db::Writes::new(),
+            confirm: None,
+        }
+    }
+}
 
 /// Runs `op` in one transaction together with the idempotency record: a repeat with the
 /// same key and body returns the stored answer, a repeat with another body is refused,
@@ -205,7 +234,7 @@ where
                 serde_json::from_str(&text(&row, "response")?).unwrap_or_default();
             return Ok((status, body));
         }
-        let (status, body) = match op(work.tx()).await {
+        let answer = match op(work.tx()).await {
             Ok(ok) => ok,
             Err(e) => {
                 work.abandon().await?;
@@ -215,26 +244,50 @@ where
                 return Err(e);
             }
         };
-        let insert = sqlx::query(&format!(
-            "INSERT INTO idempotency_keys (principal_id, idem_key, request_hash, status, response, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6){}",
-            work.closing()
-        ))
-        .bind(principal_id)
-        .bind(key)
-        .bind(request_hash)
-        .bind(i64::from(status.as_u16()))
-        .bind(body.to_string())
-        .bind(app.now())
-        .execute(&mut **work.tx())
-        .await;
-        let committed = match insert {
-            Ok(_) => work.commit(true).await.map_err(ApiError::from),
+        let Answer {
+            status,
+            body,
+            mut writes,
+            confirm,
+        } = answer;
+        // The idempotency record, and a member's savepoint release, ride with the
+        // operation's own remaining writes.
+        writes
+            .push(
+                "INSERT INTO idempotency_keys (principal_id, idem_key, request_hash, status, response, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(principal_id.to_owned())
+            .bind(key.to_owned())
+            .bind(request_hash.to_owned())
+            .bind(i64::from(status.as_u16()))
+            .bind(body.to_string())
+            .bind(app.now());
+        if let Some(release) = work.closing() {
+            writes.push(release);
+        }
+        let changed = match writes.run(work.tx()).await {
+            Ok(changed) => changed,
             Err(e) => {
+                // Most often a concurrent request with the same key stored its answer
+                // first: the next attempt finds it.
                 work.abandon().await?;
-                Err(ApiError::from(e))
+                if attempt < 5 {
+                    continue;
+                }
+                return Err(e.into());
             }
         };
+        if let Some(confirm) = confirm {
+            if let Err(e) = confirm(&changed) {
+                work.abandon().await?;
+                if e.is_retryable() && attempt < 5 {
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+        let committed = work.commit(true).await.map_err(ApiError::from);
         match committed {
             Ok(()) => return Ok((status, body)),
             // A concurrent request with the same key won: answer with its stored result.
@@ -813,7 +866,11 @@ async fn approve_withdrawal(
                 factors: r.factors.clone(),
             },
         );
-        Box::pin(async move { withdrawals::approve(tx, &app, &p, &id, &r).await })
+        Box::pin(async move {
+            withdrawals::approve(tx, &app, &p, &id, &r)
+                .await
+                .map(Answer::from)
+        })
     })
     .await
 }
@@ -838,7 +895,11 @@ async fn export_round(
                 signers: r.signers.clone(),
             },
         );
-        Box::pin(async move { withdrawals::export_round(tx, &app, &p, &id, &r).await })
+        Box::pin(async move {
+            withdrawals::export_round(tx, &app, &p, &id, &r)
+                .await
+                .map(Answer::from)
+        })
     })
     .await
 }
@@ -865,7 +926,11 @@ async fn import_shares(
                 partial_signature: r.partial_signature.clone(),
             },
         );
-        Box::pin(async move { withdrawals::import_shares(tx, &app, &p, &id, &r).await })
+        Box::pin(async move {
+            withdrawals::import_shares(tx, &app, &p, &id, &r)
+                .await
+                .map(Answer::from)
+        })
     })
     .await
 }

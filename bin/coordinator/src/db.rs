@@ -119,12 +119,13 @@ impl Work<'_> {
         }
     }
 
-    /// SQL to put after the request's last statement (releases a member's savepoint);
-    /// pass `released = true` to [`Work::commit`] when it was sent.
-    pub(crate) fn closing(&self) -> &'static str {
+    /// The statement to send after the request's last one (releases a member's
+    /// savepoint; `None` when there is nothing to close); pass `released = true` to
+    /// [`Work::commit`] when it was sent.
+    pub(crate) fn closing(&self) -> Option<&'static str> {
         match self {
-            Work::Alone(_) => "",
-            Work::Member(_) => GROUP_RELEASE,
+            Work::Alone(_) => None,
+            Work::Member(_) => Some(GROUP_RELEASE),
         }
     }
 

@@ -543,13 +543,13 @@ pub(crate) fn now_u64(now: i64) -> u64 {
 ///
 /// # Errors
 /// Frozen (423), 2FA, refusals (422), no funds (409).
-pub async fn request(
+pub(crate) async fn request(
     tx: &mut Tx<'_>,
     app: &App,
     principal: &Principal,
     req: &NewWithdrawal,
     client: &ClientInfo,
-) -> Result<(axum::http::StatusCode, serde_json::Value), ApiError> {
+) -> Result<crate::api::Answer, ApiError> {
     let now = app.now();
     if principal.role != Role::User {
         return Err(ApiError::forbidden(
@@ -738,10 +738,17 @@ pub async fn request(
             &id,
             &serde_json::json!({ "code": code, "reason": message }),
         );
-        checks.confirm(&writes.run(tx).await?)?;
-        metrics::counter!("custody_withdrawals_rejected_total").increment(1);
         let body = serde_json::json!({ "error": { "code": code, "message": message, "withdrawal_id": id } });
-        return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, body));
+        return Ok(crate::api::Answer {
+            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            body,
+            writes,
+            confirm: Some(Box::new(move |changed| {
+                checks.confirm(changed)?;
+                metrics::counter!("custody_withdrawals_rejected_total").increment(1);
+                Ok(())
+            })),
+        });
     }
     let assessment =
         risk::assess_withdrawal(app, &attempt, now, &rows.take(facts), &rows.take(recent))?;
@@ -890,13 +897,19 @@ pub async fn request(
         },
         serde_json::json!({ "withdrawal": id, "asset": asset_id, "amount": crate::eth::amount_json(eth.is_none(), amount), "address": address, "hold_until": hold_until }),
     )?;
-    checks.confirm(&writes.run(tx).await?)?;
-    metrics::counter!("custody_withdrawals_requested_total").increment(1);
     let v = view_with(&w, holds, latest, 0)?;
-    Ok((
-        axum::http::StatusCode::CREATED,
-        serde_json::to_value(v).map_err(ApiError::internal)?,
-    ))
+    // The writes go out with the idempotency record; the request stands only if its
+    // checks hold (ADR 0025).
+    Ok(crate::api::Answer {
+        status: axum::http::StatusCode::CREATED,
+        body: serde_json::to_value(v).map_err(ApiError::internal)?,
+        writes,
+        confirm: Some(Box::new(move |changed| {
+            checks.confirm(changed)?;
+            metrics::counter!("custody_withdrawals_requested_total").increment(1);
+            Ok(())
+        })),
+    })
 }
 
 /// Records the attempt as a security event. A refused attempt alerts the user with

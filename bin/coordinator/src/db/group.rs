@@ -25,7 +25,7 @@ use super::{DbError, Tx};
 /// Opens a member's savepoint; sent in front of its first statement.
 pub(crate) const OPEN: &str = "SAVEPOINT request;\n";
 /// Releases a member's savepoint; sent after its last statement.
-pub(crate) const RELEASE: &str = ";\nRELEASE request";
+pub(crate) const RELEASE: &str = "RELEASE request";
 
 /// What a member is told when its group ends.
 type Outcome = Result<(), Arc<str>>;
@@ -149,7 +149,7 @@ impl Member<'_> {
         };
         let close = match (keep, released) {
             (true, true) => None,
-            (true, false) => Some("RELEASE request"),
+            (true, false) => Some(RELEASE),
             (false, _) => Some("ROLLBACK TO request;\nRELEASE request"),
         };
         if let Some(sql) = close {
@@ -356,15 +356,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
         let mut work = db.begin_request().await.unwrap();
-        sqlx::query(&format!(
-            "{}INSERT INTO t (n) VALUES ($1){}",
-            work.opening(),
-            work.closing()
-        ))
-        .bind(7i64)
-        .execute(&mut **work.tx())
-        .await
-        .unwrap();
+        sqlx::query(&format!("{}SELECT 1", work.opening()))
+            .execute(&mut **work.tx())
+            .await
+            .unwrap();
+        let mut w = crate::db::Writes::new();
+        w.push("INSERT INTO t (n) VALUES ($1)").bind(7i64);
+        w.push(work.closing().unwrap());
+        w.run(work.tx()).await.unwrap();
         work.commit(true).await.unwrap();
         assert_eq!(stored(&db).await, vec![7]);
     }
