@@ -766,6 +766,30 @@ pub(crate) fn opt_int(row: &impl Columns, col: &str) -> Result<Option<i64>, sqlx
     row.opt_int_column(col)
 }
 
+/// Databases for unit tests that must hold on both engines.
+#[cfg(test)]
+pub(crate) mod testing {
+    #![allow(clippy::unwrap_used)]
+
+    use super::Db;
+
+    /// A SQLite database in `dir` and, when `CUSTODY_TEST_POSTGRES_URL` names a server, a
+    /// connection to it (its absence fails in CI and with `CUSTODY_REQUIRE_POSTGRES`).
+    pub(crate) async fn both_engines(dir: &tempfile::TempDir) -> Vec<Db> {
+        let url = format!("sqlite://{}/unit.db?mode=rwc", dir.path().display());
+        let mut dbs = vec![Db::connect(&url, 1).await.unwrap()];
+        match std::env::var("CUSTODY_TEST_POSTGRES_URL") {
+            Ok(url) => dbs.push(Db::connect(&url, 2).await.unwrap()),
+            Err(_) => assert!(
+                std::env::var_os("CI").is_none()
+                    && std::env::var_os("CUSTODY_REQUIRE_POSTGRES").is_none(),
+                "CUSTODY_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL with .ci/postgres.sh"
+            ),
+        }
+        dbs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -805,17 +829,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_of_reads_gives_each_statement_its_own_rows_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/r.db?mode=rwc", dir.path().display());
-        batch_of_reads(&Db::connect(&url, 1).await.unwrap()).await;
         // PostgreSQL builds one statement of JSON columns instead.
-        match std::env::var("CUSTODY_TEST_POSTGRES_URL") {
-            Ok(url) => batch_of_reads(&Db::connect(&url, 2).await.unwrap()).await,
-            Err(_) => assert!(
-                std::env::var_os("CI").is_none()
-                    && std::env::var_os("CUSTODY_REQUIRE_POSTGRES").is_none(),
-                "CUSTODY_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL with .ci/postgres.sh"
-            ),
+        let dir = tempfile::tempdir().unwrap();
+        for db in super::testing::both_engines(&dir).await {
+            batch_of_reads(&db).await;
         }
     }
 
@@ -873,15 +890,8 @@ mod tests {
     #[tokio::test]
     async fn counted_writes_report_each_statements_rows_on_both_engines() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/w.db?mode=rwc", dir.path().display());
-        counted_writes(&Db::connect(&url, 1).await.unwrap()).await;
-        match std::env::var("CUSTODY_TEST_POSTGRES_URL") {
-            Ok(url) => counted_writes(&Db::connect(&url, 2).await.unwrap()).await,
-            Err(_) => assert!(
-                std::env::var_os("CI").is_none()
-                    && std::env::var_os("CUSTODY_REQUIRE_POSTGRES").is_none(),
-                "CUSTODY_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL with .ci/postgres.sh"
-            ),
+        for db in super::testing::both_engines(&dir).await {
+            counted_writes(&db).await;
         }
     }
 

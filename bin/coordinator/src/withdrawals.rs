@@ -2226,15 +2226,8 @@ mod tests {
     #[tokio::test]
     async fn velocity_usage_summed_by_the_database_matches_the_listed_history() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/v.db?mode=rwc", dir.path().display());
-        usage_matches_the_list(&Db::connect(&url, 1).await.unwrap()).await;
-        match std::env::var("CUSTODY_TEST_POSTGRES_URL") {
-            Ok(url) => usage_matches_the_list(&Db::connect(&url, 2).await.unwrap()).await,
-            Err(_) => assert!(
-                std::env::var_os("CI").is_none()
-                    && std::env::var_os("CUSTODY_REQUIRE_POSTGRES").is_none(),
-                "CUSTODY_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL with .ci/postgres.sh"
-            ),
+        for db in crate::db::testing::both_engines(&dir).await {
+            usage_matches_the_list(&db).await;
         }
     }
 }
