@@ -352,6 +352,39 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_undone_after_its_savepoint_was_released_undoes_its_whole_group() {
+        // A check that fails after the batch that released the savepoint (ADR 0025): the
+        // request's writes can no longer be told apart, so nothing of the group is kept.
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(db(&dir).await);
+        let mut first = db.begin_request().await.unwrap();
+        insert(&mut first, 1).await.unwrap();
+        let waiting = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut second = db.begin_request().await.unwrap();
+                insert(&mut second, 2).await.unwrap();
+                let mut w = crate::db::Writes::new();
+                w.push("INSERT INTO t (n) VALUES ($1)").bind(3i64);
+                w.push(second.closing().unwrap());
+                w.run(second.tx()).await.unwrap();
+                second.abandon().await
+            })
+        };
+        let kept = first.commit(false).await;
+        let undone = waiting.await.unwrap();
+        assert!(
+            undone.is_err(),
+            "the request is told its writes were not kept"
+        );
+        // The first request was either committed before the second joined (its own group)
+        // or told that its group was rolled back; either way it was told the truth.
+        let stored = stored(&db).await;
+        assert!(!stored.contains(&2) && !stored.contains(&3), "{stored:?}");
+        assert_eq!(stored.contains(&1), kept.is_ok(), "{stored:?} {kept:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_savepoint_released_with_the_last_statement_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
