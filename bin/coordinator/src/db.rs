@@ -306,10 +306,10 @@ impl Db {
 ///
 /// Each statement is written with its own `$1…` placeholders and bound in that order; the
 /// batch renumbers them. SQLite runs the statements one after another from one string;
-/// PostgreSQL runs them as one statement (all but the last as data-modifying `WITH`
-/// clauses), so they must not depend on each other's effects: two of them must not write
-/// the same row. A round trip costs more than a small insert on both engines (a thread
-/// hand-over on SQLite, a backend wake-up on PostgreSQL); see ADR 0022.
+/// PostgreSQL runs them as one statement of data-modifying `WITH` clauses, so they must
+/// not depend on each other's effects: two of them must not write the same row. A round
+/// trip costs more than a small insert on both engines (a thread hand-over on SQLite, a
+/// backend wake-up on PostgreSQL); see ADR 0022.
 ///
 /// A statement whose effect decides the request (a compare-and-set, a reservation) is
 /// marked with [`Writes::count_rows`]; [`Writes::run`] then reports how many rows it
@@ -408,48 +408,22 @@ impl Writes {
     /// [`DbError::Sqlx`]; a value that could not be bound is reported as a protocol error
     /// before anything is sent.
     pub(crate) async fn run(self, tx: &mut Tx<'_>) -> Result<Changed, DbError> {
-        self.check()?;
-        if !self.counted.is_empty() {
-            return self.run_counted(tx).await;
-        }
-        let Some((last, first)) = self.statements.split_last() else {
-            return Ok(Changed(Vec::new()));
-        };
-        let sql = if first.is_empty() {
-            last.clone()
-        } else if tx.backend_name() == "PostgreSQL" {
-            let mut sql = String::from("WITH ");
-            for (i, s) in first.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("w{i} AS ({s})"));
-            }
-            sql.push(' ');
-            sql.push_str(last);
-            sql
-        } else {
-            self.statements.join(";\n")
-        };
-        sqlx::query_with(&sql, self.args).execute(&mut **tx).await?;
-        Ok(Changed(Vec::new()))
-    }
-
-    /// [`Writes::run`] with counted statements.
-    async fn run_counted(self, tx: &mut Tx<'_>) -> Result<Changed, DbError> {
         use futures_util::TryStreamExt as _;
+        self.check()?;
+        let counted = self.counted.len();
+        match self.statements.as_slice() {
+            [] => return Ok(Changed(vec![0; counted])),
+            [only] => {
+                let done = sqlx::query_with(only, self.args).execute(&mut **tx).await?;
+                return Ok(Changed(vec![done.rows_affected(); counted]));
+            }
+            _ => {}
+        }
         let n = self.statements.len();
-        if let [only] = self.statements.as_slice() {
-            let done = sqlx::query_with(only, self.args).execute(&mut **tx).await?;
-            return Ok(Changed(vec![done.rows_affected(); self.counted.len()]));
-        }
-        if n == 0 {
-            return Ok(Changed(vec![0; self.counted.len()]));
-        }
         if tx.backend_name() == "PostgreSQL" {
-            // Every statement a data-modifying `WITH` clause (each runs exactly once,
-            // read or not); the counted ones return a row per changed row, counted by the
-            // final SELECT.
+            // Every statement a data-modifying `WITH` clause (each runs exactly once, read
+            // or not); the counted ones return a row per changed row, counted by the final
+            // SELECT.
             let mut sql = String::from("WITH ");
             for (i, s) in self.statements.iter().enumerate() {
                 if i > 0 {
@@ -462,24 +436,22 @@ impl Writes {
                 };
                 sql.push_str(&format!("w{i} AS ({s}{returning})"));
             }
-            sql.push_str(" SELECT ");
+            sql.push_str(" SELECT 1 AS done");
             for (k, i) in self.counted.iter().enumerate() {
-                if k > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("(SELECT COUNT(*) FROM w{i}) AS c{k}"));
+                sql.push_str(&format!(", (SELECT COUNT(*) FROM w{i}) AS c{k}"));
             }
             let row = sqlx::query_with(&sql, self.args)
                 .fetch_one(&mut **tx)
                 .await?;
-            let mut out = Vec::with_capacity(self.counted.len());
-            for k in 0..self.counted.len() {
+            let mut out = Vec::with_capacity(counted);
+            for k in 0..counted {
                 out.push(u64::try_from(int(&row, &format!("c{k}"))?).unwrap_or(0));
             }
             return Ok(Changed(out));
         }
-        // SQLite reports the end of each statement as a result, with its changed rows
-        // (the driver behaviour `Reads` relies on, ADR 0023).
+        // SQLite runs the statements one after another from one string and reports the
+        // end of each as a result with its changed rows (the driver behaviour `Reads`
+        // relies on; sqlx marks several statements in one query deprecated, ADR 0023).
         let sql = self.statements.join(";\n");
         #[allow(deprecated)]
         let mut stream = sqlx::query_with(&sql, self.args).fetch_many(&mut **tx);
@@ -836,9 +808,8 @@ mod tests {
         }
     }
 
-    /// A batch with counted statements on `db`: each reports its own changed rows, the
-    /// others still run, and a check the caller fails undoes them all with the
-    /// transaction.
+    /// A batch with counted statements on `db`: each reports its own changed rows and the
+    /// others still run; one counted statement alone reports its rows too.
     async fn counted_writes(db: &Db) {
         let mut tx = db.begin().await.unwrap();
         sqlx::query("CREATE TEMPORARY TABLE writes_t (n BIGINT PRIMARY KEY, s TEXT)")
