@@ -585,15 +585,9 @@ pub async fn authenticate(
     }
     let mut principal = principal_from_row(&row)?;
     check_ip_allowlist(&principal, &client.ip)?;
-    // Last use is recorded to the minute, so reading requests do not each cost a durable
-    // write.
+    // Last use is recorded to the minute, and written in the background (ADR 0026).
     if int(&row, "last_used_at")? + 60 <= now {
-        sqlx::query("UPDATE sessions SET last_used_at = $1, ip = $2 WHERE token_hash = $3")
-            .bind(now)
-            .bind(&client.ip)
-            .bind(&hash)
-            .execute(app.db.pool())
-            .await?;
+        app.last_use.note(&hash, now, &client.ip);
     }
     principal.via = Via::Session {
         session_id: opt_text(&row, "session_id")?.unwrap_or_else(|| hash[..16].to_owned()),
@@ -1044,4 +1038,90 @@ pub async fn whitelist(
             })
         })
         .collect()
+}
+
+/// Sessions' last use, noted by requests and written in batches off their path (ADR 0026).
+///
+/// A session's last use and address are what its owner sees in the session list; no
+/// check depends on them. Writing them from the request that noticed them cost a durable
+/// commit of its own on that request's path (on SQLite a turn of the one writer with its
+/// own `fsync`). Requests note them here instead; [`LastUse::flush`] writes what was noted,
+/// from the background task every quarter second, before the session list is read, and at
+/// shutdown. A crash loses at most the notes since the last flush.
+#[derive(Debug, Default)]
+pub struct LastUse {
+    /// Token hash → (time, IP) of the latest use not yet written.
+    noted: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
+}
+
+/// How many sessions one flush transaction updates.
+const LAST_USE_BATCH: usize = 500;
+
+impl LastUse {
+    fn noted(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (i64, String)>> {
+        self.noted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Notes a use of the session with `token_hash` at `at` from `ip`.
+    pub(crate) fn note(&self, token_hash: &str, at: i64, ip: &str) {
+        let mut noted = self.noted();
+        let entry = noted
+            .entry(token_hash.to_owned())
+            .or_insert_with(|| (at, ip.to_owned()));
+        if entry.0 <= at {
+            *entry = (at, ip.to_owned());
+        }
+    }
+
+    /// How many uses are noted and not yet written.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.noted().len()
+    }
+
+    /// Writes every noted use (never moving a session's last use back) and returns how
+    /// many sessions it updated. What a failed batch held is noted again, unless a later
+    /// use of the same session was noted meanwhile.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub async fn flush(&self, db: &crate::db::Db) -> Result<usize, crate::db::DbError> {
+        let noted: Vec<(String, (i64, String))> =
+            std::mem::take(&mut *self.noted()).into_iter().collect();
+        let mut written = 0;
+        let mut chunks = noted.chunks(LAST_USE_BATCH);
+        while let Some(chunk) = chunks.next() {
+            let mut writes = crate::db::Writes::new();
+            for (hash, (at, ip)) in chunk {
+                writes
+                    .push(
+                        "UPDATE sessions SET last_used_at = $1, ip = $2 \
+                         WHERE token_hash = $3 AND last_used_at < $1",
+                    )
+                    .bind(*at)
+                    .bind(ip.clone())
+                    .bind(hash.clone());
+            }
+            let done = async {
+                let mut tx = db.begin().await?;
+                writes.run(&mut tx).await?;
+                tx.commit().await?;
+                Ok::<(), crate::db::DbError>(())
+            }
+            .await;
+            if let Err(e) = done {
+                let mut again = self.noted();
+                for (hash, (at, ip)) in std::iter::once(chunk).chain(chunks).flatten() {
+                    again
+                        .entry(hash.clone())
+                        .or_insert_with(|| (*at, ip.clone()));
+                }
+                return Err(e);
+            }
+            written += chunk.len();
+        }
+        Ok(written)
+    }
 }

@@ -123,6 +123,8 @@ pub struct App {
     pub limiter: Arc<custody_auth::AttemptLimiter>,
     /// The key for email/SMS code and recovery-code hashes (sealed in the database).
     pub hash_key: Arc<custody_auth::HashKey>,
+    /// Sessions' last use, waiting to be written (ADR 0026).
+    pub last_use: Arc<crate::accounts::LastUse>,
 }
 
 /// Times (unix seconds) of the last periodic jobs.

@@ -103,6 +103,8 @@ pub async fn devices(app: &App, principal: &Principal) -> Result<Vec<DeviceView>
 /// Storage failure.
 pub async fn sessions(app: &App, principal: &Principal) -> Result<Vec<SessionView>, ApiError> {
     let (session, _) = current_ids(principal);
+    // What this process noted of the sessions' use, this request's included, first.
+    app.last_use.flush(&app.db).await?;
     let rows = sqlx::query(
         "SELECT id, token_hash, device_id, created_at, last_used_at, expires_at, ip, user_agent \
          FROM sessions WHERE principal_id = $1 AND revoked = 0 AND expires_at > $2 \

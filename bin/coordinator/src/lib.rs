@@ -197,6 +197,7 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
         webauthn: Arc::new(webauthn),
         limiter: Arc::new(limiter),
         hash_key: Arc::new(hash_key),
+        last_use: Arc::default(),
     })
 }
 
@@ -407,13 +408,17 @@ pub async fn run(app: App, transport: Transport) -> Result<()> {
         }
     });
     // Audit entries commit unchained (see `audit`); this task chains them within a quarter
-    // second, so the chain covers them almost as soon as they exist.
-    let chain_db = app.db.clone();
+    // second, so the chain covers them almost as soon as they exist. It writes the
+    // sessions' noted last use too (ADR 0026).
+    let chain_app = app.clone();
     let (chain_stop_tx, mut chain_stop_rx) = tokio::sync::watch::channel(false);
     let chainer = tokio::spawn(async move {
         loop {
-            if let Err(e) = audit::chain_pending(&chain_db).await {
+            if let Err(e) = audit::chain_pending(&chain_app.db).await {
                 tracing::warn!(error = %e, "chaining audit entries failed; retrying");
+            }
+            if let Err(e) = chain_app.last_use.flush(&chain_app.db).await {
+                tracing::warn!(error = %e, "recording sessions' last use failed; retrying");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -450,6 +455,9 @@ pub async fn run(app: App, transport: Transport) -> Result<()> {
     let _ = chainer.await;
     if let Err(e) = audit::chain_pending(&app.db).await {
         tracing::warn!(error = %e, "chaining audit entries at shutdown failed; the next start chains them");
+    }
+    if let Err(e) = app.last_use.flush(&app.db).await {
+        tracing::warn!(error = %e, "recording sessions' last use at shutdown failed");
     }
     app.db.close().await;
     tracing::info!("coordinator stopped");

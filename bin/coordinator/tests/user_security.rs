@@ -919,6 +919,112 @@ async fn devices_and_sessions_are_listed_and_revocable(engine: Engine) {
 }
 on_both!(devices_and_sessions_are_listed_and_revocable);
 
+/// The stored last use and address of the principal's sessions, newest first.
+async fn stored_uses(h: &Harness, principal: &str) -> Vec<(i64, String)> {
+    sqlx::query(
+        "SELECT last_used_at, ip FROM sessions WHERE principal_id = $1 ORDER BY last_used_at DESC",
+    )
+    .bind(principal)
+    .fetch_all(h.app.db.pool())
+    .await
+    .expect("sessions")
+    .iter()
+    .map(|r| {
+        (
+            sqlx::Row::try_get::<i64, _>(r, "last_used_at").expect("time"),
+            sqlx::Row::try_get::<String, _>(r, "ip").expect("ip"),
+        )
+    })
+    .collect()
+}
+
+async fn a_sessions_last_use_is_written_in_the_background_and_listed(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("last-use@example.com").await;
+    let signed_in = custody_coordinator::Clock::now(&h.clock);
+    h.clock.advance(120);
+    let used = custody_coordinator::Clock::now(&h.clock);
+    let (st, _) = common::call(
+        &h.app,
+        "GET",
+        "/v1/me",
+        Some(&s.token),
+        None,
+        None,
+        "10.0.0.9",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    // The request noted its use and answered without writing it.
+    assert_eq!(h.app.last_use.pending(), 1);
+    let before = stored_uses(&h, &s.id).await;
+    assert!(
+        before
+            .iter()
+            .all(|(at, ip)| *at <= signed_in && ip == "10.0.0.1"),
+        "nothing written on the request's path: {before:?}"
+    );
+    // The session list writes what was noted first, so it shows this use and address.
+    let (st, v) = common::call(
+        &h.app,
+        "GET",
+        "/v1/me/sessions",
+        Some(&s.token),
+        None,
+        None,
+        "10.0.0.9",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let current = v
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .find(|x| x["current"] == true)
+        .unwrap_or_else(|| panic!("the current session is listed: {v}"));
+    assert_eq!(current["last_used_at"], used, "{v}");
+    assert_eq!(current["ip"], "10.0.0.9", "{v}");
+    assert_eq!(h.app.last_use.pending(), 0);
+    // A use noted within the minute is not noted again; an older note never moves the
+    // stored last use back.
+    h.clock.advance(30);
+    let (st, _) = common::call(
+        &h.app,
+        "GET",
+        "/v1/me",
+        Some(&s.token),
+        None,
+        None,
+        "10.0.0.8",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h.app.last_use.pending(), 0, "used within the minute");
+    h.clock.advance(60);
+    let (st, _) = common::call(
+        &h.app,
+        "GET",
+        "/v1/me",
+        Some(&s.token),
+        None,
+        None,
+        "10.0.0.7",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h.app.last_use.pending(), 1);
+    let latest = custody_coordinator::Clock::now(&h.clock);
+    assert_eq!(h.app.last_use.flush(&h.app.db).await.expect("flush"), 1);
+    let after = stored_uses(&h, &s.id).await;
+    assert!(
+        after.contains(&(latest, "10.0.0.7".to_owned())),
+        "{after:?}"
+    );
+}
+on_both!(a_sessions_last_use_is_written_in_the_background_and_listed);
+
 async fn totp_secrets_are_sealed_at_rest(engine: Engine) {
     let Some(h) = Harness::new(engine).await else {
         return;
