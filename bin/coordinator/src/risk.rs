@@ -517,7 +517,7 @@ pub(crate) fn sums_in_database(asset: &str) -> bool {
 }
 
 /// A `BIGINT` sum of satoshis that is NULL over no rows.
-fn sum_column(row: &impl crate::db::Columns, col: &str) -> Result<u128, ApiError> {
+pub(crate) fn sum_column(row: &impl crate::db::Columns, col: &str) -> Result<u128, ApiError> {
     let v = crate::db::opt_int(row, col)?.unwrap_or(0);
     u128::try_from(v).map_err(|_| ApiError::internal(format!("negative {col} in the database")))
 }

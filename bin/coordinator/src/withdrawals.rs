@@ -478,9 +478,7 @@ fn usage_from(read: &UsageRead, rows: &[crate::db::BatchRow]) -> Result<Usage, A
         for (i, w) in read.windows.iter().enumerate() {
             let count = u64::try_from(int(row, &format!("n{i}"))?)
                 .map_err(|_| ApiError::internal("negative velocity count"))?;
-            let total = crate::db::opt_int(row, &format!("t{i}"))?.unwrap_or(0);
-            let total =
-                u128::try_from(total).map_err(|_| ApiError::internal("negative velocity total"))?;
+            let total = risk::sum_column(row, &format!("t{i}"))?;
             windows.push((*w, WindowUsage { total, count }));
         }
     } else {
