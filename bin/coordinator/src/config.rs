@@ -967,6 +967,17 @@ impl Config {
                     message: "must be at least 1".into(),
                 });
             }
+            // A round above the signers' own cap would be refused by every signer.
+            let signers = custody_ethereum::FeeLimits::default().max_fee_per_gas;
+            if eth.max_fee_wei() > signers {
+                return Err(ConfigError::Invalid {
+                    key: "ethereum.max_fee_gwei",
+                    message: format!(
+                        "must be at most {}: signers refuse a higher fee per gas",
+                        signers / 1_000_000_000
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -1130,6 +1141,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_ethereum_fee_cap_signers_would_refuse_is_rejected() {
+        let section = |gwei: u64| {
+            format!(
+                "network = \"regtest\"\n[ethereum]\nkey_plan_file = \"p.bin\"\ngroup_key_file = \"g.key\"\n\
+                 max_fee_gwei = {gwei}\n[ethereum.chain]\nkind = \"file\"\npath = \"chain.json\"\nchain_id = 31337\n"
+            )
+        };
+        let ok: Config = toml::from_str(&section(1_000)).expect("parses");
+        ok.validate().expect("at the signers' cap");
+        let high: Config = toml::from_str(&section(1_001)).expect("parses");
+        let e = high.validate().expect_err("above the signers' cap");
+        assert!(e.to_string().contains("ethereum.max_fee_gwei"), "{e}");
+        assert!(e.to_string().contains("at most 1000"), "{e}");
     }
 
     #[test]

@@ -835,6 +835,19 @@ fn checked_transaction(request: &EthSignRequest, group: &GroupPublicKey) -> Resu
     Ok(tx)
 }
 
+/// The coordinator picks the fees when it asks for signatures and the decision does not
+/// bind them, so this signer checks them against its own limits (`FeeLimits`).
+fn check_fees(tx: &EthTransaction) -> Result<()> {
+    custody_ethereum::FeeLimits::default()
+        .check(tx)
+        .map_err(|e| {
+            Refused(format!(
+                "{e}; nothing was signed: do not sign this request, tell the coordinator"
+            ))
+            .into()
+        })
+}
+
 fn print_summary(tx: &EthTransaction, out: &Output) -> Result<()> {
     let summary = tx.summary().map_err(|e| {
         Refused(format!(
@@ -960,6 +973,7 @@ fn sign(
     let (request, base) = read_request(source)?;
     let tx = checked_transaction(&request, &group)?;
     print_summary(&tx, out)?;
+    check_fees(&tx)?;
     check_policy(home, &tx, decision, insecure_without_policy, out)?;
     if !yes {
         crate::sign::confirm()?;

@@ -366,6 +366,40 @@ fn a_reused_presignature_is_refused_and_nothing_is_written() {
 }
 
 #[test]
+fn fees_above_the_signers_limits_are_refused_and_no_presignature_is_spent() {
+    let f = fixture();
+    let carol = &f.signers[2];
+    let dir = f.root.join("usb-fees");
+    let before = unused_presignatures(carol);
+    let greedy = EthTransaction::eip1559(Eip1559Fields {
+        chain_id: CHAIN,
+        nonce: 9,
+        to: RECIPIENT.parse().expect("address"),
+        value: U256::from(1u64),
+        gas_limit: 21_000,
+        max_fee_per_gas: 5_000_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        input: Bytes::new(),
+    })
+    .expect("valid transaction");
+    let path = write_request(&dir, "greedy", &request_for(&greedy, &f.address));
+    let refused = sign(carol, &path, &format!("{}/0", f.batch)).code(1);
+    let err = stderr(&refused);
+    assert!(
+        err.contains("the fee per gas of 5000 gwei is above the limit of 1000 gwei"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was signed"), "{err}");
+    let written: Vec<_> = std::fs::read_dir(&dir)
+        .expect("usb")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".ethsig"))
+        .collect();
+    assert!(written.is_empty(), "no partial signature: {written:?}");
+    assert_eq!(unused_presignatures(carol), before, "no presignature spent");
+}
+
+#[test]
 fn a_request_whose_chain_id_differs_from_its_transaction_is_refused() {
     let f = fixture();
     let dir = f.root.join("usb-chain");

@@ -30,6 +30,7 @@
 
 pub mod calldata;
 pub mod eip4527;
+pub mod fees;
 pub mod fuzzing;
 pub mod summary;
 pub mod tx;
@@ -40,6 +41,7 @@ pub use calldata::{Call, CalldataError};
 pub use eip4527::{
     DataType, Eip4527Error, EthSignRequest, EthSignature, KeyPath, PathComponent, RequestError,
 };
+pub use fees::{FeeLimitError, FeeLimits};
 pub use summary::{chain_name, erc20_asset, Action, PolicyMappingError, Summary, SummaryError};
 pub use tx::{
     DecodeTxError, Eip1559Fields, EthTransaction, InvalidTxError, LegacyFields, SignatureError,
