@@ -1082,8 +1082,8 @@ impl LastUse {
     }
 
     /// Writes every noted use (never moving a session's last use back) and returns how
-    /// many sessions it updated. What a failed batch held is noted again, unless a later
-    /// use of the same session was noted meanwhile.
+    /// many notes it wrote. What a failed batch held is noted again, unless a later use
+    /// of the same session was noted meanwhile.
     ///
     /// # Errors
     /// Storage failure.

@@ -938,6 +938,11 @@ async fn stored_uses(h: &Harness, principal: &str) -> Vec<(i64, String)> {
     .collect()
 }
 
+/// `GET path` with `token` from `ip`.
+async fn get_from(h: &Harness, token: &str, path: &str, ip: &str) -> (StatusCode, Value) {
+    common::call(&h.app, "GET", path, Some(token), None, None, ip).await
+}
+
 async fn a_sessions_last_use_is_written_in_the_background_and_listed(engine: Engine) {
     let Some(h) = Harness::new(engine).await else {
         return;
@@ -946,16 +951,7 @@ async fn a_sessions_last_use_is_written_in_the_background_and_listed(engine: Eng
     let signed_in = custody_coordinator::Clock::now(&h.clock);
     h.clock.advance(120);
     let used = custody_coordinator::Clock::now(&h.clock);
-    let (st, _) = common::call(
-        &h.app,
-        "GET",
-        "/v1/me",
-        Some(&s.token),
-        None,
-        None,
-        "10.0.0.9",
-    )
-    .await;
+    let (st, _) = get_from(&h, &s.token, "/v1/me", "10.0.0.9").await;
     assert_eq!(st, StatusCode::OK);
     // The request noted its use and answered without writing it.
     assert_eq!(h.app.last_use.pending(), 1);
@@ -967,16 +963,7 @@ async fn a_sessions_last_use_is_written_in_the_background_and_listed(engine: Eng
         "nothing written on the request's path: {before:?}"
     );
     // The session list writes what was noted first, so it shows this use and address.
-    let (st, v) = common::call(
-        &h.app,
-        "GET",
-        "/v1/me/sessions",
-        Some(&s.token),
-        None,
-        None,
-        "10.0.0.9",
-    )
-    .await;
+    let (st, v) = get_from(&h, &s.token, "/v1/me/sessions", "10.0.0.9").await;
     assert_eq!(st, StatusCode::OK);
     let current = v
         .as_array()
@@ -987,32 +974,13 @@ async fn a_sessions_last_use_is_written_in_the_background_and_listed(engine: Eng
     assert_eq!(current["last_used_at"], used, "{v}");
     assert_eq!(current["ip"], "10.0.0.9", "{v}");
     assert_eq!(h.app.last_use.pending(), 0);
-    // A use noted within the minute is not noted again; an older note never moves the
-    // stored last use back.
+    // A use within the minute of the stored one is not noted again.
     h.clock.advance(30);
-    let (st, _) = common::call(
-        &h.app,
-        "GET",
-        "/v1/me",
-        Some(&s.token),
-        None,
-        None,
-        "10.0.0.8",
-    )
-    .await;
+    let (st, _) = get_from(&h, &s.token, "/v1/me", "10.0.0.8").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(h.app.last_use.pending(), 0, "used within the minute");
     h.clock.advance(60);
-    let (st, _) = common::call(
-        &h.app,
-        "GET",
-        "/v1/me",
-        Some(&s.token),
-        None,
-        None,
-        "10.0.0.7",
-    )
-    .await;
+    let (st, _) = get_from(&h, &s.token, "/v1/me", "10.0.0.7").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(h.app.last_use.pending(), 1);
     let latest = custody_coordinator::Clock::now(&h.clock);
