@@ -1048,10 +1048,19 @@ pub async fn whitelist(
 /// own `fsync`). Requests note them here instead; [`LastUse::flush`] writes what was noted,
 /// from the background task every quarter second, before the session list is read, and at
 /// shutdown. A crash loses at most the notes since the last flush.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LastUse {
     /// Token hash → (time, IP) of the latest use not yet written.
     noted: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
+}
+
+/// Only how many: the notes name sessions and addresses.
+impl std::fmt::Debug for LastUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LastUse")
+            .field("pending", &self.pending())
+            .finish()
+    }
 }
 
 /// How many sessions one flush transaction updates.
