@@ -60,6 +60,23 @@ fn process_cpu() -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
+/// Busy CPU time of the whole machine so far (every process: the coordinator, its clients
+/// and the PostgreSQL server): user, nice, system, irq and softirq time of `/proc/stat`.
+fn machine_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return Duration::ZERO;
+    };
+    let line = stat.lines().next().unwrap_or_default();
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal …; USER_HZ is 100.
+    Duration::from_millis((at(0) + at(1) + at(2) + at(5) + at(6)) * 10)
+}
+
 async fn setup(engine: Engine) -> Option<Setup> {
     let h = Harness::new(engine).await?;
     // A successor policy without a tight velocity limit: the bench measures intake, not
@@ -357,9 +374,15 @@ fn interleaved(
     s.latencies.lock().unwrap().clear();
     *s.cpu.lock().unwrap() = (Duration::ZERO, 0);
     let (mut raw, mut intake) = (Duration::ZERO, Duration::ZERO);
+    let (mut raw_cpu, mut intake_cpu) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..rounds {
+        let c0 = machine_cpu();
         raw += rt.block_on(raw_round(s, counter));
+        let c1 = machine_cpu();
         intake += rt.block_on(intake_round(s));
+        let c2 = machine_cpu();
+        raw_cpu += c1.saturating_sub(c0);
+        intake_cpu += c2.saturating_sub(c1);
     }
     #[allow(clippy::cast_precision_loss)]
     let per_sec = |d: Duration| (f64::from(rounds) * CLIENTS as f64) / d.as_secs_f64().max(1e-9);
@@ -369,6 +392,19 @@ fn interleaved(
         per_sec(raw),
         per_sec(intake),
         100.0 * raw.as_secs_f64() / intake.as_secs_f64().max(1e-9)
+    );
+    // The whole machine's busy CPU per request of each kind: unlike the rates, not
+    // lowered by the idle moments at the end of each round (its last requests running
+    // alone) and steadier from run to run.
+    #[allow(clippy::cast_precision_loss)]
+    let per_request =
+        |d: Duration| d.as_secs_f64() * 1e3 / (f64::from(rounds) * CLIENTS as f64);
+    eprintln!(
+        "{name}: machine CPU per request (all processes, 10 ms ticks): intake {:.2} ms, \
+         raw durable insert {:.2} ms, raw / intake {:.1}%",
+        per_request(intake_cpu),
+        per_request(raw_cpu),
+        100.0 * raw_cpu.as_secs_f64() / intake_cpu.as_secs_f64().max(1e-9)
     );
     report(s, name);
 }
