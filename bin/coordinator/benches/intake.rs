@@ -397,8 +397,7 @@ fn interleaved(
     // lowered by the idle moments at the end of each round (its last requests running
     // alone) and steadier from run to run.
     #[allow(clippy::cast_precision_loss)]
-    let per_request =
-        |d: Duration| d.as_secs_f64() * 1e3 / (f64::from(rounds) * CLIENTS as f64);
+    let per_request = |d: Duration| d.as_secs_f64() * 1e3 / (f64::from(rounds) * CLIENTS as f64);
     eprintln!(
         "{name}: machine CPU per request (all processes, 10 ms ticks): intake {:.2} ms, \
          raw durable insert {:.2} ms, raw / intake {:.1}%",
