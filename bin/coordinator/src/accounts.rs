@@ -215,16 +215,7 @@ pub async fn create(
     let id = Uuid::new_v4().to_string();
     let now = app.now();
     let mut tx = app.db.begin().await?;
-    let taken = sqlx::query("SELECT id FROM principals WHERE email = $1")
-        .bind(&email)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if taken.is_some() {
-        return Err(ApiError::conflict(
-            "email_taken",
-            "an account with this email exists",
-        ));
-    }
+    email_free(&mut tx, &email).await?;
     sqlx::query(
         "INSERT INTO principals (id, email, password_hash, role, approver_card, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -879,18 +870,33 @@ pub async fn reset_password(
     Ok(())
 }
 
-/// Changes the email (step-up 2FA); starts the 48-hour hold.
+/// An email change waiting for its confirmation link.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EmailChangePending {
+    /// The address the confirmation link was sent to; the account keeps its current
+    /// address until the link is followed.
+    pub new_email: String,
+    /// Until when the link works (unix seconds).
+    pub confirm_by: i64,
+}
+
+/// Starts an email change (step-up 2FA): the new address gets a single-use confirmation
+/// link, the current one an alert with a "this wasn't me" link. Nothing changes until
+/// the link is followed ([`confirm_email_change`]), which starts the 48-hour hold.
 ///
 /// # Errors
-/// Bad or taken email, wrong 2FA.
+/// Bad, unchanged or taken email; wrong 2FA.
 pub async fn change_email(
     app: &App,
     principal: &Principal,
     new_email: &str,
     proof: &StepUp,
     client: &ClientInfo,
-) -> Result<(), ApiError> {
+) -> Result<EmailChangePending, ApiError> {
     let new_email = normalise_email(new_email)?;
+    if new_email == principal.email {
+        return Err(ApiError::bad_request("this is already the account's email"));
+    }
     let now = app.now();
     let mut tx = app.db.begin().await?;
     step_up(
@@ -902,41 +908,111 @@ pub async fn change_email(
         &client.ip,
     )
     .await?;
-    let taken = sqlx::query("SELECT id FROM principals WHERE email = $1")
-        .bind(&new_email)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if taken.is_some() {
-        return Err(ApiError::conflict(
-            "email_taken",
-            "an account with this email exists",
-        ));
-    }
-    sqlx::query("UPDATE principals SET email = $1 WHERE id = $2")
-        .bind(&new_email)
-        .bind(&principal.id)
-        .execute(&mut *tx)
-        .await?;
-    risk::record_now(
+    email_free(&mut tx, &new_email).await?;
+    crate::notify::enqueue_email_confirmation(
         &mut tx,
         app,
         &principal.id,
+        &principal.email,
+        &new_email,
+        &client.ip,
+    )
+    .await?;
+    crate::audit::append(
+        &mut tx,
+        now,
+        "principal.email_change_requested",
+        &principal.id,
+        &principal.id,
+        &serde_json::json!({ "ip": client.ip }),
+    )
+    .await?;
+    // The current address, the owner's, hears of it now.
+    crate::notify::enqueue(
+        &mut tx,
+        app,
+        Some(&principal.id),
+        "security.email_change_requested",
+        serde_json::json!({ "at": now, "ip": client.ip }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(EmailChangePending {
+        new_email,
+        confirm_by: now + custody_auth::LinkPurpose::ConfirmEmail.default_ttl_secs(),
+    })
+}
+
+/// Refuses an address another account has.
+async fn email_free(tx: &mut Tx<'_>, email: &str) -> Result<(), ApiError> {
+    let taken = sqlx::query("SELECT id FROM principals WHERE email = $1")
+        .bind(email)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if taken.is_some() {
+        return Err(email_taken());
+    }
+    Ok(())
+}
+
+fn email_taken() -> ApiError {
+    ApiError::conflict("email_taken", "an account with this email exists")
+}
+
+/// Applies an email change whose confirmation link was followed (inside the link's
+/// transaction): only while the account still has the address the change was asked
+/// from, and the new one is still free. Records the change (the 48-hour hold and the
+/// alert to the new address) and tells the old address too.
+///
+/// # Errors
+/// 409 when the account's email changed since or the new one was taken meanwhile.
+pub(crate) async fn confirm_email_change(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal_id: &str,
+    old_email: &str,
+    new_email: &str,
+    ip: &str,
+) -> Result<(), ApiError> {
+    email_free(tx, new_email).await?;
+    let done = sqlx::query("UPDATE principals SET email = $1 WHERE id = $2 AND email = $3")
+        .bind(new_email)
+        .bind(principal_id)
+        .bind(old_email)
+        .execute(&mut **tx)
+        .await;
+    let done = match done {
+        Ok(done) => done,
+        // Taken between the check and the update (the column is unique).
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(email_taken()),
+        Err(e) => return Err(e.into()),
+    };
+    if done.rows_affected() != 1 {
+        return Err(ApiError::conflict(
+            "email_changed",
+            "the account's email address changed after this link was sent; ask for the change again",
+        ));
+    }
+    let now = app.now();
+    risk::record_now(
+        tx,
+        app,
+        principal_id,
         EventKind::EmailChange,
-        Some(&client.ip),
-        serde_json::json!({}),
+        Some(ip),
+        serde_json::json!({ "by": "confirmation_link" }),
     )
     .await?;
     // The alert above reaches the new address; the old one — the owner, if this was not
     // them — is told too, with its own "this wasn't me" link.
     crate::notify::enqueue(
-        &mut tx,
+        tx,
         app,
-        Some(&principal.id),
+        Some(principal_id),
         "security.email_change",
-        serde_json::json!({ "at": now, "ip": client.ip, crate::notify::TO_EMAIL_KEY: principal.email }),
+        serde_json::json!({ "at": now, "ip": ip, crate::notify::TO_EMAIL_KEY: old_email }),
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -702,16 +702,18 @@ pub struct EmailChange {
     pub factors: crate::factors::StepUp,
 }
 
-/// Changes the email (starts a 48-hour withdrawal hold).
-#[utoipa::path(post, path = "/v1/me/email", request_body = EmailChange, responses((status = 204)))]
+/// Asks to change the email: a confirmation link goes to the new address, and the change
+/// (with its 48-hour withdrawal hold) happens when it is followed.
+#[utoipa::path(post, path = "/v1/me/email", request_body = EmailChange,
+    responses((status = 202, body = accounts::EmailChangePending, description = "confirmation link sent to the new address"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "the address belongs to another account")))]
 async fn change_email(
     State(app): State<App>,
     Auth(p, _t): Auth,
     Client(c): Client,
     Json(r): Json<EmailChange>,
-) -> Result<StatusCode, ApiError> {
-    accounts::change_email(&app, &p, &r.email, &r.factors, &c).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<(StatusCode, Json<accounts::EmailChangePending>), ApiError> {
+    let pending = accounts::change_email(&app, &p, &r.email, &r.factors, &c).await?;
+    Ok((StatusCode::ACCEPTED, Json(pending)))
 }
 
 /// The withdrawal-address whitelist.

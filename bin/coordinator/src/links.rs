@@ -12,8 +12,8 @@
 //! answer HTML to a browser and JSON to a client that asks for it. The pages hold no
 //! personal data (no email address, no device name), are not cached and send no referrer.
 //!
-//! Email confirmation links ([`LinkPurpose::ConfirmEmail`]) are not issued or handled yet:
-//! following one answers 501.
+//! An email confirmation link ([`LinkPurpose::ConfirmEmail`]) goes to the new address of an
+//! email change and applies the change (see [`crate::accounts::change_email`]).
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -199,14 +199,6 @@ fn refused(e: &LinkTokenError, purpose: LinkPurpose) -> ApiError {
     }
 }
 
-fn email_links_unsupported() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "email confirmation links are not handled by this coordinator yet",
-    )
-}
-
 /// What a link does, for the page and the JSON answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LinkInfo {
@@ -248,11 +240,17 @@ fn texts(purpose: LinkPurpose) -> Texts {
             button: "Confirm this device",
             done: "The device is confirmed.",
         },
+        LinkPurpose::ConfirmEmail => Texts {
+            title: "Confirm your new email address",
+            action: "Your CoinPort account asked to use this address for its email. If it was you, confirm it: the account's email changes, both addresses are told, and withdrawals are held for 48 hours. If it was not you, do nothing.",
+            button: "Use this address",
+            done: "The account's email address is now this one. Withdrawals are held for 48 hours, as after every email change.",
+        },
         _ => Texts {
-            title: "Confirm your email address",
-            action: "Email confirmation links are not handled by this coordinator yet.",
-            button: "Confirm",
-            done: "Email confirmation links are not handled by this coordinator yet.",
+            title: "This link is not valid",
+            action: "This link is not valid.",
+            button: "Continue",
+            done: "Nothing was done.",
         },
     }
 }
@@ -307,7 +305,6 @@ fn answer_error(e: ApiError, json: bool) -> Response {
     let title = match e.status {
         StatusCode::NOT_FOUND => "This link is not valid",
         StatusCode::GONE => "This link no longer works",
-        StatusCode::NOT_IMPLEMENTED => "Not available",
         _ => "Something went wrong",
     };
     let mut sentence = e.message;
@@ -349,9 +346,6 @@ pub async fn show_link(
     {
         return answer_error(refused(&e, purpose), json);
     }
-    if purpose == LinkPurpose::ConfirmEmail {
-        return answer_error(email_links_unsupported(), json);
-    }
     let t = texts(purpose);
     if json {
         let mut res = Json(LinkInfo {
@@ -366,10 +360,11 @@ pub async fn show_link(
     page(StatusCode::OK, t.title, t.action, Some(t.button))
 }
 
-/// Follows a link, once: freezes the account ("this wasn't me") or confirms the device.
+/// Follows a link, once: freezes the account ("this wasn't me"), confirms the device, or
+/// applies the email change.
 /// Takes a form post or JSON; the body is ignored.
 #[utoipa::path(post, path = "/v1/links/{token}", params(("token" = String, Path, description = "the token from the email")),
-    responses((status = 200, body = LinkOutcome, description = "done (HTML or JSON)"), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody, description = "used or expired"), (status = 501, body = ErrorBody, description = "email confirmation links")))]
+    responses((status = 200, body = LinkOutcome, description = "done (HTML or JSON)"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "an email change that no longer applies: the address changed since, or the new one was taken"), (status = 410, body = ErrorBody, description = "used or expired")))]
 pub async fn follow_link(
     State(app): State<App>,
     Path(token): Path<String>,
@@ -490,7 +485,30 @@ async fn follow(app: &App, token: &str, ip: &str) -> Result<LinkPurpose, ApiErro
             .await?;
             tx.commit().await?;
         }
-        _ => return Err(email_links_unsupported()),
+        LinkPurpose::ConfirmEmail => {
+            let field = |name: &str| {
+                found.payload[name]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        ApiError::internal(format!("an email confirmation link has no {name}"))
+                    })
+            };
+            let (old_email, new_email) = (field("old_email")?, field("new_email")?);
+            let mut tx = app.db.begin().await?;
+            mark_used(&mut tx, &found, now).await?;
+            crate::accounts::confirm_email_change(
+                &mut tx,
+                app,
+                principal_id,
+                &old_email,
+                &new_email,
+                ip,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        _ => return Err(not_found()),
     }
     Ok(purpose)
 }

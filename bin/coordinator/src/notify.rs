@@ -49,10 +49,41 @@ const SEALED_CONFIRM_KEY: &str = "confirm_url_sealed";
 
 /// Kinds whose links prove control of the mailbox: sent by email (and the development
 /// file), never to the webhook.
-const EMAIL_ONLY_KINDS: [&str; 1] = ["device.confirm"];
+const EMAIL_ONLY_KINDS: [&str; 2] = ["device.confirm", "email.confirm"];
+
+/// Kinds sent to an address that is not (yet) the account's: no "this wasn't me" link,
+/// which would let whoever reads that mailbox freeze the account, and no anti-phishing
+/// code, which is the owner's to recognise genuine mail by.
+const UNVERIFIED_RECIPIENT_KINDS: [&str; 1] = ["email.confirm"];
+
+/// Queues the email asking the new address of an email change to confirm it, with its
+/// single-use link. The link's payload names the address the change was asked from, so a
+/// later change makes it void.
+///
+/// # Errors
+/// Storage failure.
+pub async fn enqueue_email_confirmation(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal_id: &str,
+    old_email: &str,
+    new_email: &str,
+    ip: &str,
+) -> Result<(), ApiError> {
+    enqueue_confirmation(
+        tx,
+        app,
+        principal_id,
+        LinkPurpose::ConfirmEmail,
+        serde_json::json!({ "old_email": old_email, "new_email": new_email }),
+        "email.confirm",
+        serde_json::json!({ "ip": ip, TO_EMAIL_KEY: new_email }),
+    )
+    .await
+}
 
 /// Queues the email asking the owner to confirm a new device, with its confirmation
-/// link (sealed in the outbox like every link) and a "this wasn't me" link.
+/// link and a "this wasn't me" link.
 ///
 /// # Errors
 /// Storage failure.
@@ -64,31 +95,41 @@ pub async fn enqueue_device_confirmation(
     user_agent: &str,
     ip: &str,
 ) -> Result<(), ApiError> {
-    let url = crate::links::issue(
+    enqueue_confirmation(
         tx,
         app,
         principal_id,
         LinkPurpose::ConfirmDevice,
         serde_json::json!({ "device_id": device_id }),
+        "device.confirm",
+        serde_json::json!({ "ip": ip, "device": device_id, "user_agent": user_agent }),
     )
-    .await?;
+    .await
+}
+
+/// Issues a confirmation link for `purpose` and queues the `kind` email carrying it
+/// (sealed in the outbox like every link), with `payload` and the time and the link's
+/// expiry added.
+async fn enqueue_confirmation(
+    tx: &mut Tx<'_>,
+    app: &App,
+    principal_id: &str,
+    purpose: LinkPurpose,
+    link_payload: serde_json::Value,
+    kind: &str,
+    mut payload: serde_json::Value,
+) -> Result<(), ApiError> {
+    let url = crate::links::issue(tx, app, principal_id, purpose, link_payload).await?;
     let sealed = app.vault.seal_text(
         Purpose::Secret,
         &link_record_id(principal_id),
         url.as_bytes(),
     )?;
-    enqueue(
-        tx,
-        app,
-        Some(principal_id),
-        "device.confirm",
-        serde_json::json!({
-            "at": app.now(), "ip": ip, "device": device_id, "user_agent": user_agent,
-            "expires_at": app.now() + LinkPurpose::ConfirmDevice.default_ttl_secs(),
-            SEALED_CONFIRM_KEY: sealed,
-        }),
-    )
-    .await
+    let now = app.now();
+    payload["at"] = now.into();
+    payload["expires_at"] = (now + purpose.default_ttl_secs()).into();
+    payload[SEALED_CONFIRM_KEY] = sealed.into();
+    enqueue(tx, app, Some(principal_id), kind, payload).await
 }
 
 fn link_record_id(principal_id: &str) -> String {
@@ -139,7 +180,7 @@ pub(crate) fn enqueue_to(
     if channels.is_empty() {
         return Ok(());
     }
-    if let Some(principal) = principal_id {
+    if let Some(principal) = principal_id.filter(|_| !UNVERIFIED_RECIPIENT_KINDS.contains(&kind)) {
         let url = crate::links::issue_to(
             w,
             app,
@@ -330,6 +371,10 @@ pub fn render(kind: &str, payload: &serde_json::Value) -> (String, String) {
         "security.two_factor_reset" => "Your two-factor authentication was reset".to_owned(),
         "security.two_factor_enabled" => "Two-factor authentication was turned on".to_owned(),
         "security.email_change" => "Your email address was changed".to_owned(),
+        "security.email_change_requested" => {
+            "A change of your account's email address was requested".to_owned()
+        }
+        "email.confirm" => "Confirm your new email address".to_owned(),
         "security.new_device" => "A new device signed in to your account".to_owned(),
         "security.new_ip" => "Your account was used from a new IP address".to_owned(),
         "security.login" => "New sign-in to your account".to_owned(),
@@ -392,6 +437,20 @@ pub fn render(kind: &str, payload: &serde_json::Value) -> (String, String) {
             ),
         );
     }
+    if kind == "email.confirm" {
+        let url = payload[CONFIRM_KEY].as_str().unwrap_or_default();
+        return (
+            format!("CoinPort Custody: {what}"),
+            format!(
+                "Someone signed in to a CoinPort account asked to use this address for its email from now on (from {}, at {at}).\nIf it was you, confirm it with this link (it asks before it acts and works until {}):\n{url}\nIf it was not you, ignore this email: nothing changes without the link.\n",
+                payload["ip"].as_str().unwrap_or_default(),
+                payload["expires_at"].as_i64().map(crate::clock::rfc3339).unwrap_or_default(),
+            ),
+        );
+    }
+    if kind == "security.email_change_requested" {
+        body.push_str("A confirmation link was sent to the new address; the account keeps this address until it is followed.\n");
+    }
     if let Some(url) = payload[CONFIRM_KEY].as_str() {
         body.push_str(&format!(
             "Device: {}\nFrom: {}\nIf this was you, confirm the device before it can withdraw (the link asks before it acts and works until {}):\n{url}\n",
@@ -429,9 +488,14 @@ async fn deliver_email(app: &App, p: &Pending) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .ok_or("account no longer exists")?;
-    let code = crate::links::anti_phishing_code(app, &principal)
-        .await
-        .map_err(|e| e.message)?;
+    let unverified = UNVERIFIED_RECIPIENT_KINDS.contains(&p.kind.as_str());
+    let code = if unverified {
+        None
+    } else {
+        crate::links::anti_phishing_code(app, &principal)
+            .await
+            .map_err(|e| e.message)?
+    };
     let address = match p.payload[TO_EMAIL_KEY].as_str() {
         Some(old) => old.to_owned(),
         None => text(&row, "email").map_err(|e| e.to_string())?,
@@ -451,6 +515,9 @@ async fn deliver_email(app: &App, p: &Pending) -> Result<(), String> {
         Some(code) => {
             message = message.header(AntiPhishingHeader(code.as_str().to_owned()));
             code.email_body_line()
+        }
+        None if unverified => {
+            "This address is not confirmed yet, so this email does not carry the account's anti-phishing code.".to_owned()
         }
         None => format!(
             "You have not set an anti-phishing code; set one (PUT {}/v1/me/anti-phishing-code) and every genuine CoinPort email will show it here.",

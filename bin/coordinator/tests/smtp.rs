@@ -234,6 +234,50 @@ async fn scenario(engine: Engine) {
     let change = server.wait_for("Your anti-phishing code was changed");
     assert!(change.contains(&format!("Your CoinPort anti-phishing code: {CODE}")));
 
+    // An email change asked for: the new address gets its confirmation link, without the
+    // account's anti-phishing code or a "this wasn't me" link (it is not the owner's
+    // address yet); the current address is told, with both.
+    let totp = h.totp(&s);
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/email",
+            Some(&s.token),
+            None,
+            Some(json!({ "email": "ivy.new@example.com", "totp": totp })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    custody_coordinator::notify::deliver_pending(&h.app, 1000)
+        .await
+        .unwrap();
+    let confirm = server.wait_for("Subject: CoinPort Custody: Confirm your new email address");
+    let (head, body) = headers_and_body(&confirm);
+    assert!(head.contains("ivy.new@example.com"), "{head}");
+    assert!(
+        !confirm.contains(CODE),
+        "no anti-phishing code to an unconfirmed address:\n{confirm}"
+    );
+    assert!(
+        body.starts_with("This address is not confirmed yet"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("{PUBLIC_URL}/v1/links/cpl_")) && !body.contains("freeze"),
+        "{body}"
+    );
+    let asked = server.wait_for("A change of your account's email address was requested");
+    let (head, body) = headers_and_body(&asked);
+    assert!(
+        head.contains("To: ivy@example.com") || head.contains("<ivy@example.com>"),
+        "{head}"
+    );
+    assert!(
+        body.starts_with(&format!("Your CoinPort anti-phishing code: {CODE}")),
+        "{body}"
+    );
+    assert!(body.contains("freeze your account"), "{body}");
+
     // Opening the link (as a mail scanner does) changes nothing.
     let (st, page) = h.call("GET", &path, None, None, None).await;
     assert_eq!(st, StatusCode::OK, "{page}");

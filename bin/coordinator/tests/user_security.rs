@@ -1207,21 +1207,111 @@ async fn a_new_device_cannot_withdraw_until_confirmed(engine: Engine) {
 }
 on_both!(a_new_device_cannot_withdraw_until_confirmed);
 
-async fn an_email_change_is_told_to_the_old_address_too(engine: Engine) {
-    let Some(h) = Harness::new(engine).await else {
-        return;
-    };
-    let s = h.customer("old-address@example.com").await;
+/// The account's email as `GET /v1/me` shows it.
+async fn email_of(h: &Harness, s: &Session) -> String {
+    let (st, v) = h.call("GET", "/v1/me", Some(&s.token), None, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["email"].as_str().expect("email").to_owned()
+}
+
+/// The account's holds with `rule`.
+async fn holds_named(h: &Harness, s: &Session, rule: &str) -> Vec<Value> {
+    let (st, holds) = h
+        .call("GET", "/v1/me/holds", Some(&s.token), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{holds}");
+    holds
+        .as_array()
+        .expect("holds")
+        .iter()
+        .filter(|x| x["rule"] == rule)
+        .cloned()
+        .collect()
+}
+
+/// Asks for an email change to `to` and returns the path of the confirmation link the
+/// new address got.
+async fn ask_email_change(h: &Harness, s: &Session, to: &str) -> String {
+    h.clock.advance(31);
     let (st, v) = h
         .call(
             "POST",
             "/v1/me/email",
             Some(&s.token),
             None,
-            Some(json!({ "email": "new-address@example.com", "totp": h.totp(&s) })),
+            Some(json!({ "email": to, "totp": h.totp(s) })),
         )
         .await;
-    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["new_email"], to.to_lowercase());
+    let confirm = sink(h, "notifications.jsonl")
+        .await
+        .into_iter()
+        .rfind(|n| n["kind"] == "email.confirm" && n["principal_id"] == s.id.as_str())
+        .expect("a confirmation email");
+    assert_eq!(
+        confirm["payload"][custody_coordinator::notify::TO_EMAIL_KEY],
+        to.to_lowercase()
+    );
+    let url = confirm["payload"]["confirm_url"]
+        .as_str()
+        .expect("confirm_url");
+    url[url.find("/v1/links/").expect("a link path")..].to_owned()
+}
+
+async fn an_email_change_takes_effect_only_through_the_link_sent_to_the_new_address(
+    engine: Engine,
+) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("old-address@example.com").await;
+    let path = ask_email_change(&h, &s, "New-Address@example.com").await;
+    // Asked, not changed: the account keeps its address, no hold yet, and the current
+    // address is told, with a "this wasn't me" link. The new address's email has no
+    // such link (whoever reads it could freeze the account) and no anti-phishing code.
+    assert_eq!(email_of(&h, &s).await, "old-address@example.com");
+    assert!(holds_named(&h, &s, "email_change").await.is_empty());
+    let notes: Vec<Value> = sink(&h, "notifications.jsonl")
+        .await
+        .into_iter()
+        .filter(|n| n["principal_id"] == s.id.as_str())
+        .collect();
+    let requested = notes
+        .iter()
+        .find(|n| n["kind"] == "security.email_change_requested")
+        .expect("the current address is told");
+    assert!(requested["payload"][custody_coordinator::notify::TO_EMAIL_KEY].is_null());
+    assert!(requested["payload"]["this_wasnt_me_url"].is_string());
+    let confirm = notes.iter().find(|n| n["kind"] == "email.confirm").unwrap();
+    assert!(
+        confirm["payload"]["this_wasnt_me_url"].is_null(),
+        "{confirm}"
+    );
+    let (_, text) = custody_coordinator::notify::render("email.confirm", &confirm["payload"]);
+    assert!(
+        text.contains("/v1/links/") && !text.contains("freeze"),
+        "{text}"
+    );
+    assert!(!notes.iter().any(|n| n["kind"] == "security.email_change"));
+
+    // The link's page names no address and changes nothing; following it changes the
+    // email, starts the 48-hour hold and tells both addresses.
+    let (st, page) = h.call("GET", &path, None, None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let page = page.as_str().expect("html");
+    assert!(
+        page.contains("Use this address") && !page.contains("new-address"),
+        "{page}"
+    );
+    assert_eq!(email_of(&h, &s).await, "old-address@example.com");
+    let (st, v) = h.call("POST", &path, None, None, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["purpose"], "confirm_email");
+    assert_eq!(email_of(&h, &s).await, "new-address@example.com");
+    let holds = holds_named(&h, &s, "email_change").await;
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert!(holds[0]["until"].as_i64().unwrap() - holds[0]["since"].as_i64().unwrap() >= 48 * 3600);
     let alerts: Vec<Value> = sink(&h, "notifications.jsonl")
         .await
         .into_iter()
@@ -1235,8 +1325,57 @@ async fn an_email_change_is_told_to_the_old_address_too(engine: Engine) {
     assert!(alerts
         .iter()
         .all(|n| n["payload"]["this_wasnt_me_url"].is_string()));
+    assert_eq!(h.audit_count("principal.email_change_requested").await, 1);
+    // Once only.
+    let (st, v) = h.call("POST", &path, None, None, None).await;
+    assert_eq!(st, StatusCode::GONE, "{v}");
 }
-on_both!(an_email_change_is_told_to_the_old_address_too);
+on_both!(an_email_change_takes_effect_only_through_the_link_sent_to_the_new_address);
+
+async fn an_email_change_link_that_no_longer_applies_changes_nothing(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("first@example.com").await;
+    // Two changes asked; the second is confirmed first, so the first one's link was
+    // sent from an address the account no longer has.
+    let to_a = ask_email_change(&h, &s, "a@example.com").await;
+    let to_b = ask_email_change(&h, &s, "b@example.com").await;
+    let (st, v) = h.call("POST", &to_b, None, None, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = h.call("POST", &to_a, None, None, None).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "email_changed");
+    assert_eq!(email_of(&h, &s).await, "b@example.com");
+    // An address another account took after the change was asked for.
+    let to_c = ask_email_change(&h, &s, "c@example.com").await;
+    h.customer("c@example.com").await;
+    let (st, v) = h.call("POST", &to_c, None, None, None).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "email_taken");
+    assert_eq!(email_of(&h, &s).await, "b@example.com");
+    // Asking for an address that is taken, or the current one, is refused at once.
+    h.clock.advance(31);
+    for (to, st_want) in [
+        ("c@example.com", StatusCode::CONFLICT),
+        ("B@example.com", StatusCode::BAD_REQUEST),
+    ] {
+        h.clock.advance(31);
+        let (st, v) = h
+            .call(
+                "POST",
+                "/v1/me/email",
+                Some(&s.token),
+                None,
+                Some(json!({ "email": to, "totp": h.totp(&s) })),
+            )
+            .await;
+        assert_eq!(st, st_want, "{to}: {v}");
+    }
+    // One change happened, so one email-change hold.
+    assert_eq!(holds_named(&h, &s, "email_change").await.len(), 1);
+}
+on_both!(an_email_change_link_that_no_longer_applies_changes_nothing);
 
 async fn key_rotation_covers_totp_secrets_api_keys_and_codes(engine: Engine) {
     let Some(h) = Harness::new(engine).await else {
