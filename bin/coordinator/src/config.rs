@@ -459,6 +459,27 @@ impl Default for WebAuthnSettings {
     }
 }
 
+impl WebAuthnSettings {
+    /// Refuses the development relying party on mainnet: a security key registered for
+    /// `localhost` (or a loopback address) works nowhere else, so users' keys would have to
+    /// be registered again once the setting is corrected.
+    fn check_for_mainnet(&self) -> Result<(), ConfigError> {
+        let local_origin = self.origins.iter().find(|o| {
+            url::Url::parse(o)
+                .ok()
+                .and_then(|u| u.host_str().map(is_loopback_host))
+                .unwrap_or(false)
+        });
+        if is_loopback_host(&self.rp_id) || local_origin.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "auth.webauthn",
+                message: "on mainnet set rp_id to the exchange's domain and origins to the web pages that ask for security keys (the defaults, localhost, are for development: keys registered for them work nowhere else)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Attempt limits (per account and per IP, in memory) and the lockout (per account,
 /// stored).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -947,6 +968,9 @@ impl Config {
         if let Some(u) = &self.public_url {
             check_public_url(u)?;
         }
+        if self.network == NetworkName::Bitcoin {
+            self.auth.webauthn.check_for_mainnet()?;
+        }
         if let Some(eth) = &self.ethereum {
             // Mainnet money only with mainnet money: the policy document names one network.
             let mainnet_chain = eth.chain.chain_id() == 1;
@@ -1157,6 +1181,39 @@ mod tests {
         let e = high.validate().expect_err("above the signers' cap");
         assert!(e.to_string().contains("ethereum.max_fee_gwei"), "{e}");
         assert!(e.to_string().contains("at most 1000"), "{e}");
+    }
+
+    #[test]
+    fn mainnet_needs_a_real_webauthn_relying_party() {
+        let with = |webauthn: &str| {
+            toml::from_str::<Config>(&format!("network = \"bitcoin\"\n{webauthn}"))
+                .expect("parses")
+                .validate()
+        };
+        let e = with("").expect_err("localhost defaults on mainnet");
+        assert!(
+            e.to_string().starts_with("auth.webauthn: on mainnet"),
+            "{e}"
+        );
+        let e = with("[auth.webauthn]\nrp_id = \"localhost\"\norigins = [\"https://localhost\"]\n")
+            .expect_err("localhost set explicitly");
+        assert!(
+            e.to_string().starts_with("auth.webauthn: on mainnet"),
+            "{e}"
+        );
+        let e = with("[auth.webauthn]\nrp_id = \"exchange.example\"\n")
+            .expect_err("the default origin is localhost");
+        assert!(e.to_string().contains("auth.webauthn"), "{e}");
+        with("[auth.webauthn]\nrp_id = \"exchange.example\"\norigins = [\"https://www.exchange.example\"]\n")
+            .expect("a real relying party");
+        let e = with("[auth.webauthn]\nrp_id = \"127.0.0.1\"\norigins = [\"https://www.exchange.example\"]\n")
+            .expect_err("a loopback address");
+        assert!(e.to_string().contains("auth.webauthn"), "{e}");
+        // Test networks keep the development defaults.
+        toml::from_str::<Config>("network = \"testnet\"\n")
+            .expect("parses")
+            .validate()
+            .expect("defaults off mainnet");
     }
 
     #[test]

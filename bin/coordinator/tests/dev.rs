@@ -38,6 +38,12 @@ impl Env {
                 dir.path().join("chain.json").display()
             ));
         }
+        if network == "bitcoin" {
+            // Mainnet refuses the development WebAuthn relying party.
+            text.push_str(
+                "[auth.webauthn]\nrp_id = \"exchange.example\"\norigins = [\"https://www.exchange.example\"]\n",
+            );
+        }
         let config = dir.path().join("coordinator.toml");
         std::fs::write(&config, text).unwrap();
         Env { dir, config }

@@ -296,7 +296,7 @@ fn the_development_clock_is_refused_on_mainnet() {
     std::fs::write(
         &config_path,
         format!(
-            "network = \"bitcoin\"\ndata_dir = {:?}\n",
+            "network = \"bitcoin\"\ndata_dir = {:?}\n[auth.webauthn]\nrp_id = \"exchange.example\"\norigins = [\"https://www.exchange.example\"]\n",
             dir.path().display().to_string()
         ),
     )
