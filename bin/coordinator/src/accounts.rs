@@ -1128,6 +1128,9 @@ pub async fn whitelist(
 pub struct LastUse {
     /// Token hash → (time, IP) of the latest use not yet written.
     noted: std::sync::Mutex<std::collections::HashMap<String, (i64, String)>>,
+    /// Held by the flush in progress, so that a flush asked for meanwhile (before the
+    /// session list is read) returns only once the notes taken before it are written.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 /// Only how many: the notes name sessions and addresses.
@@ -1173,6 +1176,7 @@ impl LastUse {
     /// # Errors
     /// Storage failure.
     pub async fn flush(&self, db: &crate::db::Db) -> Result<usize, crate::db::DbError> {
+        let _turn = self.flushing.lock().await;
         let noted: Vec<(String, (i64, String))> =
             std::mem::take(&mut *self.noted()).into_iter().collect();
         let mut written = 0;
@@ -1208,5 +1212,36 @@ impl LastUse {
             written += chunk.len();
         }
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::LastUse;
+
+    #[tokio::test]
+    async fn a_flush_asked_for_during_another_waits_for_its_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+        let db = crate::db::Db::connect(&url, 1).await.unwrap();
+        db.migrate().await.unwrap();
+        let last_use = LastUse::default();
+        last_use.note("hash", 5, "192.0.2.1");
+        // A flush in progress (the background task's), holding its turn.
+        let in_progress = last_use.flushing.lock().await;
+        let asked = last_use.flush(&db);
+        tokio::pin!(asked);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(100), &mut asked)
+                .await
+                .is_err(),
+            "returned while another flush was writing"
+        );
+        drop(in_progress);
+        assert_eq!(asked.await.unwrap(), 1);
+        assert_eq!(last_use.pending(), 0);
+        db.close().await;
     }
 }
