@@ -242,9 +242,9 @@ fn texts(purpose: LinkPurpose) -> Texts {
         },
         LinkPurpose::ConfirmEmail => Texts {
             title: "Confirm your new email address",
-            action: "Your CoinPort account asked to use this address for its email. If it was you, confirm it: the account's email changes, both addresses are told, and withdrawals are held for 48 hours. If it was not you, do nothing.",
+            action: "Your CoinPort account asked to use this address for its email. If it was you, confirm it: the account's email changes, both addresses are told, and withdrawals are held for at least 48 hours. If it was not you, do nothing.",
             button: "Use this address",
-            done: "The account's email address is now this one. Withdrawals are held for 48 hours, as after every email change.",
+            done: "The account's email address is now this one. Withdrawals are held for at least 48 hours, as after every email change.",
         },
         _ => Texts {
             title: "This link is not valid",
