@@ -882,7 +882,7 @@ pub struct EmailChangePending {
 
 /// Starts an email change (step-up 2FA): the new address gets a single-use confirmation
 /// link, the current one an alert with a "this wasn't me" link. Nothing changes until
-/// the link is followed ([`confirm_email_change`]), which starts the 48-hour hold.
+/// the link is followed (`confirm_email_change`), which starts the email-change hold (48 hours or more).
 ///
 /// # Errors
 /// Bad, unchanged or taken email; wrong 2FA.
