@@ -909,37 +909,37 @@ pub async fn change_email(
     )
     .await?;
     email_free(&mut tx, &new_email).await?;
-    crate::notify::enqueue_email_confirmation(
-        &mut tx,
+    // The link to the new address, the alert to the current one (the owner's) and the
+    // audit entry, in one batch.
+    let mut writes = crate::db::Writes::new();
+    let confirm_by = crate::notify::enqueue_email_confirmation_to(
+        &mut writes,
         app,
         &principal.id,
         &principal.email,
         &new_email,
         &client.ip,
-    )
-    .await?;
-    crate::audit::append(
-        &mut tx,
+    )?;
+    crate::notify::enqueue_to(
+        &mut writes,
+        app,
+        Some(&principal.id),
+        "security.email_change_requested",
+        serde_json::json!({ "at": now, "ip": client.ip }),
+    )?;
+    crate::audit::append_to(
+        &mut writes,
         now,
         "principal.email_change_requested",
         &principal.id,
         &principal.id,
         &serde_json::json!({ "ip": client.ip }),
-    )
-    .await?;
-    // The current address, the owner's, hears of it now.
-    crate::notify::enqueue(
-        &mut tx,
-        app,
-        Some(&principal.id),
-        "security.email_change_requested",
-        serde_json::json!({ "at": now, "ip": client.ip }),
-    )
-    .await?;
+    );
+    writes.run(&mut tx).await?;
     tx.commit().await?;
     Ok(EmailChangePending {
         new_email,
-        confirm_by: now + custody_auth::LinkPurpose::ConfirmEmail.default_ttl_secs(),
+        confirm_by,
     })
 }
 
@@ -961,8 +961,8 @@ fn email_taken() -> ApiError {
 
 /// Applies an email change whose confirmation link was followed (inside the link's
 /// transaction): only while the account still has the address the change was asked
-/// from, and the new one is still free. Records the change (the 48-hour hold and the
-/// alert to the new address) and tells the old address too.
+/// from, and the new one is still free (the column is unique). Records the change (the
+/// email-change hold and the alert to the new address) and tells the old address too.
 ///
 /// # Errors
 /// 409 when the account's email changed since or the new one was taken meanwhile.
@@ -974,7 +974,6 @@ pub(crate) async fn confirm_email_change(
     new_email: &str,
     ip: &str,
 ) -> Result<(), ApiError> {
-    email_free(tx, new_email).await?;
     let done = sqlx::query("UPDATE principals SET email = $1 WHERE id = $2 AND email = $3")
         .bind(new_email)
         .bind(principal_id)
@@ -983,7 +982,7 @@ pub(crate) async fn confirm_email_change(
         .await;
     let done = match done {
         Ok(done) => done,
-        // Taken between the check and the update (the column is unique).
+        // Another account took it since the change was asked for.
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(email_taken()),
         Err(e) => return Err(e.into()),
     };

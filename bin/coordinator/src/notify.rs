@@ -56,30 +56,30 @@ const EMAIL_ONLY_KINDS: [&str; 2] = ["device.confirm", "email.confirm"];
 /// code, which is the owner's to recognise genuine mail by.
 const UNVERIFIED_RECIPIENT_KINDS: [&str; 1] = ["email.confirm"];
 
-/// Queues the email asking the new address of an email change to confirm it, with its
-/// single-use link. The link's payload names the address the change was asked from, so a
-/// later change makes it void.
+/// Queues, into the caller's batch, the email asking the new address of an email change
+/// to confirm it, with its single-use link. The link's payload names the address the
+/// change was asked from, so a later change makes it void. Returns until when the link
+/// works.
 ///
 /// # Errors
-/// Storage failure.
-pub async fn enqueue_email_confirmation(
-    tx: &mut Tx<'_>,
+/// The link could not be sealed.
+pub(crate) fn enqueue_email_confirmation_to(
+    w: &mut Writes,
     app: &App,
     principal_id: &str,
     old_email: &str,
     new_email: &str,
     ip: &str,
-) -> Result<(), ApiError> {
-    enqueue_confirmation(
-        tx,
+) -> Result<i64, ApiError> {
+    enqueue_confirmation_to(
+        w,
         app,
         principal_id,
         LinkPurpose::ConfirmEmail,
-        serde_json::json!({ "old_email": old_email, "new_email": new_email }),
+        &serde_json::json!({ "old_email": old_email, "new_email": new_email }),
         "email.confirm",
         serde_json::json!({ "ip": ip, TO_EMAIL_KEY: new_email }),
     )
-    .await
 }
 
 /// Queues the email asking the owner to confirm a new device, with its confirmation
@@ -95,41 +95,45 @@ pub async fn enqueue_device_confirmation(
     user_agent: &str,
     ip: &str,
 ) -> Result<(), ApiError> {
-    enqueue_confirmation(
-        tx,
+    let mut w = Writes::new();
+    enqueue_confirmation_to(
+        &mut w,
         app,
         principal_id,
         LinkPurpose::ConfirmDevice,
-        serde_json::json!({ "device_id": device_id }),
+        &serde_json::json!({ "device_id": device_id }),
         "device.confirm",
         serde_json::json!({ "ip": ip, "device": device_id, "user_agent": user_agent }),
-    )
-    .await
+    )?;
+    w.run(tx).await?;
+    Ok(())
 }
 
 /// Issues a confirmation link for `purpose` and queues the `kind` email carrying it
 /// (sealed in the outbox like every link), with `payload` and the time and the link's
-/// expiry added.
-async fn enqueue_confirmation(
-    tx: &mut Tx<'_>,
+/// expiry added; both writes go into `w`. Returns the link's expiry.
+fn enqueue_confirmation_to(
+    w: &mut Writes,
     app: &App,
     principal_id: &str,
     purpose: LinkPurpose,
-    link_payload: serde_json::Value,
+    link_payload: &serde_json::Value,
     kind: &str,
     mut payload: serde_json::Value,
-) -> Result<(), ApiError> {
-    let url = crate::links::issue(tx, app, principal_id, purpose, link_payload).await?;
+) -> Result<i64, ApiError> {
+    let url = crate::links::issue_to(w, app, principal_id, purpose, link_payload);
     let sealed = app.vault.seal_text(
         Purpose::Secret,
         &link_record_id(principal_id),
         url.as_bytes(),
     )?;
     let now = app.now();
+    let expires_at = now + purpose.default_ttl_secs();
     payload["at"] = now.into();
-    payload["expires_at"] = (now + purpose.default_ttl_secs()).into();
+    payload["expires_at"] = expires_at.into();
     payload[SEALED_CONFIRM_KEY] = sealed.into();
-    enqueue(tx, app, Some(principal_id), kind, payload).await
+    enqueue_to(w, app, Some(principal_id), kind, payload)?;
+    Ok(expires_at)
 }
 
 fn link_record_id(principal_id: &str) -> String {
