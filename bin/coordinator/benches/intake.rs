@@ -163,6 +163,8 @@ async fn insert_history(h: &Harness, n: usize) {
         .await
         .unwrap();
     }
+    // Written around the coordinator, so its velocity totals are recomputed.
+    custody_coordinator::velocity::rebuild(&mut tx).await.unwrap();
     tx.commit().await.unwrap();
 }
 

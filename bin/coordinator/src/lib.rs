@@ -32,6 +32,7 @@ pub mod policy;
 pub mod risk;
 pub mod signing;
 pub mod vault;
+pub mod velocity;
 pub mod withdrawals;
 
 use std::path::Path;

@@ -26,8 +26,7 @@ use custody_bitcoin::{
     InspectPolicy, Payment, WalletUtxo,
 };
 use custody_policy::{
-    verify_decision, Approval, Decision, Outcome, PastWithdrawal, VelocityLimit, Verdict,
-    VerifiedPolicy, WindowUsage, Withdrawal,
+    verify_decision, Approval, Decision, Outcome, Verdict, VerifiedPolicy, Withdrawal,
 };
 use custody_threshold::{CommitmentBatch, CommitmentPool, IdentityCard, SigningDomain};
 use serde::{Deserialize, Serialize};
@@ -38,6 +37,7 @@ use crate::accounts::{self, ClientInfo, Principal, Role};
 use crate::app::App;
 use crate::db::{int, opt_int, opt_text, text, Reads, Tx, Writes};
 use crate::error::ApiError;
+use crate::velocity;
 use crate::risk::{self, EventKind, EventSource, Hold};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -216,7 +216,9 @@ pub(crate) enum Val {
 }
 
 /// Moves `w` from its loaded `(state, version)` to `to`, or fails with 409 if someone else
-/// moved it first.
+/// moved it first. The only way a withdrawal's state changes after it is written: it also
+/// moves the withdrawal in or out of the velocity running totals
+/// ([`velocity::moved`]), in the same transaction.
 pub(crate) async fn transition(
     tx: &mut Tx<'_>,
     w: &Row_,
@@ -263,6 +265,9 @@ pub(crate) async fn transition(
                 w.id
             ),
         ));
+    }
+    if let Some(sign) = velocity::moved(&w.state, to) {
+        velocity::count(tx, &w.asset, w.created_at, w.amount, sign).await?;
     }
     metrics::counter!("custody_withdrawal_transitions_total", "to" => to.to_owned()).increment(1);
     Ok(())
@@ -357,170 +362,6 @@ async fn distinct_approvals(tx: &mut Tx<'_>, id: &str) -> Result<i64, ApiError> 
     Ok(int(&r, "n")?)
 }
 
-/// The states whose withdrawals count against velocity limits.
-const COUNTED: &str = "('approved', 'signing', 'signed', 'broadcasting', 'broadcast', 'confirmed')";
-
-/// What the wallet's approved-or-later withdrawals of one asset used in each velocity
-/// window of a policy, without the one being checked.
-#[derive(Debug)]
-pub(crate) struct Usage {
-    windows: Vec<(u64, WindowUsage)>,
-}
-
-impl Usage {
-    /// The usage of the window of `limit` (none when the read did not cover it, which
-    /// [`usage_read`] makes impossible for the policy it was given).
-    fn of(&self, limit: &VelocityLimit) -> WindowUsage {
-        self.windows
-            .iter()
-            .find(|(w, _)| *w == limit.window_secs)
-            .map_or(
-                WindowUsage {
-                    total: u128::MAX,
-                    count: u64::MAX,
-                },
-                |(_, u)| *u,
-            )
-    }
-}
-
-/// A velocity read added to a batch: its position and what [`usage_from`] needs.
-#[derive(Debug)]
-pub(crate) struct UsageRead {
-    index: usize,
-    windows: Vec<u64>,
-    asset: String,
-    now: i64,
-    summed: bool,
-}
-
-/// Adds the read of what `asset`'s limits in `velocity` have used at `now` to a
-/// batch; `None` when no limit applies to the asset (nothing to read). `except` leaves
-/// out one withdrawal (the one checked again before it is signed).
-///
-/// Bitcoin amounts are an integer column, so the database sums each window in one row
-/// (a request costs one index range, not a row per past withdrawal sent back and
-/// parsed); Ethereum assets' amounts are decimal text beyond `BIGINT`, so their rows are
-/// listed and summed here exactly (ADR 0024).
-pub(crate) fn usage_read(
-    reads: &mut Reads,
-    velocity: &[VelocityLimit],
-    asset: &str,
-    now: i64,
-    except: Option<&str>,
-) -> Option<UsageRead> {
-    let mut windows: Vec<u64> = velocity
-        .iter()
-        .filter(|v| v.asset == asset)
-        .map(|v| v.window_secs)
-        .collect();
-    windows.sort_unstable();
-    windows.dedup();
-    let longest = *windows.last()?;
-    let since = |window: u64| now.saturating_sub(i64::try_from(window).unwrap_or(i64::MAX));
-    let summed = risk::sums_in_database(asset);
-    // $1 asset, $2 the longest window's bound, $3 now; when summed, window i's bound is
-    // $(4 + i); `except` comes last.
-    let except_sql = |p: usize| {
-        if except.is_some() {
-            format!(" AND id <> ${p}")
-        } else {
-            String::new()
-        }
-    };
-    let index = if summed {
-        let mut columns = Vec::with_capacity(windows.len());
-        for i in 0..windows.len() {
-            let p = i + 4;
-            columns.push(format!(
-                "COUNT(CASE WHEN created_at > ${p} THEN 1 END) AS n{i}, \
-                 CAST(SUM(CASE WHEN created_at > ${p} THEN amount END) AS BIGINT) AS t{i}"
-            ));
-        }
-        reads.push(&format!(
-            "SELECT {} FROM withdrawals WHERE asset = $1 AND created_at > $2 \
-             AND created_at <= $3 AND state IN {COUNTED}{}",
-            columns.join(", "),
-            except_sql(windows.len() + 4)
-        ))
-    } else {
-        reads.push(&format!(
-            "SELECT amount, amount_text, created_at FROM withdrawals WHERE asset = $1 \
-             AND created_at > $2 AND created_at <= $3 AND state IN {COUNTED}{}",
-            except_sql(4)
-        ))
-    };
-    reads.bind(asset.to_owned()).bind(since(longest)).bind(now);
-    if summed {
-        for w in &windows {
-            reads.bind(since(*w));
-        }
-    }
-    if let Some(id) = except {
-        reads.bind(id.to_owned());
-    }
-    Some(UsageRead {
-        index,
-        windows,
-        asset: asset.to_owned(),
-        now,
-        summed,
-    })
-}
-
-/// [`Usage`] from the rows of a [`usage_read`].
-fn usage_from(read: &UsageRead, rows: &[crate::db::BatchRow]) -> Result<Usage, ApiError> {
-    let mut windows = Vec::with_capacity(read.windows.len());
-    if read.summed {
-        let row = rows
-            .first()
-            .ok_or_else(|| ApiError::internal("the velocity sum returned no row"))?;
-        for (i, w) in read.windows.iter().enumerate() {
-            let count = u64::try_from(int(row, &format!("n{i}"))?)
-                .map_err(|_| ApiError::internal("negative velocity count"))?;
-            let total = risk::sum_column(row, &format!("t{i}"))?;
-            windows.push((*w, WindowUsage { total, count }));
-        }
-    } else {
-        let mut past = Vec::with_capacity(rows.len());
-        for r in rows {
-            past.push(PastWithdrawal {
-                time: now_u64(int(r, "created_at")?),
-                asset: read.asset.clone(),
-                amount: risk::stored_amount(r)?,
-            });
-        }
-        let now = now_u64(read.now);
-        for w in &read.windows {
-            let limit = VelocityLimit {
-                asset: read.asset.clone(),
-                window_secs: *w,
-                max_total: 0,
-                max_count: 0,
-            };
-            windows.push((*w, WindowUsage::of(&past, &limit, now)));
-        }
-    }
-    Ok(Usage { windows })
-}
-
-/// [`usage_read`] and [`usage_from`] in a round trip of their own.
-pub(crate) async fn usage(
-    tx: &mut Tx<'_>,
-    policy: &VerifiedPolicy,
-    asset: &str,
-    now: i64,
-    except: Option<&str>,
-) -> Result<Usage, ApiError> {
-    let mut reads = Reads::new();
-    let Some(read) = usage_read(&mut reads, &policy.document().velocity, asset, now, except) else {
-        return Ok(Usage {
-            windows: Vec::new(),
-        });
-    };
-    usage_from(&read, &reads.run(tx).await?.take(read.index))
-}
-
 fn policy_withdrawal(asset: &str, address: &str, amount: u64) -> Withdrawal {
     Withdrawal {
         asset: asset.to_owned(),
@@ -608,7 +449,7 @@ pub(crate) async fn request(
     // read again below only if another one is in force now.
     let guess = app.policies.last_in_force();
     let guessed_usage = guess.as_ref().map(|p| {
-        let read = usage_read(&mut reads, &p.document().velocity, &asset_id, now, None);
+        let read = velocity::usage_read(&mut reads, &p.document().velocity, &asset_id, now, None);
         (p.clone(), read)
     });
     let mut rows = reads.run(tx).await?;
@@ -676,12 +517,10 @@ pub(crate) async fn request(
         };
         let usage = match &guessed_usage {
             Some((p, read)) if std::sync::Arc::ptr_eq(p, &policy) => match read {
-                Some(read) => usage_from(read, &rows.take(read.index))?,
-                None => Usage {
-                    windows: Vec::new(),
-                },
+                Some(read) => velocity::usage_from(read, &rows.take(read.index))?,
+                None => velocity::Usage::none(),
             },
-            _ => usage(tx, &policy, &asset_id, now, None).await?,
+            _ => velocity::usage(tx, &policy, &asset_id, now, None).await?,
         };
         match w {
             Ok(w) => match policy.evaluate_with_usage(&w, now_u64(now), |limit| usage.of(limit)) {
@@ -872,6 +711,16 @@ pub(crate) async fn request(
         .bind(w.txid.clone())
         .bind(w.amount_text.clone())
         .bind(w.eth_intent.clone());
+    if let Some(sign) = velocity::moved("requested", state) {
+        velocity::count_to(
+            &mut writes,
+            app.db.engine(),
+            &w.asset,
+            now,
+            w.amount,
+            sign,
+        );
+    }
     crate::audit::append_to(
         &mut writes,
         now,
@@ -1454,7 +1303,13 @@ pub(crate) async fn gates(
         Some(eth_tx) => withdrawal_from_eth(w, eth_tx)?,
         None => withdrawal_from_psbt(app, w)?,
     };
-    let used = usage(tx, &policy, &w.asset, now, Some(&w.id)).await?;
+    let except = velocity::Except {
+        id: &w.id,
+        state: &w.state,
+        created_at: w.created_at,
+        amount: w.amount,
+    };
+    let used = velocity::usage(tx, &policy, &w.asset, now, Some(except)).await?;
     if let Verdict::Deny { reason } =
         policy.evaluate_with_usage(&withdrawal, now_u64(now), |limit| used.of(limit))
     {
@@ -2081,151 +1936,4 @@ pub async fn sync_utxos(app: &App, gap: u32) -> Result<usize, ApiError> {
         .await?;
     tx.commit().await?;
     Ok(usize::try_from(int(&n, "n")?).unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::{usage_from, usage_read, PastWithdrawal, VelocityLimit, WindowUsage};
-    use crate::db::{Db, Reads};
-
-    const NOW: i64 = 1_800_000_000;
-    const DAY: u64 = 86_400;
-
-    fn limit(asset: &str, window_secs: u64) -> VelocityLimit {
-        VelocityLimit {
-            asset: asset.to_owned(),
-            window_secs,
-            max_total: u128::MAX,
-            max_count: u32::MAX,
-        }
-    }
-
-    /// Rows of both assets in every state, around each window's edges, and what each
-    /// window of each asset should have used, summed here from the list.
-    async fn usage_matches_the_list(db: &Db) {
-        let velocity = [
-            limit("BTC", DAY),
-            limit("BTC", 3600),
-            limit("BTC", 7 * DAY),
-            limit("ETH", DAY),
-            limit("ETH", 600),
-        ];
-        let states = [
-            "approved",
-            "pending_approval",
-            "signing",
-            "signed",
-            "rejected",
-            "broadcasting",
-            "broadcast",
-            "failed",
-            "confirmed",
-            "cancelled",
-        ];
-        let mut tx = db.begin().await.unwrap();
-        // A temporary table of the same name shadows the real one for this connection.
-        sqlx::query(
-            "CREATE TEMPORARY TABLE withdrawals (id TEXT PRIMARY KEY, asset TEXT NOT NULL, \
-             amount BIGINT NOT NULL, amount_text TEXT, created_at BIGINT NOT NULL, \
-             state TEXT NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-        let mut offsets: Vec<i64> = vec![0, -1, 1, 599, 600, 601, 3599, 3600, 3601];
-        for d in [1, 7] {
-            let w = i64::try_from(d * DAY).unwrap();
-            offsets.extend([w - 1, w, w + 1]);
-        }
-        offsets.extend((0..150).map(|i| (i * 7919) % (8 * 86_400)));
-        let mut listed = Vec::new();
-        for (i, age) in offsets.iter().enumerate() {
-            for asset in ["BTC", "ETH"] {
-                let id = format!("{asset}-{i}");
-                let state = states[i % states.len()];
-                let created_at = NOW - age;
-                // Ethereum amounts beyond BIGINT, as wei of large transfers are.
-                let (amount, text, value) = if asset == "BTC" {
-                    let sat = 1_000 + 7 * u64::try_from(i).unwrap();
-                    (i64::try_from(sat).unwrap(), None, u128::from(sat))
-                } else {
-                    let wei = 10u128.pow(20) * (u128::try_from(i).unwrap() + 1) + 3;
-                    (0, Some(wei.to_string()), wei)
-                };
-                sqlx::query(
-                    "INSERT INTO withdrawals (id, asset, amount, amount_text, created_at, state) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(id.clone())
-                .bind(asset)
-                .bind(amount)
-                .bind(text)
-                .bind(created_at)
-                .bind(state)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-                if matches!(
-                    state,
-                    "approved" | "signing" | "signed" | "broadcasting" | "broadcast" | "confirmed"
-                ) {
-                    listed.push((
-                        id,
-                        PastWithdrawal {
-                            time: u64::try_from(created_at).unwrap(),
-                            asset: asset.to_owned(),
-                            amount: value,
-                        },
-                    ));
-                }
-            }
-        }
-        for asset in ["BTC", "ETH"] {
-            for except in [
-                None,
-                Some(format!("{asset}-0")),
-                Some(format!("{asset}-20")),
-            ] {
-                let mut reads = Reads::new();
-                let read =
-                    usage_read(&mut reads, &velocity, asset, NOW, except.as_deref()).unwrap();
-                let mut rows = reads.run(&mut tx).await.unwrap();
-                let usage = usage_from(&read, &rows.take(read.index)).unwrap();
-                let history: Vec<PastWithdrawal> = listed
-                    .iter()
-                    .filter(|(id, _)| Some(id) != except.as_ref())
-                    .map(|(_, p)| p.clone())
-                    .collect();
-                for l in velocity.iter().filter(|l| l.asset == asset) {
-                    let expected = WindowUsage::of(&history, l, u64::try_from(NOW).unwrap());
-                    assert!(
-                        expected.count > 0,
-                        "the data covers {asset} {}",
-                        l.window_secs
-                    );
-                    assert_eq!(
-                        usage.of(l),
-                        expected,
-                        "{asset} window {} except {except:?}",
-                        l.window_secs
-                    );
-                }
-                // A window the read was not asked about uses everything: refused, not free.
-                assert_eq!(usage.of(&limit(asset, 42)).count, u64::MAX);
-            }
-        }
-        // No limit for the asset: nothing to read.
-        assert!(usage_read(&mut Reads::new(), &velocity, "ERC20:x", NOW, None).is_none());
-        tx.rollback().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn velocity_usage_summed_by_the_database_matches_the_listed_history() {
-        let dir = tempfile::tempdir().unwrap();
-        for db in crate::db::testing::both_engines(&dir).await {
-            usage_matches_the_list(&db).await;
-        }
-    }
 }

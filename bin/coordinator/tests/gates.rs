@@ -209,6 +209,10 @@ async fn velocity_limits_count_approved_withdrawals_at_request_and_again_at_sign
     };
     let (st, v) = h.round(&f).await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    // The running totals the limit was read from still match the withdrawals.
+    let mut tx = h.app.db.pool().begin().await.unwrap();
+    let drift = custody_coordinator::velocity::check(&mut tx).await.unwrap();
+    assert!(drift.is_empty(), "{drift:?}");
 }
 on_both!(velocity_limits_count_approved_withdrawals_at_request_and_again_at_signing);
 
@@ -928,3 +932,83 @@ async fn racing_withdrawals_keep_exactly_the_accepted_ones(engine: Engine) {
     assert_eq!(st, StatusCode::UNAUTHORIZED, "a code is used once: {v}");
 }
 on_both!(racing_withdrawals_keep_exactly_the_accepted_ones);
+
+/// Withdrawals stored before the velocity running totals existed (migration 0013) are in
+/// them after the upgrade, so a limit counts them as before.
+async fn running_totals_start_from_the_withdrawals_already_stored(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = common::database_url(engine, dir.path()).await else {
+        return;
+    };
+    let db = custody_coordinator::Db::connect(&url, 2).await.unwrap();
+    // The migrations before the totals, as an older release applied them.
+    let older = dir.path().join("older");
+    std::fs::create_dir(&older).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for e in std::fs::read_dir(&all).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if name.as_str() < "0013" {
+            std::fs::copy(e.path(), older.join(&name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(older.as_path())
+        .await
+        .unwrap()
+        .run(db.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO principals (id, email, password_hash, role, created_at) \
+         VALUES ('p', 'p@example.com', 'x', 'user', 0)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    // Counted and not, two hours apart, and an Ethereum one (not totalled).
+    let rows = [
+        ("a", "BTC", 1_000, "approved", 1_800_000_000),
+        ("b", "BTC", 2_000, "confirmed", 1_800_000_100),
+        ("c", "BTC", 4_000, "pending_approval", 1_800_000_200),
+        ("d", "BTC", 8_000, "rejected", 1_800_000_300),
+        ("e", "BTC", 16_000, "signing", 1_800_007_300),
+        ("f", "ETH", 0, "approved", 1_800_000_000),
+    ];
+    for (id, asset, amount, state, at) in rows {
+        sqlx::query(
+            "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, \
+             created_at, updated_at, hold_until, risk_score, risk_reasons, policy_hash, \
+             required_approvals) VALUES ($1, 'p', $2, 'x', $3, $4, 1, $5, $5, 0, 0, '[]', '', 0)",
+        )
+        .bind(id)
+        .bind(asset)
+        .bind(amount)
+        .bind(state)
+        .bind(at)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    db.migrate().await.unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
+    let drift = custody_coordinator::velocity::check(&mut tx).await.unwrap();
+    assert!(drift.is_empty(), "{drift:?}");
+    let kept = sqlx::query(
+        "SELECT bucket, n, total FROM velocity_buckets WHERE asset = 'BTC' ORDER BY bucket",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let kept: Vec<(i64, i64, i64)> = kept
+        .iter()
+        .map(|r| {
+            use sqlx::Row as _;
+            (r.get("bucket"), r.get("n"), r.get("total"))
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        vec![(1_800_000_000, 2, 3_000), (1_800_007_200, 1, 16_000)]
+    );
+}
+on_both!(running_totals_start_from_the_withdrawals_already_stored);

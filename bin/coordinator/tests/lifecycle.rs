@@ -212,6 +212,11 @@ async fn full_lifecycle(engine: Engine) {
         .await;
     assert_eq!(v["state"], "confirmed", "{v}");
 
+    // Velocity totals kept through every step match the withdrawals.
+    let mut tx = h.app.db.pool().begin().await.unwrap();
+    let drift = custody_coordinator::velocity::check(&mut tx).await.unwrap();
+    assert!(drift.is_empty(), "{drift:?}");
+    tx.rollback().await.unwrap();
     let verified = custody_coordinator::audit::verify(&h.app.db)
         .await
         .expect("audit log intact");
