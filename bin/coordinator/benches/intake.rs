@@ -164,7 +164,9 @@ async fn insert_history(h: &Harness, n: usize) {
         .unwrap();
     }
     // Written around the coordinator, so its velocity totals are recomputed.
-    custody_coordinator::velocity::rebuild(&mut tx).await.unwrap();
+    custody_coordinator::velocity::rebuild(&mut tx)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 }
 

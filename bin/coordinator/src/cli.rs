@@ -45,6 +45,9 @@ pub enum Command {
     /// The vault key file for data at rest: status, key rotation, retiring old keys.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// The running totals velocity limits are read from.
+    #[command(subcommand)]
+    Velocity(VelocityCommand),
     /// DEVELOPMENT helpers for drills and the quickstart (refused on mainnet).
     #[command(subcommand)]
     Dev(crate::dev::DevCommand),
@@ -116,6 +119,18 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+}
+
+/// `velocity …`
+#[derive(Debug, Subcommand)]
+pub enum VelocityCommand {
+    /// Compares every hour's running total with the withdrawals it stands for; exit 1
+    /// naming each hour that differs.
+    Check,
+    /// Recomputes every running total from the withdrawals (after withdrawals were
+    /// written around the coordinator, e.g. imported), in one transaction with an audit
+    /// entry saying how many hours differed.
+    Rebuild,
 }
 
 /// `policy …`

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 use custody_coordinator::cli::{
-    AdminCommand, AuditCommand, Cli, Command, PolicyCommand, VaultCommand,
+    AdminCommand, AuditCommand, Cli, Command, PolicyCommand, VaultCommand, VelocityCommand,
 };
 use custody_coordinator::{accounts, audit, build_app, config, SystemClock, Transport};
 use tracing_subscriber::EnvFilter;
@@ -227,6 +227,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 "checkpoint at entry {} written to {}",
                 cp.seq,
                 path.display()
+            ));
+        }
+        Command::Velocity(VelocityCommand::Check) => {
+            let mut tx = app.db.begin().await?;
+            let drift = custody_coordinator::velocity::check(&mut tx).await?;
+            tx.rollback().await?;
+            if drift.is_empty() {
+                out("velocity totals match the withdrawals");
+            } else {
+                for m in &drift {
+                    out(&format!(
+                        "velocity totals DIFFER for {} in the hour from {}: kept {} withdrawals totalling {}, the withdrawals are {} totalling {}",
+                        m.asset,
+                        custody_coordinator::clock::rfc3339(m.bucket),
+                        m.kept.0,
+                        m.kept.1,
+                        m.actual.0,
+                        m.actual.1
+                    ));
+                }
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Velocity(VelocityCommand::Rebuild) => {
+            let drift =
+                custody_coordinator::velocity::rebuild_audited(&app.db, "cli", app.now()).await?;
+            out(&format!(
+                "velocity totals recomputed from the withdrawals; {} hours had differed",
+                drift.len()
             ));
         }
         Command::Policy(PolicyCommand::Install { file, trust_first }) => {

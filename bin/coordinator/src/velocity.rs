@@ -145,6 +145,42 @@ pub async fn rebuild(tx: &mut Tx<'_>) -> Result<(), DbError> {
     Ok(())
 }
 
+/// [`check`], then [`rebuild`] with an audit entry (`velocity.rebuilt`, by `actor`) that
+/// lists the hours that differed, in one transaction. Returns those hours.
+///
+/// # Errors
+/// [`DbError::Sqlx`]; nothing is changed.
+pub async fn rebuild_audited(
+    db: &crate::db::Db,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<Mismatch>, DbError> {
+    let mut tx = db.begin().await?;
+    let drift = check(&mut tx).await?;
+    rebuild(&mut tx).await?;
+    let hours: Vec<serde_json::Value> = drift
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "asset": m.asset, "bucket": m.bucket,
+                "kept": { "count": m.kept.0, "total": m.kept.1 },
+                "actual": { "count": m.actual.0, "total": m.actual.1 },
+            })
+        })
+        .collect();
+    crate::audit::append(
+        &mut tx,
+        now,
+        "velocity.rebuilt",
+        actor,
+        "velocity_buckets",
+        &serde_json::json!({ "differed": hours }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(drift)
+}
+
 /// An hour of one asset whose running total differs from its withdrawals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {
@@ -165,7 +201,9 @@ pub struct Mismatch {
 /// [`DbError::Sqlx`].
 pub async fn check(tx: &mut Tx<'_>) -> Result<Vec<Mismatch>, DbError> {
     use std::collections::BTreeMap;
-    let mut hours: BTreeMap<(String, i64), ((i64, i64), (i64, i64))> = BTreeMap::new();
+    // (asset, hour) → ((count, total) kept, (count, total) of the rows)
+    type Sums = ((i64, i64), (i64, i64));
+    let mut hours: BTreeMap<(String, i64), Sums> = BTreeMap::new();
     let kept = sqlx::query(
         "SELECT asset, bucket, CAST(SUM(n) AS BIGINT) AS n, CAST(SUM(total) AS BIGINT) AS total \
          FROM velocity_buckets GROUP BY asset, bucket",
@@ -547,7 +585,11 @@ mod tests {
                 });
             }
         }
-        assert_eq!(check(&mut tx).await.unwrap(), vec![], "the totals match the rows");
+        assert_eq!(
+            check(&mut tx).await.unwrap(),
+            vec![],
+            "the totals match the rows"
+        );
         let age_of = |s: &Stored| now - s.created_at;
         for asset in ["BTC", "ETH"] {
             let of_asset = |s: &&Stored| s.past.asset == asset;

@@ -37,8 +37,8 @@ use crate::accounts::{self, ClientInfo, Principal, Role};
 use crate::app::App;
 use crate::db::{int, opt_int, opt_text, text, Reads, Tx, Writes};
 use crate::error::ApiError;
-use crate::velocity;
 use crate::risk::{self, EventKind, EventSource, Hold};
+use crate::velocity;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -712,14 +712,7 @@ pub(crate) async fn request(
         .bind(w.amount_text.clone())
         .bind(w.eth_intent.clone());
     if let Some(sign) = velocity::moved("requested", state) {
-        velocity::count_to(
-            &mut writes,
-            app.db.engine(),
-            &w.asset,
-            now,
-            w.amount,
-            sign,
-        );
+        velocity::count_to(&mut writes, app.db.engine(), &w.asset, now, w.amount, sign);
     }
     crate::audit::append_to(
         &mut writes,

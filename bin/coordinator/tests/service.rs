@@ -241,6 +241,67 @@ async fn policy_refusals_are_recorded_and_explained() {
 }
 
 #[test]
+fn velocity_check_on_the_command_line_finds_totals_that_differ_and_rebuild_fixes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "data_dir = {:?}\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        assert_cmd::Command::cargo_bin("custody-coordinator")
+            .unwrap()
+            .arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .assert()
+    };
+    run(&["migrate"]).success();
+    run(&["velocity", "check"])
+        .success()
+        .stdout(predicates::str::contains("velocity totals match"));
+    // An approved withdrawal written behind the coordinator's back (as an import would).
+    let db = dir.path().join("data").join("coordinator.db");
+    let sql = "INSERT INTO principals (id, email, password_hash, role, created_at) VALUES ('p', 'p@example.com', 'x', 'user', 0);\
+               INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals) \
+               VALUES ('w', 'p', 'BTC', 'x', 7000, 'approved', 1, 1800000100, 1800000100, 0, 0, '[]', '', 0);";
+    let edit = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3;c=sqlite3.connect({:?});c.executescript({sql:?});c.commit()",
+            db.display().to_string()
+        ))
+        .status()
+        .unwrap();
+    assert!(edit.success());
+    run(&["velocity", "check"]).code(1).stdout(predicates::str::contains(
+        "velocity totals DIFFER for BTC in the hour from 2027-01-15T08:00:00Z: kept 0 withdrawals totalling 0, the withdrawals are 1 totalling 7000",
+    ));
+    run(&["velocity", "rebuild"])
+        .success()
+        .stdout(predicates::str::contains("1 hours had differed"));
+    run(&["velocity", "check"]).success();
+    // The rebuild is on the record.
+    let out = run(&["audit", "export"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let entry: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out).unwrap().trim()).unwrap();
+    assert_eq!(entry["kind"], "velocity.rebuilt");
+    let data: serde_json::Value = serde_json::from_str(entry["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["differed"][0]["actual"]["total"], 7000, "{data}");
+    assert_eq!(data["differed"][0]["kept"]["count"], 0, "{data}");
+    run(&["audit", "verify"]).success();
+}
+
+#[test]
 fn audit_verify_on_the_command_line_exits_1_on_an_edited_row() {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("coordinator.toml");
