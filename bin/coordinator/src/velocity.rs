@@ -1,21 +1,22 @@
 //! What a wallet's withdrawals of one asset used in each velocity window of a policy.
 //!
-//! Bitcoin amounts are kept as running totals per hour of creation
-//! (`velocity_buckets`, ADR 0028): a withdrawal adds its amount to the bucket of the hour
-//! it was created in when it enters a counted state and takes it out when it leaves one.
-//! A window `(now - w, now]` is then the buckets that lie wholly inside it plus the
-//! withdrawals of the one hour its start cuts through, read row by row, so a request
-//! reads at most a day's buckets and an hour's rows however many withdrawals the window
-//! holds. Buckets carry a stripe (PostgreSQL's backend process; 0 on SQLite, whose one
-//! writer never contends) so that concurrent transactions add to different rows instead
-//! of waiting for each other's commit.
+//! Usage is kept as running totals per asset and hour of creation (`velocity_buckets`,
+//! ADR 0028): a withdrawal adds its amount to the bucket of the hour it was created in
+//! when it enters a counted state and takes it out when it leaves one. A window
+//! `(now - w, now]` is then the buckets that lie wholly inside it plus the withdrawals of
+//! the one hour its start cuts through, read row by row, so a request reads at most a
+//! window's hours of buckets and an hour's rows however many withdrawals the window holds.
 //!
-//! Ethereum assets' amounts are decimal text beyond `BIGINT`; their rows are listed and
-//! summed here exactly (ADR 0024).
+//! Amounts are kept as five base-10⁹ limbs (`t0` least significant … `t4`), each summed
+//! as a `BIGINT`: a `u128` amount (Ethereum's wei, beyond `BIGINT`) is summed exactly by
+//! either database without decimal arithmetic, and a limb's sum stays below 2⁶³ for any
+//! number of withdrawals below 9·10⁹. Buckets carry a stripe (PostgreSQL's backend
+//! process; 0 on SQLite, whose one writer never contends) so that concurrent transactions
+//! add to different rows instead of waiting for each other's commit.
 
-use custody_policy::{PastWithdrawal, VelocityLimit, VerifiedPolicy, WindowUsage};
+use custody_policy::{VelocityLimit, VerifiedPolicy, WindowUsage};
 
-use crate::db::{opt_int, DbError, Engine, Reads, Tx, Writes};
+use crate::db::{opt_int, DbError, Engine, ReadRows, Reads, Tx, Writes};
 use crate::error::ApiError;
 
 /// The states whose withdrawals count against velocity limits.
@@ -35,15 +36,14 @@ pub(crate) const COUNTED: &str =
 /// The width of a running-total bucket, in seconds.
 pub(crate) const BUCKET_SECS: i64 = 3600;
 
+/// Limbs per amount: 5 × 9 decimal digits hold any `u128` (39 digits).
+const LIMBS: usize = 5;
+/// A limb's base.
+const LIMB_BASE: u128 = 1_000_000_000;
+
 /// Whether a withdrawal in `state` counts against velocity limits.
 pub(crate) fn counted(state: &str) -> bool {
     COUNTED_STATES.contains(&state)
-}
-
-/// Whether `asset`'s usage is kept in running totals (and its amounts in the integer
-/// column).
-pub(crate) fn totalled(asset: &str) -> bool {
-    crate::risk::sums_in_database(asset)
 }
 
 /// The start of the bucket holding `created_at`.
@@ -57,17 +57,79 @@ fn first_whole_bucket(since: i64) -> i64 {
     bucket_of(since).saturating_add(BUCKET_SECS)
 }
 
-const ADD: &str = "INSERT INTO velocity_buckets (asset, bucket, stripe, n, total) \
-     VALUES ($1, $2, {stripe}, $3, $4) ON CONFLICT (asset, bucket, stripe) DO UPDATE \
-     SET n = velocity_buckets.n + excluded.n, total = velocity_buckets.total + excluded.total";
+/// `amount` in base-10⁹ limbs, least significant first.
+fn limbs(amount: u128) -> [i64; LIMBS] {
+    let mut out = [0i64; LIMBS];
+    let mut rest = amount;
+    for limb in &mut out {
+        // Below 10⁹ (and the last below 341): always fits.
+        *limb = i64::try_from(rest % LIMB_BASE).unwrap_or(i64::MAX);
+        rest /= LIMB_BASE;
+    }
+    out
+}
+
+/// The amount whose limbs summed to `sums`; saturates at `u128::MAX` (a window that
+/// large is over any limit).
+fn from_limbs(sums: &[u128; LIMBS]) -> u128 {
+    let mut total = 0u128;
+    let mut scale = 1u128;
+    for s in sums {
+        total = total.saturating_add(s.saturating_mul(scale));
+        scale = scale.saturating_mul(LIMB_BASE);
+    }
+    total
+}
+
+/// SQL for limb `k` of the decimal text `decimal` (an expression), as a `BIGINT`: the
+/// text is left-padded with zeros and cut nine digits at a time from the right, with
+/// functions both databases have.
+fn limb_sql(decimal: &str, k: usize) -> String {
+    const ZEROS: &str = "000000000000000000000000000000000000000000000";
+    let padded = format!("('{ZEROS}' || {decimal})");
+    format!(
+        "CAST(substr({padded}, length({padded}) - {}, 9) AS BIGINT)",
+        9 * k + 8
+    )
+}
+
+/// The decimal text of a stored withdrawal's amount (satoshis or base units).
+const STORED_DECIMAL: &str = "COALESCE(amount_text, CAST(amount AS TEXT))";
+
+/// `SELECT asset, bucket, n, t0…t4` of every hour of counted withdrawals, summed from
+/// the rows (what the totals should be).
+fn sums_from_rows_sql() -> String {
+    let limbs: Vec<String> = (0..LIMBS)
+        .map(|k| {
+            format!(
+                "CAST(SUM({}) AS BIGINT) AS t{k}",
+                limb_sql(STORED_DECIMAL, k)
+            )
+        })
+        .collect();
+    format!(
+        "SELECT asset, created_at - created_at % {BUCKET_SECS} AS bucket, COUNT(*) AS n, {} \
+         FROM withdrawals WHERE state IN {COUNTED} \
+         GROUP BY asset, created_at - created_at % {BUCKET_SECS}",
+        limbs.join(", ")
+    )
+}
+
+const COLUMNS: &str = "asset, bucket, stripe, n, t0, t1, t2, t3, t4";
 
 fn add_sql(engine: Engine) -> String {
-    ADD.replace(
-        "{stripe}",
-        match engine {
-            Engine::Postgres => "pg_backend_pid()",
-            Engine::Sqlite => "0",
-        },
+    let stripe = match engine {
+        Engine::Postgres => "pg_backend_pid()",
+        Engine::Sqlite => "0",
+    };
+    let adds: Vec<String> = std::iter::once("n".to_owned())
+        .chain((0..LIMBS).map(|k| format!("t{k}")))
+        .map(|c| format!("{c} = velocity_buckets.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO velocity_buckets ({COLUMNS}) VALUES ($1, $2, {stripe}, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (asset, bucket, stripe) DO UPDATE SET {}",
+        adds.join(", ")
     )
 }
 
@@ -81,25 +143,24 @@ pub(crate) fn moved(from: &str, to: &str) -> Option<i64> {
     }
 }
 
-/// Adds `sign` times a withdrawal (`created_at`, `amount`) to the running totals, as a
-/// statement of `writes`. Assets without running totals are left alone.
+/// Adds `sign` times a withdrawal of `amount` created at `created_at` to `asset`'s
+/// running totals, as a statement of `writes`.
 pub(crate) fn count_to(
     writes: &mut Writes,
     engine: Engine,
     asset: &str,
     created_at: i64,
-    amount: i64,
+    amount: u128,
     sign: i64,
 ) {
-    if !totalled(asset) {
-        return;
-    }
     writes
         .push(&add_sql(engine))
         .bind(asset.to_owned())
         .bind(bucket_of(created_at))
-        .bind(sign)
-        .bind(amount.saturating_mul(sign));
+        .bind(sign);
+    for limb in limbs(amount) {
+        writes.bind(limb * sign);
+    }
 }
 
 /// [`count_to`] in a statement of its own.
@@ -110,7 +171,7 @@ pub(crate) async fn count(
     tx: &mut Tx<'_>,
     asset: &str,
     created_at: i64,
-    amount: i64,
+    amount: u128,
     sign: i64,
 ) -> Result<(), DbError> {
     let engine = if tx.backend_name() == "PostgreSQL" {
@@ -133,12 +194,10 @@ pub async fn rebuild(tx: &mut Tx<'_>) -> Result<(), DbError> {
     sqlx::query("DELETE FROM velocity_buckets")
         .execute(&mut **tx)
         .await?;
+    let sums = sums_from_rows_sql();
     sqlx::query(&format!(
-        "INSERT INTO velocity_buckets (asset, bucket, stripe, n, total) \
-         SELECT asset, created_at - created_at % {BUCKET_SECS}, 0, COUNT(*), \
-         CAST(SUM(amount) AS BIGINT) FROM withdrawals \
-         WHERE asset = 'BTC' AND state IN {COUNTED} \
-         GROUP BY asset, created_at - created_at % {BUCKET_SECS}"
+        "INSERT INTO velocity_buckets ({COLUMNS}) \
+         SELECT asset, bucket, 0, n, t0, t1, t2, t3, t4 FROM ({sums}) s"
     ))
     .execute(&mut **tx)
     .await?;
@@ -163,8 +222,8 @@ pub async fn rebuild_audited(
         .map(|m| {
             serde_json::json!({
                 "asset": m.asset, "bucket": m.bucket,
-                "kept": { "count": m.kept.0, "total": m.kept.1 },
-                "actual": { "count": m.actual.0, "total": m.actual.1 },
+                "kept": { "count": m.kept.0, "total": m.kept.1.to_string() },
+                "actual": { "count": m.actual.0, "total": m.actual.1.to_string() },
             })
         })
         .collect();
@@ -189,9 +248,23 @@ pub struct Mismatch {
     /// The bucket's first second.
     pub bucket: i64,
     /// Count and total kept.
-    pub kept: (i64, i64),
+    pub kept: (i64, u128),
     /// Count and total of the withdrawals.
-    pub actual: (i64, i64),
+    pub actual: (i64, u128),
+}
+
+/// Count and total of a row of `n, t0…t4` (a limb sum below zero is an error).
+fn count_and_total(r: &impl crate::db::Columns) -> Result<(i64, u128), DbError> {
+    let mut sums = [0u128; LIMBS];
+    for (k, s) in sums.iter_mut().enumerate() {
+        let v = opt_int(r, &format!("t{k}"))?.unwrap_or(0);
+        *s = u128::try_from(v).map_err(|_| {
+            DbError::Sqlx(sqlx::Error::Decode(
+                format!("velocity total limb t{k} is negative ({v})").into(),
+            ))
+        })?;
+    }
+    Ok((opt_int(r, "n")?.unwrap_or(0), from_limbs(&sums)))
 }
 
 /// Compares every running total with the withdrawals it stands for; empty when they
@@ -201,36 +274,29 @@ pub struct Mismatch {
 /// [`DbError::Sqlx`].
 pub async fn check(tx: &mut Tx<'_>) -> Result<Vec<Mismatch>, DbError> {
     use std::collections::BTreeMap;
-    // (asset, hour) → ((count, total) kept, (count, total) of the rows)
-    type Sums = ((i64, i64), (i64, i64));
+    // (asset, hour) → (count, total) kept and (count, total) of the rows.
+    type Sums = ((i64, u128), (i64, u128));
     let mut hours: BTreeMap<(String, i64), Sums> = BTreeMap::new();
-    let kept = sqlx::query(
-        "SELECT asset, bucket, CAST(SUM(n) AS BIGINT) AS n, CAST(SUM(total) AS BIGINT) AS total \
-         FROM velocity_buckets GROUP BY asset, bucket",
-    )
+    let limbs: Vec<String> = (0..LIMBS)
+        .map(|k| format!("CAST(SUM(t{k}) AS BIGINT) AS t{k}"))
+        .collect();
+    let kept = sqlx::query(&format!(
+        "SELECT asset, bucket, CAST(SUM(n) AS BIGINT) AS n, {} FROM velocity_buckets \
+         GROUP BY asset, bucket",
+        limbs.join(", ")
+    ))
     .fetch_all(&mut **tx)
     .await?;
     for r in &kept {
         let key = (crate::db::text(r, "asset")?, crate::db::int(r, "bucket")?);
-        hours.entry(key).or_default().0 = (
-            opt_int(r, "n")?.unwrap_or(0),
-            opt_int(r, "total")?.unwrap_or(0),
-        );
+        hours.entry(key).or_default().0 = count_and_total(r)?;
     }
-    let actual = sqlx::query(&format!(
-        "SELECT asset, created_at - created_at % {BUCKET_SECS} AS bucket, COUNT(*) AS n, \
-         CAST(SUM(amount) AS BIGINT) AS total FROM withdrawals \
-         WHERE asset = 'BTC' AND state IN {COUNTED} \
-         GROUP BY asset, created_at - created_at % {BUCKET_SECS}"
-    ))
-    .fetch_all(&mut **tx)
-    .await?;
+    let actual = sqlx::query(&sums_from_rows_sql())
+        .fetch_all(&mut **tx)
+        .await?;
     for r in &actual {
         let key = (crate::db::text(r, "asset")?, crate::db::int(r, "bucket")?);
-        hours.entry(key).or_default().1 = (
-            opt_int(r, "n")?.unwrap_or(0),
-            opt_int(r, "total")?.unwrap_or(0),
-        );
+        hours.entry(key).or_default().1 = count_and_total(r)?;
     }
     Ok(hours
         .into_iter()
@@ -251,7 +317,7 @@ pub(crate) struct Except<'a> {
     pub(crate) id: &'a str,
     pub(crate) state: &'a str,
     pub(crate) created_at: i64,
-    pub(crate) amount: i64,
+    pub(crate) amount: u128,
 }
 
 /// What the wallet's approved-or-later withdrawals of one asset used in each velocity
@@ -286,15 +352,18 @@ impl Usage {
     }
 }
 
-/// A velocity read added to a batch: its position and what [`usage_from`] needs.
+/// A velocity read added to a batch: the positions of its statements and what
+/// [`usage_from`] needs.
 #[derive(Debug)]
 pub(crate) struct UsageRead {
-    pub(crate) index: usize,
+    /// The whole hours of every window.
+    buckets: usize,
+    /// Per window, the rows of the hour its start cuts through.
+    edges: Vec<usize>,
     windows: Vec<u64>,
-    asset: String,
     now: i64,
-    totalled: bool,
-    except: Option<(i64, i64)>,
+    summed: bool,
+    except: Option<(i64, u128)>,
 }
 
 /// Adds the read of what `asset`'s limits in `velocity` have used at `now` to a batch;
@@ -316,73 +385,73 @@ pub(crate) fn usage_read(
     windows.dedup();
     let longest = *windows.last()?;
     let since = |window: u64| now.saturating_sub(i64::try_from(window).unwrap_or(i64::MAX));
-    let totalled = totalled(asset);
-    let except_sql = |p: usize| {
-        if except.is_some() {
-            format!(" AND id <> ${p}")
-        } else {
-            String::new()
+    // Whole hours: $1 asset, $2 the longest window's first whole bucket, $3 now; window
+    // i's first whole bucket is $(4 + i).
+    let mut columns = Vec::with_capacity(windows.len());
+    for i in 0..windows.len() {
+        let p = 4 + i;
+        let mut c = vec![format!(
+            "CAST(SUM(CASE WHEN bucket >= ${p} THEN n END) AS BIGINT) AS n{i}"
+        )];
+        for k in 0..LIMBS {
+            c.push(format!(
+                "CAST(SUM(CASE WHEN bucket >= ${p} THEN t{k} END) AS BIGINT) AS t{k}_{i}"
+            ));
         }
+        columns.push(c.join(", "));
+    }
+    let buckets = reads.push(&format!(
+        "SELECT {} FROM velocity_buckets WHERE asset = $1 AND bucket >= $2 AND bucket <= $3",
+        columns.join(", ")
+    ));
+    reads
+        .bind(asset.to_owned())
+        .bind(first_whole_bucket(since(longest)))
+        .bind(now);
+    for w in &windows {
+        reads.bind(first_whole_bucket(since(*w)));
+    }
+    // The cut hour of each window: $1 asset, $2 the window's start, $3 its first whole
+    // bucket, $4 the withdrawal left out. Bitcoin's satoshis are summed by the database;
+    // other assets' decimal text is listed and summed here.
+    let summed = crate::risk::sums_in_database(asset);
+    let what = if summed {
+        "COUNT(*) AS n, CAST(SUM(amount) AS BIGINT) AS total"
+    } else {
+        "amount, amount_text"
     };
-    let index = if totalled {
-        // $1 asset, $2 the longest window's first whole bucket, $3 now; window i's start
-        // is $(4 + 2i) and its first whole bucket $(5 + 2i); `except` comes last.
-        let n = windows.len();
-        let mut columns = Vec::with_capacity(2 * n);
-        let mut edges = Vec::with_capacity(n);
-        for i in 0..n {
-            let (start, whole) = (4 + 2 * i, 5 + 2 * i);
-            columns.push(format!(
-                "CAST(SUM(CASE WHEN bucket >= ${whole} THEN n END) AS BIGINT) AS bn{i}, \
-                 CAST(SUM(CASE WHEN bucket >= ${whole} THEN total END) AS BIGINT) AS bt{i}"
-            ));
-            edges.push(format!(
-                "(SELECT COUNT(*) AS en{i}, CAST(SUM(amount) AS BIGINT) AS et{i} \
-                 FROM withdrawals WHERE asset = $1 AND state IN {COUNTED} \
-                 AND created_at > ${start} AND created_at < ${whole}{}) e{i}",
-                except_sql(4 + 2 * n)
-            ));
-        }
-        let index = reads.push(&format!(
-            "SELECT * FROM (SELECT {} FROM velocity_buckets WHERE asset = $1 AND bucket >= $2 \
-             AND bucket <= $3) b, {}",
-            columns.join(", "),
-            edges.join(", ")
-        ));
+    let except_sql = if except.is_some() {
+        " AND id <> $4"
+    } else {
+        ""
+    };
+    let mut edges = Vec::with_capacity(windows.len());
+    for w in &windows {
+        edges.push(reads.push(&format!(
+            "SELECT {what} FROM withdrawals WHERE asset = $1 AND state IN {COUNTED} \
+             AND created_at > $2 AND created_at < $3{except_sql}"
+        )));
         reads
             .bind(asset.to_owned())
-            .bind(first_whole_bucket(since(longest)))
-            .bind(now);
-        for w in &windows {
-            reads.bind(since(*w)).bind(first_whole_bucket(since(*w)));
+            .bind(since(*w))
+            .bind(first_whole_bucket(since(*w)));
+        if let Some(e) = except {
+            reads.bind(e.id.to_owned());
         }
-        index
-    } else {
-        // $1 asset, $2 the longest window's start, $3 now; `except` comes last.
-        let index = reads.push(&format!(
-            "SELECT amount, amount_text, created_at FROM withdrawals WHERE asset = $1 \
-             AND created_at > $2 AND created_at <= $3 AND state IN {COUNTED}{}",
-            except_sql(4)
-        ));
-        reads.bind(asset.to_owned()).bind(since(longest)).bind(now);
-        index
-    };
-    if let Some(e) = except {
-        reads.bind(e.id.to_owned());
     }
     Some(UsageRead {
-        index,
+        buckets,
+        edges,
         windows,
-        asset: asset.to_owned(),
         now,
-        totalled,
+        summed,
         except: except
             .filter(|e| counted(e.state))
             .map(|e| (e.created_at, e.amount)),
     })
 }
 
-fn column(row: &crate::db::BatchRow, name: &str) -> Result<u128, ApiError> {
+fn non_negative(row: &crate::db::BatchRow, name: &str) -> Result<u128, ApiError> {
     let v = opt_int(row, name)?.unwrap_or(0);
     u128::try_from(v).map_err(|_| {
         ApiError::internal(format!(
@@ -392,60 +461,50 @@ fn column(row: &crate::db::BatchRow, name: &str) -> Result<u128, ApiError> {
 }
 
 /// [`Usage`] from the rows of a [`usage_read`].
-pub(crate) fn usage_from(
-    read: &UsageRead,
-    rows: &[crate::db::BatchRow],
-) -> Result<Usage, ApiError> {
+pub(crate) fn usage_from(read: &UsageRead, rows: &mut ReadRows) -> Result<Usage, ApiError> {
+    let buckets = rows.take(read.buckets);
+    let row = buckets
+        .first()
+        .ok_or_else(|| ApiError::internal("the velocity read returned no row"))?;
     let mut windows = Vec::with_capacity(read.windows.len());
-    if read.totalled {
-        let row = rows
-            .first()
-            .ok_or_else(|| ApiError::internal("the velocity read returned no row"))?;
-        for (i, w) in read.windows.iter().enumerate() {
-            let mut count = column(row, &format!("bn{i}"))? + column(row, &format!("en{i}"))?;
-            let mut total = column(row, &format!("bt{i}"))? + column(row, &format!("et{i}"))?;
-            // The withdrawal left out is in the buckets when it counts and its hour lies
-            // wholly inside the window; the rows of the cut hour leave it out by id.
-            let start = read
-                .now
-                .saturating_sub(i64::try_from(*w).unwrap_or(i64::MAX));
-            if let Some((created_at, amount)) = read.except {
-                if bucket_of(created_at) >= first_whole_bucket(start)
-                    && bucket_of(created_at) <= read.now
-                {
-                    let amount = u128::try_from(amount)
-                        .map_err(|_| ApiError::internal("negative withdrawal amount"))?;
-                    count = count.checked_sub(1).ok_or_else(|| {
-                        ApiError::internal("the running totals miss the withdrawal checked")
-                    })?;
-                    total = total.checked_sub(amount).ok_or_else(|| {
-                        ApiError::internal("the running totals miss the withdrawal checked")
-                    })?;
-                }
+    for (i, (w, edge)) in read.windows.iter().zip(&read.edges).enumerate() {
+        let mut count = non_negative(row, &format!("n{i}"))?;
+        let mut sums = [0u128; LIMBS];
+        for (k, s) in sums.iter_mut().enumerate() {
+            *s = non_negative(row, &format!("t{k}_{i}"))?;
+        }
+        let mut total = from_limbs(&sums);
+        // The withdrawal left out is in the buckets when it counts and its hour lies
+        // wholly inside the window; the rows of the cut hour leave it out by id.
+        let start = read
+            .now
+            .saturating_sub(i64::try_from(*w).unwrap_or(i64::MAX));
+        if let Some((created_at, amount)) = read.except {
+            if bucket_of(created_at) >= first_whole_bucket(start)
+                && bucket_of(created_at) <= read.now
+            {
+                let missing =
+                    || ApiError::internal("the running totals miss the withdrawal checked");
+                count = count.checked_sub(1).ok_or_else(missing)?;
+                total = total.checked_sub(amount).ok_or_else(missing)?;
             }
-            let count = u64::try_from(count)
-                .map_err(|_| ApiError::internal("velocity count beyond u64"))?;
-            windows.push((*w, WindowUsage { total, count }));
         }
-    } else {
-        let mut past = Vec::with_capacity(rows.len());
-        for r in rows {
-            past.push(PastWithdrawal {
-                time: crate::withdrawals::now_u64(crate::db::int(r, "created_at")?),
-                asset: read.asset.clone(),
-                amount: crate::risk::stored_amount(r)?,
-            });
+        let cut = rows.take(*edge);
+        if read.summed {
+            let r = cut
+                .first()
+                .ok_or_else(|| ApiError::internal("the velocity read returned no row"))?;
+            count += non_negative(r, "n")?;
+            total = total.saturating_add(non_negative(r, "total")?);
+        } else {
+            for r in &cut {
+                count += 1;
+                total = total.saturating_add(crate::risk::stored_amount(r)?);
+            }
         }
-        let now = crate::withdrawals::now_u64(read.now);
-        for w in &read.windows {
-            let limit = VelocityLimit {
-                asset: read.asset.clone(),
-                window_secs: *w,
-                max_total: 0,
-                max_count: 0,
-            };
-            windows.push((*w, WindowUsage::of(&past, &limit, now)));
-        }
+        let count =
+            u64::try_from(count).map_err(|_| ApiError::internal("velocity count beyond u64"))?;
+        windows.push((*w, WindowUsage { total, count }));
     }
     Ok(Usage { windows })
 }
@@ -462,7 +521,7 @@ pub(crate) async fn usage(
     let Some(read) = usage_read(&mut reads, &policy.document().velocity, asset, now, except) else {
         return Ok(Usage::none());
     };
-    usage_from(&read, &reads.run(tx).await?.take(read.index))
+    usage_from(&read, &mut reads.run(tx).await?)
 }
 
 #[cfg(test)]
@@ -470,10 +529,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::{
-        check, count, counted, usage_from, usage_read, Except, PastWithdrawal, VelocityLimit,
-        WindowUsage,
+        check, count, counted, usage_from, usage_read, Except, VelocityLimit, WindowUsage,
     };
     use crate::db::{Db, Reads};
+    use custody_policy::PastWithdrawal;
 
     const DAY: u64 = 86_400;
 
@@ -490,7 +549,6 @@ mod tests {
         id: String,
         state: &'static str,
         created_at: i64,
-        amount: i64,
         past: PastWithdrawal,
     }
 
@@ -526,7 +584,8 @@ mod tests {
              amount BIGINT NOT NULL, amount_text TEXT, created_at BIGINT NOT NULL, \
              state TEXT NOT NULL)",
             "CREATE TEMPORARY TABLE velocity_buckets (asset TEXT NOT NULL, bucket BIGINT NOT NULL, \
-             stripe BIGINT NOT NULL, n BIGINT NOT NULL, total BIGINT NOT NULL, \
+             stripe BIGINT NOT NULL, n BIGINT NOT NULL, t0 BIGINT NOT NULL, t1 BIGINT NOT NULL, \
+             t2 BIGINT NOT NULL, t3 BIGINT NOT NULL, t4 BIGINT NOT NULL, \
              PRIMARY KEY (asset, bucket, stripe))",
         ] {
             sqlx::query(sql).execute(&mut *tx).await.unwrap();
@@ -567,16 +626,15 @@ mod tests {
                 // As transitions keep the totals: in when approved, out when it fails or
                 // is cancelled after approval.
                 if counted(state) || matches!(state, "failed" | "cancelled") {
-                    count(&mut tx, asset, created_at, amount, 1).await.unwrap();
+                    count(&mut tx, asset, created_at, value, 1).await.unwrap();
                 }
                 if matches!(state, "failed" | "cancelled") {
-                    count(&mut tx, asset, created_at, amount, -1).await.unwrap();
+                    count(&mut tx, asset, created_at, value, -1).await.unwrap();
                 }
                 stored.push(Stored {
                     id,
                     state,
                     created_at,
-                    amount,
                     past: PastWithdrawal {
                         time: u64::try_from(created_at).unwrap(),
                         asset: asset.to_owned(),
@@ -628,12 +686,12 @@ mod tests {
                         id: &s.id,
                         state: s.state,
                         created_at: s.created_at,
-                        amount: s.amount,
+                        amount: s.past.amount,
                     }),
                 )
                 .unwrap();
                 let mut rows = reads.run(&mut tx).await.unwrap();
-                let usage = usage_from(&read, &rows.take(read.index)).unwrap();
+                let usage = usage_from(&read, &mut rows).unwrap();
                 let history: Vec<PastWithdrawal> = stored
                     .iter()
                     .filter(|s| counted(s.state) && except.is_none_or(|e| e.id != s.id))
@@ -661,14 +719,41 @@ mod tests {
         // No limit for the asset: nothing to read.
         assert!(usage_read(&mut Reads::new(), &velocity, "ERC20:x", now, None).is_none());
         // A total that drifted from its rows is found.
-        sqlx::query("UPDATE velocity_buckets SET total = total + 1 WHERE bucket = (SELECT MAX(bucket) FROM velocity_buckets)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        sqlx::query(
+            "UPDATE velocity_buckets SET t0 = t0 + 1 WHERE asset = 'ETH' \
+             AND bucket = (SELECT MAX(bucket) FROM velocity_buckets WHERE asset = 'ETH')",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
         let found = check(&mut tx).await.unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].kept.1, found[0].actual.1 + 1);
         tx.rollback().await.unwrap();
+    }
+
+    #[test]
+    fn limbs_hold_any_amount_and_sums_saturate() {
+        for a in [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            21_000_000 * 100_000_000,
+            10u128.pow(36) - 1,
+            u128::MAX,
+        ] {
+            let l = super::limbs(a);
+            assert!(
+                l.iter().all(|x| (0..1_000_000_000).contains(x)),
+                "{a}: {l:?}"
+            );
+            let sums = l.map(|x| u128::try_from(x).unwrap());
+            assert_eq!(super::from_limbs(&sums), a);
+        }
+        // Two of the largest amount: beyond u128, so over any limit.
+        let twice = super::limbs(u128::MAX).map(|x| 2 * u128::try_from(x).unwrap());
+        assert_eq!(super::from_limbs(&twice), u128::MAX);
     }
 
     #[tokio::test]

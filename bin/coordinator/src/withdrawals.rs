@@ -267,7 +267,15 @@ pub(crate) async fn transition(
         ));
     }
     if let Some(sign) = velocity::moved(&w.state, to) {
-        velocity::count(tx, &w.asset, w.created_at, w.amount, sign).await?;
+        let amount = match &w.amount_text {
+            Some(t) => t.parse::<u128>().map_err(|_| {
+                ApiError::internal(format!("stored amount {t:?} of {} is not a number", w.id))
+            })?,
+            None => u128::from(u64::try_from(w.amount).map_err(|_| {
+                ApiError::internal(format!("stored amount of {} is negative", w.id))
+            })?),
+        };
+        velocity::count(tx, &w.asset, w.created_at, amount, sign).await?;
     }
     metrics::counter!("custody_withdrawal_transitions_total", "to" => to.to_owned()).increment(1);
     Ok(())
@@ -517,7 +525,7 @@ pub(crate) async fn request(
         };
         let usage = match &guessed_usage {
             Some((p, read)) if std::sync::Arc::ptr_eq(p, &policy) => match read {
-                Some(read) => velocity::usage_from(read, &rows.take(read.index))?,
+                Some(read) => velocity::usage_from(read, &mut rows)?,
                 None => velocity::Usage::none(),
             },
             _ => velocity::usage(tx, &policy, &asset_id, now, None).await?,
@@ -712,7 +720,7 @@ pub(crate) async fn request(
         .bind(w.amount_text.clone())
         .bind(w.eth_intent.clone());
     if let Some(sign) = velocity::moved("requested", state) {
-        velocity::count_to(&mut writes, app.db.engine(), &w.asset, now, w.amount, sign);
+        velocity::count_to(&mut writes, app.db.engine(), &w.asset, now, amount, sign);
     }
     crate::audit::append_to(
         &mut writes,
@@ -1300,7 +1308,7 @@ pub(crate) async fn gates(
         id: &w.id,
         state: &w.state,
         created_at: w.created_at,
-        amount: w.amount,
+        amount: w.units(),
     };
     let used = velocity::usage(tx, &policy, &w.asset, now, Some(except)).await?;
     if let Verdict::Deny { reason } =

@@ -407,6 +407,10 @@ async fn ether_withdrawal_is_signed_broadcast_and_confirmed(engine: Engine) {
     custody_coordinator::audit::verify(&e.h.app.db)
         .await
         .expect("log intact");
+    // The wei went into the velocity running totals on approval and match the row.
+    let mut tx = e.h.app.db.pool().begin().await.unwrap();
+    let drift = custody_coordinator::velocity::check(&mut tx).await.unwrap();
+    assert!(drift.is_empty(), "{drift:?}");
 }
 on_both!(ether_withdrawal_is_signed_broadcast_and_confirmed);
 

@@ -965,24 +965,41 @@ async fn running_totals_start_from_the_withdrawals_already_stored(engine: Engine
     .execute(db.pool())
     .await
     .unwrap();
-    // Counted and not, two hours apart, and an Ethereum one (not totalled).
+    // Counted and not, two hours apart, and Ethereum ones of wei beyond BIGINT.
     let rows = [
-        ("a", "BTC", 1_000, "approved", 1_800_000_000),
-        ("b", "BTC", 2_000, "confirmed", 1_800_000_100),
-        ("c", "BTC", 4_000, "pending_approval", 1_800_000_200),
-        ("d", "BTC", 8_000, "rejected", 1_800_000_300),
-        ("e", "BTC", 16_000, "signing", 1_800_007_300),
-        ("f", "ETH", 0, "approved", 1_800_000_000),
+        ("a", "BTC", 1_000, None, "approved", 1_800_000_000),
+        ("b", "BTC", 2_000, None, "confirmed", 1_800_000_100),
+        ("c", "BTC", 4_000, None, "pending_approval", 1_800_000_200),
+        ("d", "BTC", 8_000, None, "rejected", 1_800_000_300),
+        ("e", "BTC", 16_000, None, "signing", 1_800_007_300),
+        (
+            "f",
+            "ETH",
+            0,
+            Some("123456789012345678901234567890123456789"),
+            "approved",
+            1_800_000_000,
+        ),
+        (
+            "g",
+            "ETH",
+            0,
+            Some("1000000000000000000"),
+            "broadcast",
+            1_800_000_001,
+        ),
+        ("h", "ETH", 0, Some("5"), "failed", 1_800_000_002),
     ];
-    for (id, asset, amount, state, at) in rows {
+    for (id, asset, amount, text, state, at) in rows {
         sqlx::query(
-            "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, \
-             created_at, updated_at, hold_until, risk_score, risk_reasons, policy_hash, \
-             required_approvals) VALUES ($1, 'p', $2, 'x', $3, $4, 1, $5, $5, 0, 0, '[]', '', 0)",
+            "INSERT INTO withdrawals (id, principal_id, asset, address, amount, amount_text, state, \
+             version, created_at, updated_at, hold_until, risk_score, risk_reasons, policy_hash, \
+             required_approvals) VALUES ($1, 'p', $2, 'x', $3, $4, $5, 1, $6, $6, 0, 0, '[]', '', 0)",
         )
         .bind(id)
         .bind(asset)
         .bind(amount)
+        .bind(text)
         .bind(state)
         .bind(at)
         .execute(db.pool())
@@ -994,21 +1011,35 @@ async fn running_totals_start_from_the_withdrawals_already_stored(engine: Engine
     let drift = custody_coordinator::velocity::check(&mut tx).await.unwrap();
     assert!(drift.is_empty(), "{drift:?}");
     let kept = sqlx::query(
-        "SELECT bucket, n, total FROM velocity_buckets WHERE asset = 'BTC' ORDER BY bucket",
+        "SELECT asset, bucket, n, t0, t1, t2, t3, t4 FROM velocity_buckets ORDER BY asset, bucket",
     )
     .fetch_all(&mut *tx)
     .await
     .unwrap();
-    let kept: Vec<(i64, i64, i64)> = kept
+    let kept: Vec<(String, i64, i64, u128)> = kept
         .iter()
         .map(|r| {
             use sqlx::Row as _;
-            (r.get("bucket"), r.get("n"), r.get("total"))
+            let mut total = 0u128;
+            for k in (0..5).rev() {
+                let limb: i64 = r.get(format!("t{k}").as_str());
+                total = total * 1_000_000_000 + u128::try_from(limb).unwrap();
+            }
+            (r.get("asset"), r.get("bucket"), r.get("n"), total)
         })
         .collect();
     assert_eq!(
         kept,
-        vec![(1_800_000_000, 2, 3_000), (1_800_007_200, 1, 16_000)]
+        vec![
+            ("BTC".to_owned(), 1_800_000_000, 2, 3_000),
+            ("BTC".to_owned(), 1_800_007_200, 1, 16_000),
+            (
+                "ETH".to_owned(),
+                1_800_000_000,
+                2,
+                123_456_789_012_345_678_901_234_567_890_123_456_789 + 1_000_000_000_000_000_000
+            ),
+        ]
     );
 }
 on_both!(running_totals_start_from_the_withdrawals_already_stored);

@@ -296,7 +296,7 @@ fn velocity_check_on_the_command_line_finds_totals_that_differ_and_rebuild_fixes
         serde_json::from_str(String::from_utf8(out).unwrap().trim()).unwrap();
     assert_eq!(entry["kind"], "velocity.rebuilt");
     let data: serde_json::Value = serde_json::from_str(entry["data"].as_str().unwrap()).unwrap();
-    assert_eq!(data["differed"][0]["actual"]["total"], 7000, "{data}");
+    assert_eq!(data["differed"][0]["actual"]["total"], "7000", "{data}");
     assert_eq!(data["differed"][0]["kept"]["count"], 0, "{data}");
     run(&["audit", "verify"]).success();
 }
