@@ -240,19 +240,15 @@ async fn policy_refusals_are_recorded_and_explained() {
     assert_eq!(v["error"]["code"], "not_whitelisted");
 }
 
-#[test]
-fn velocity_check_on_the_command_line_finds_totals_that_differ_and_rebuild_fixes_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("coordinator.toml");
+/// Runs `custody-coordinator` with a configuration that keeps its SQLite data in `dir`.
+fn cli_with_data_in(dir: &std::path::Path) -> impl Fn(&[&str]) -> assert_cmd::assert::Assert {
+    let config_path = dir.join("coordinator.toml");
     std::fs::write(
         &config_path,
-        format!(
-            "data_dir = {:?}\n",
-            dir.path().join("data").display().to_string()
-        ),
+        format!("data_dir = {:?}\n", dir.join("data").display().to_string()),
     )
     .unwrap();
-    let run = |args: &[&str]| {
+    move |args: &[&str]| {
         assert_cmd::Command::cargo_bin("custody-coordinator")
             .unwrap()
             .arg("--config")
@@ -260,7 +256,13 @@ fn velocity_check_on_the_command_line_finds_totals_that_differ_and_rebuild_fixes
             .args(args)
             .env("RUST_LOG", "warn")
             .assert()
-    };
+    }
+}
+
+#[test]
+fn velocity_check_on_the_command_line_finds_totals_that_differ_and_rebuild_fixes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli_with_data_in(dir.path());
     run(&["migrate"]).success();
     run(&["velocity", "check"])
         .success()
@@ -304,24 +306,7 @@ fn velocity_check_on_the_command_line_finds_totals_that_differ_and_rebuild_fixes
 #[test]
 fn audit_verify_on_the_command_line_exits_1_on_an_edited_row() {
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("coordinator.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "data_dir = {:?}\n",
-            dir.path().join("data").display().to_string()
-        ),
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
-        assert_cmd::Command::cargo_bin("custody-coordinator")
-            .unwrap()
-            .arg("--config")
-            .arg(&config_path)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .assert()
-    };
+    let run = cli_with_data_in(dir.path());
     run(&["migrate"]).success();
     run(&["freeze", "--reason", "drill"]).success();
     run(&["unfreeze", "--reason", "drill over"]).success();
