@@ -772,56 +772,17 @@ pub async fn send(app: &App, id: &str) -> Result<serde_json::Value, ApiError> {
     let signed = signed_tx(&w)?;
     match wallet.chain.send_raw(&signed.encoded()).await {
         Ok(hash) => {
-            let now = app.now();
-            let mut tx = app.db.begin().await?;
-            let w = load(&mut tx, id).await?;
-            if w.state == "broadcasting" {
-                transition(
-                    &mut tx,
-                    &w,
-                    "broadcast",
-                    now,
-                    "broadcast_at, failure",
-                    &[Val::Int(now), Val::Text(None)],
-                )
-                .await?;
-                crate::audit::append(
-                    &mut tx,
-                    now,
-                    "withdrawal.broadcast",
-                    "system",
-                    &w.id,
-                    &serde_json::json!({ "txid": format!("{hash:#x}"), "backend": wallet.chain.name(), "nonce": w.eth_nonce }),
-                )
-                .await?;
-                crate::notify::enqueue(
-                    &mut tx,
-                    app,
-                    Some(&w.principal_id),
-                    "withdrawal.broadcast",
-                    serde_json::json!({ "withdrawal": w.id, "txid": format!("{hash:#x}") }),
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(
-                serde_json::json!({ "withdrawal_id": id, "state": "broadcast", "txid": format!("{hash:#x}") }),
-            )
+            let txid = format!("{hash:#x}");
+            let audit = serde_json::json!({ "txid": txid, "backend": wallet.chain.name(), "nonce": w.eth_nonce });
+            crate::withdrawals::record_broadcast(app, id, &txid, &audit).await
         }
-        Err(e) => {
-            let now = app.now();
-            sqlx::query("UPDATE withdrawals SET failure = $1, updated_at = $2 WHERE id = $3")
-                .bind(e.to_string())
-                .bind(now)
-                .bind(id)
-                .execute(app.db.pool())
-                .await?;
-            Err(ApiError::new(
-                axum::http::StatusCode::BAD_GATEWAY,
-                "broadcast_failed",
-                format!("the Ethereum node did not take the transaction: {e}; it stays broadcasting and is retried"),
-            ))
-        }
+        Err(e) => Err(crate::withdrawals::record_send_failure(
+            app,
+            id,
+            "the Ethereum node",
+            &e.to_string(),
+        )
+        .await),
     }
 }
 
@@ -855,35 +816,20 @@ pub async fn track(app: &App) -> Result<usize, ApiError> {
         let Ok(Some(receipt)) = wallet.chain.receipt(hash).await else {
             continue;
         };
-        let now = app.now();
-        let mut tx = app.db.begin().await?;
-        let w = load(&mut tx, &id).await?;
-        if w.state != "broadcast" {
-            continue;
-        }
         match receipt.outcome {
             custody_evm::TxOutcome::Success if receipt.confirmations >= wallet.confirmations => {
-                transition(
-                    &mut tx,
-                    &w,
-                    "confirmed",
-                    now,
-                    "confirmed_at",
-                    &[Val::Int(now)],
-                )
-                .await?;
-                crate::audit::append(
-                    &mut tx,
-                    now,
-                    "withdrawal.confirmed",
-                    "system",
-                    &id,
-                    &serde_json::json!({ "txid": format!("{hash:#x}"), "block": receipt.block_number, "gas_used": receipt.gas_used }),
-                )
-                .await?;
-                changed += 1;
+                let audit = serde_json::json!({ "txid": format!("{hash:#x}"), "block": receipt.block_number, "gas_used": receipt.gas_used });
+                if crate::withdrawals::record_confirmed(app, &id, &audit).await? {
+                    changed += 1;
+                }
             }
             custody_evm::TxOutcome::Reverted => {
+                let now = app.now();
+                let mut tx = app.db.begin().await?;
+                let w = load(&mut tx, &id).await?;
+                if w.state != "broadcast" {
+                    continue;
+                }
                 let reason = format!(
                     "the transaction reverted in block {} (gas and nonce spent, nothing paid)",
                     receipt.block_number
@@ -915,10 +861,10 @@ pub async fn track(app: &App) -> Result<usize, ApiError> {
                 )
                 .await?;
                 changed += 1;
+                tx.commit().await?;
             }
             custody_evm::TxOutcome::Success => {}
         }
-        tx.commit().await?;
     }
     Ok(changed)
 }

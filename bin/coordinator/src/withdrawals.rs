@@ -1682,61 +1682,111 @@ async fn send(
         bitcoin::consensus::encode::deserialize_hex(&raw).map_err(ApiError::internal)?;
     match chain.broadcast(&txn).await {
         Ok(txid) => {
-            let now = app.now();
-            let mut tx = app.db.begin().await?;
-            let w = load(&mut tx, id).await?;
-            if w.state == "broadcasting" {
-                transition(
-                    &mut tx,
-                    &w,
-                    "broadcast",
-                    now,
-                    "broadcast_at, failure",
-                    &[Val::Int(now), Val::Text(None)],
-                )
-                .await?;
-                sqlx::query("UPDATE utxos SET spent_by = $1 WHERE reserved_by = $1")
-                    .bind(&w.id)
-                    .execute(&mut *tx)
-                    .await?;
-                crate::audit::append(
-                    &mut tx,
-                    now,
-                    "withdrawal.broadcast",
-                    "system",
-                    &w.id,
-                    &serde_json::json!({ "txid": txid.to_string(), "backend": chain.name() }),
-                )
-                .await?;
-                crate::notify::enqueue(
-                    &mut tx,
-                    app,
-                    Some(&w.principal_id),
-                    "withdrawal.broadcast",
-                    serde_json::json!({ "withdrawal": w.id, "txid": txid.to_string() }),
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(
-                serde_json::json!({ "withdrawal_id": id, "state": "broadcast", "txid": txid.to_string() }),
-            )
+            let txid = txid.to_string();
+            let audit = serde_json::json!({ "txid": txid, "backend": chain.name() });
+            record_broadcast(app, id, &txid, &audit).await
         }
-        Err(e) => {
-            let now = app.now();
-            sqlx::query("UPDATE withdrawals SET failure = $1, updated_at = $2 WHERE id = $3")
-                .bind(e.to_string())
-                .bind(now)
-                .bind(id)
-                .execute(app.db.pool())
-                .await?;
-            Err(ApiError::new(
-                axum::http::StatusCode::BAD_GATEWAY,
-                "broadcast_failed",
-                format!("the chain backend did not take the transaction: {e}; it stays broadcasting and is retried"),
-            ))
-        }
+        Err(e) => Err(record_send_failure(app, id, "the chain backend", &e.to_string()).await),
     }
+}
+
+/// Records that the chain took a `broadcasting` withdrawal's transaction `txid`, in one
+/// transaction: `broadcast`, a Bitcoin withdrawal's coins spent, the audit entry (`audit`)
+/// and the customer's notification. When another process recorded it first there is
+/// nothing left to do. Returns the answer to the broadcast request.
+///
+/// # Errors
+/// Storage failure.
+pub(crate) async fn record_broadcast(
+    app: &App,
+    id: &str,
+    txid: &str,
+    audit: &serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
+    let now = app.now();
+    let mut tx = app.db.begin().await?;
+    let w = load(&mut tx, id).await?;
+    if w.state == "broadcasting" {
+        transition(
+            &mut tx,
+            &w,
+            "broadcast",
+            now,
+            "broadcast_at, failure",
+            &[Val::Int(now), Val::Text(None)],
+        )
+        .await?;
+        if !w.is_eth() {
+            sqlx::query("UPDATE utxos SET spent_by = $1 WHERE reserved_by = $1")
+                .bind(&w.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        crate::audit::append(&mut tx, now, "withdrawal.broadcast", "system", &w.id, audit).await?;
+        crate::notify::enqueue(
+            &mut tx,
+            app,
+            Some(&w.principal_id),
+            "withdrawal.broadcast",
+            serde_json::json!({ "withdrawal": w.id, "txid": txid }),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(serde_json::json!({ "withdrawal_id": id, "state": "broadcast", "txid": txid }))
+}
+
+/// Records why `by` (the chain backend, the Ethereum node) did not take a withdrawal's
+/// transaction; it stays `broadcasting` and the worker sends it again. Returns the 502 to
+/// answer (or the storage failure that kept the reason from being recorded).
+pub(crate) async fn record_send_failure(app: &App, id: &str, by: &str, error: &str) -> ApiError {
+    let recorded =
+        sqlx::query("UPDATE withdrawals SET failure = $1, updated_at = $2 WHERE id = $3")
+            .bind(error.to_owned())
+            .bind(app.now())
+            .bind(id.to_owned())
+            .execute(app.db.pool())
+            .await;
+    match recorded {
+        Ok(_) => ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "broadcast_failed",
+            format!(
+                "{by} did not take the transaction: {error}; it stays broadcasting and is retried"
+            ),
+        ),
+        Err(e) => e.into(),
+    }
+}
+
+/// Records that a `broadcast` withdrawal is confirmed, with its audit entry (`audit`).
+/// Returns false when it was no longer `broadcast` (another process got there first).
+///
+/// # Errors
+/// Storage failure.
+pub(crate) async fn record_confirmed(
+    app: &App,
+    id: &str,
+    audit: &serde_json::Value,
+) -> Result<bool, ApiError> {
+    let now = app.now();
+    let mut tx = app.db.begin().await?;
+    let w = load(&mut tx, id).await?;
+    if w.state != "broadcast" {
+        return Ok(false);
+    }
+    transition(
+        &mut tx,
+        &w,
+        "confirmed",
+        now,
+        "confirmed_at",
+        &[Val::Int(now)],
+    )
+    .await?;
+    crate::audit::append(&mut tx, now, "withdrawal.confirmed", "system", id, audit).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Resumes work a crash interrupted: re-sends `broadcasting` withdrawals and marks
@@ -1773,31 +1823,10 @@ pub async fn resume(app: &App) -> Result<usize, ApiError> {
                 };
                 if let Ok(custody_chain::TxStatus::Confirmed { .. }) = chain.tx_status(&txid).await
                 {
-                    let now = app.now();
-                    let mut tx = app.db.begin().await?;
-                    let w = load(&mut tx, &id).await?;
-                    if w.state == "broadcast" {
-                        transition(
-                            &mut tx,
-                            &w,
-                            "confirmed",
-                            now,
-                            "confirmed_at",
-                            &[Val::Int(now)],
-                        )
-                        .await?;
-                        crate::audit::append(
-                            &mut tx,
-                            now,
-                            "withdrawal.confirmed",
-                            "system",
-                            &id,
-                            &serde_json::json!({ "txid": txid.to_string() }),
-                        )
-                        .await?;
+                    let audit = serde_json::json!({ "txid": txid.to_string() });
+                    if record_confirmed(app, &id, &audit).await? {
                         changed += 1;
                     }
-                    tx.commit().await?;
                 }
             }
         }
