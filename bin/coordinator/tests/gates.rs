@@ -1043,3 +1043,57 @@ async fn running_totals_start_from_the_withdrawals_already_stored(engine: Engine
     );
 }
 on_both!(running_totals_start_from_the_withdrawals_already_stored);
+
+/// A chain backend that cannot take the transaction: the request answers 502 with the
+/// reason, the withdrawal stays `broadcasting` with the reason recorded (it was released
+/// by every gate, so it is not sent back), and the worker sends it once the backend is
+/// back — once.
+async fn a_broadcast_the_backend_refuses_stays_broadcasting_and_is_sent_again(engine: Engine) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let f = h.signed(10_000_000).await;
+    // The backend is down: its file is unreadable.
+    let path = h.chain.path().to_owned();
+    let saved = std::fs::read(&path).unwrap();
+    std::fs::write(&path, b"not a chain").unwrap();
+    let (st, v) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(v["error"]["code"], "broadcast_failed");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("stays broadcasting"), "{message}");
+    let (_, w) = h
+        .call(
+            "GET",
+            &format!("/v1/withdrawals/{}", f.id),
+            Some(&f.operator.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(w["state"], "broadcasting", "{w}");
+    assert!(w["failure"].as_str().is_some_and(|r| !r.is_empty()), "{w}");
+    // Still down: the worker tries and leaves it as it is.
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&f).await, "broadcasting");
+    assert_eq!(h.audit_count("withdrawal.broadcast").await, 0);
+    // Back: the next tick sends it, clears the reason and records it once.
+    std::fs::write(&path, saved).unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    let (_, w) = h
+        .call(
+            "GET",
+            &format!("/v1/withdrawals/{}", f.id),
+            Some(&f.operator.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(w["state"], "broadcast", "{w}");
+    assert!(w["failure"].is_null(), "{w}");
+    let txid = common::parse_txid(w["txid"].as_str().unwrap());
+    assert!(h.chain.transaction(&txid).await.unwrap().is_some());
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.audit_count("withdrawal.broadcast").await, 1);
+}
+on_both!(a_broadcast_the_backend_refuses_stays_broadcasting_and_is_sent_again);
