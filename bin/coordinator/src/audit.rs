@@ -137,6 +137,23 @@ pub(crate) fn append_to(
 /// How many pending entries one chaining transaction takes.
 const CHAIN_BATCH: i64 = 500;
 
+/// The sizes of the groups of entries written in one round trip, largest first (8
+/// values each: 512 at most, below both databases' limits on bound values).
+const CHAIN_GROUPS: [usize; 4] = [64, 16, 4, 1];
+
+/// A pending entry with its place in the chain.
+struct Chained {
+    pending_id: String,
+    seq: i64,
+    at: i64,
+    kind: String,
+    actor: String,
+    subject: String,
+    data: String,
+    prev_hash: String,
+    hash: String,
+}
+
 /// Chains every committed pending entry: assigns sequence numbers and hashes in batches,
 /// each batch in one short transaction under the head row, and returns how many it chained.
 ///
@@ -174,35 +191,91 @@ pub async fn chain_pending(db: &Db) -> Result<u64, DbError> {
             tx.rollback().await?;
             return Ok(chained);
         }
+        let mut chained_rows = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id = text(row, "id")?;
-            let at = int(row, "at")?;
             let kind = text(row, "kind")?;
             let actor = text(row, "actor")?;
             let subject = text(row, "subject")?;
             let data = text(row, "data")?;
+            let at = int(row, "at")?;
             seq += 1;
             let prev = decode_hash(&prev_hex).unwrap_or(GENESIS_HASH);
             let hash = hex::encode(entry_hash(&prev, seq, at, &kind, &actor, &subject, &data));
-            sqlx::query(
+            let prev_hash = std::mem::replace(&mut prev_hex, hash.clone());
+            chained_rows.push(Chained {
+                pending_id: text(row, "id")?,
+                seq,
+                at,
+                kind,
+                actor,
+                subject,
+                data,
+                prev_hash,
+                hash,
+            });
+        }
+        // A round trip per group of entries instead of two per entry; the groups have a
+        // few fixed sizes so that the statements' shapes (and prepared plans) stay few.
+        let mut rest = chained_rows.as_slice();
+        while !rest.is_empty() {
+            let size = CHAIN_GROUPS
+                .iter()
+                .copied()
+                .find(|g| *g <= rest.len())
+                .unwrap_or(1);
+            let (group, after) = rest.split_at(size);
+            rest = after;
+            let mut w = Writes::new();
+            let values: Vec<String> = (0..size)
+                .map(|i| {
+                    let p = 8 * i;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6,
+                        p + 7,
+                        p + 8
+                    )
+                })
+                .collect();
+            w.push(&format!(
                 "INSERT INTO audit_log (seq, at, kind, actor, subject, data, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(seq)
-            .bind(at)
-            .bind(&kind)
-            .bind(&actor)
-            .bind(&subject)
-            .bind(&data)
-            .bind(&prev_hex)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM audit_pending WHERE id = $1")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-            prev_hex = hash;
+                 VALUES {}",
+                values.join(", ")
+            ));
+            for c in group {
+                w.bind(c.seq)
+                    .bind(c.at)
+                    .bind(c.kind.clone())
+                    .bind(c.actor.clone())
+                    .bind(c.subject.clone())
+                    .bind(c.data.clone())
+                    .bind(c.prev_hash.clone())
+                    .bind(c.hash.clone());
+            }
+            let ids: Vec<String> = (1..=size).map(|i| format!("${i}")).collect();
+            w.push(&format!(
+                "DELETE FROM audit_pending WHERE id IN ({})",
+                ids.join(", ")
+            ));
+            let deleted = w.count_rows();
+            for c in group {
+                w.bind(c.pending_id.clone());
+            }
+            let changed = w.run(&mut tx).await?;
+            if changed.rows(deleted) != size as u64 {
+                // The head row serialises chainers, so this is a pending entry that went
+                // away under it: chain nothing of this batch.
+                tx.rollback().await?;
+                return Err(DbError::Sqlx(sqlx::Error::Protocol(format!(
+                    "{} of {size} pending audit entries were still there to chain",
+                    changed.rows(deleted)
+                ))));
+            }
         }
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
             .bind(seq)

@@ -202,6 +202,19 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
     })
 }
 
+/// What requests leave for the daemon to write within a quarter second, written now: the
+/// audit entries they committed unchained get their sequence numbers and hashes, and the
+/// sessions' noted last use is stored (ADR 0026). `serve` runs it every 250 ms; failures
+/// are logged and retried on the next pass.
+pub async fn record_deferred(app: &App) {
+    if let Err(e) = audit::chain_pending(&app.db).await {
+        tracing::warn!(error = %e, "chaining audit entries failed; retrying");
+    }
+    if let Err(e) = app.last_use.flush(&app.db).await {
+        tracing::warn!(error = %e, "recording sessions' last use failed; retrying");
+    }
+}
+
 /// One pass of the background work: deliver notifications, resume interrupted
 /// broadcasts, notice confirmations, and when due sync coins and write a signed audit
 /// checkpoint.
@@ -415,12 +428,7 @@ pub async fn run(app: App, transport: Transport) -> Result<()> {
     let (chain_stop_tx, mut chain_stop_rx) = tokio::sync::watch::channel(false);
     let chainer = tokio::spawn(async move {
         loop {
-            if let Err(e) = audit::chain_pending(&chain_app.db).await {
-                tracing::warn!(error = %e, "chaining audit entries failed; retrying");
-            }
-            if let Err(e) = chain_app.last_use.flush(&chain_app.db).await {
-                tracing::warn!(error = %e, "recording sessions' last use failed; retrying");
-            }
+            record_deferred(&chain_app).await;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 _ = chain_stop_rx.changed() => break,

@@ -807,6 +807,38 @@ async fn audit_entries_commit_with_their_change_and_chain_once(engine: Engine) {
         let expected: Vec<String> = (0..5).map(|i| json!({ "i": i }).to_string()).collect();
         assert_eq!(order, expected, "writer {w}'s entries in the order written");
     }
+    // A backlog chained in one pass (groups of every size the chainer writes at once):
+    // every entry once, in order, the chain intact.
+    let mut tx = db.begin().await.unwrap();
+    for i in 0..157 {
+        custody_coordinator::audit::append(
+            &mut tx,
+            2,
+            "test.backlog",
+            "test",
+            "b",
+            &json!({ "i": i }),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(
+        custody_coordinator::audit::chain_pending(&db)
+            .await
+            .unwrap(),
+        157
+    );
+    let v = custody_coordinator::audit::verify(&db).await.unwrap();
+    assert_eq!(v.entries, before + 357);
+    let backlog: Vec<String> = custody_coordinator::audit::entries(&db, before + 200, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    let expected: Vec<String> = (0..157).map(|i| json!({ "i": i }).to_string()).collect();
+    assert_eq!(backlog, expected);
 }
 on_both!(audit_entries_commit_with_their_change_and_chain_once);
 
