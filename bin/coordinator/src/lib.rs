@@ -215,6 +215,9 @@ pub async fn record_deferred(app: &App) {
     }
 }
 
+/// Notifications one delivery pass takes.
+const DELIVERY_PASS: i64 = 100;
+
 /// One pass of the background work: deliver notifications, resume interrupted
 /// broadcasts, notice confirmations, and when due sync coins and write a signed audit
 /// checkpoint.
@@ -224,7 +227,14 @@ pub async fn record_deferred(app: &App) {
 pub async fn tick(app: &App) -> Result<(), error::ApiError> {
     use std::sync::atomic::Ordering;
     audit::chain_pending(&app.db).await?;
-    notify::deliver_pending(app, 100).await?;
+    // Everything due, in passes of 100, for at most a second and a half: a burst of
+    // alerts is not capped at one pass per tick. A pass that delivers fewer than it took
+    // (a channel down) ends the round; the rest waits for the next tick.
+    let started = std::time::Instant::now();
+    while notify::deliver_pending(app, DELIVERY_PASS).await?
+        == usize::try_from(DELIVERY_PASS).unwrap_or(0)
+        && started.elapsed() < Duration::from_millis(1500)
+    {}
     withdrawals::resume(app).await?;
     let now = app.now();
     let w = &app.config.worker;

@@ -240,7 +240,8 @@ impl Pending {
     }
 }
 
-/// Delivers due notifications; returns how many were delivered.
+/// Delivers up to `limit` due notifications, one-time codes first (someone is waiting for
+/// them, and a backlog of alerts must not hold them up); returns how many were delivered.
 ///
 /// # Errors
 /// Storage failure (a channel failure is recorded on its row, not returned).
@@ -249,7 +250,7 @@ pub async fn deliver_pending(app: &App, limit: i64) -> Result<usize, ApiError> {
     let rows = sqlx::query(
         "SELECT id, created_at, principal_id, channel, kind, payload, attempts FROM outbox \
          WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 \
-         ORDER BY created_at LIMIT $2",
+         ORDER BY CASE WHEN kind LIKE 'otp.%' THEN 0 ELSE 1 END, created_at LIMIT $2",
     )
     .bind(now)
     .bind(limit)

@@ -457,3 +457,74 @@ async fn links_act_only_on_post_once_and_before_they_expire() {
     let (st, page) = h.call("GET", &fresh, None, None, None).await;
     assert_eq!(st, StatusCode::OK, "{page}");
 }
+
+/// A burst of alerts does not hold up a one-time code someone is waiting for, and the
+/// worker's tick delivers everything due, not one pass of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_go_out_ahead_of_a_backlog_and_a_tick_delivers_the_whole_backlog() {
+    let h = Harness::new(Engine::Sqlite).await.unwrap();
+    let undelivered = |kind: Option<&'static str>| {
+        let db = h.app.db.clone();
+        async move {
+            let sql = match kind {
+                Some(_) => {
+                    "SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL AND kind = $1"
+                }
+                None => {
+                    "SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL AND kind <> $1"
+                }
+            };
+            let r = sqlx::query(sql)
+                .bind(kind.unwrap_or(""))
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            sqlx::Row::get::<i64, _>(&r, "n")
+        }
+    };
+    let mut tx = h.app.db.begin().await.unwrap();
+    for i in 0..250 {
+        custody_coordinator::notify::enqueue(
+            &mut tx,
+            &h.app,
+            None,
+            "test.alert",
+            json!({ "i": i }),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    // The code is queued after all of them.
+    h.clock.advance(1);
+    let mut tx = h.app.db.begin().await.unwrap();
+    custody_coordinator::notify::enqueue(
+        &mut tx,
+        &h.app,
+        None,
+        "otp.email",
+        json!({ "code": "123456" }),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let backlog = undelivered(None).await;
+    assert!(backlog >= 251, "{backlog}");
+    assert_eq!(undelivered(Some("otp.email")).await, 1);
+    // One pass of 100 takes the code first.
+    let n = custody_coordinator::notify::deliver_pending(&h.app, 100)
+        .await
+        .unwrap();
+    assert_eq!(n, 100);
+    assert_eq!(
+        undelivered(Some("otp.email")).await,
+        0,
+        "the code went out in the first pass"
+    );
+    assert_eq!(undelivered(None).await, backlog - 100);
+    // One tick delivers the rest.
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(undelivered(None).await, 0, "the whole backlog in one tick");
+    let lines = std::fs::read_to_string(h.app.config.notification_file().unwrap()).unwrap();
+    assert!(lines.lines().count() >= 251);
+}
