@@ -136,6 +136,8 @@ pub struct WorkerState {
     pub last_checkpoint: std::sync::atomic::AtomicI64,
     /// When expired links were last swept.
     pub last_link_sweep: std::sync::atomic::AtomicI64,
+    /// When the velocity running totals were last compared with their withdrawals.
+    pub last_velocity_check: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for App {

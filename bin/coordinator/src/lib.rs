@@ -251,6 +251,12 @@ pub async fn tick(app: &App) -> Result<(), error::ApiError> {
         app.worker.last_link_sweep.store(now, Ordering::SeqCst);
         links::sweep_expired(app).await?;
     }
+    if now - app.worker.last_velocity_check.load(Ordering::SeqCst)
+        >= velocity::SELF_CHECK_EVERY_SECS
+    {
+        app.worker.last_velocity_check.store(now, Ordering::SeqCst);
+        velocity::self_check(app).await?;
+    }
     if w.checkpoint_minutes > 0
         && now - app.worker.last_checkpoint.load(Ordering::SeqCst) >= w.checkpoint_minutes * 60
     {

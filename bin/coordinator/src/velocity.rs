@@ -273,30 +273,56 @@ fn count_and_total(r: &impl crate::db::Columns) -> Result<(i64, u128), DbError> 
 /// # Errors
 /// [`DbError::Sqlx`].
 pub async fn check(tx: &mut Tx<'_>) -> Result<Vec<Mismatch>, DbError> {
+    check_since(tx, i64::MIN).await
+}
+
+/// [`check`] for the hours from the one holding `since` on, in one statement (one
+/// snapshot: a withdrawal approved meanwhile is on both sides or on neither).
+///
+/// # Errors
+/// [`DbError::Sqlx`].
+pub async fn check_since(tx: &mut Tx<'_>, since: i64) -> Result<Vec<Mismatch>, DbError> {
     use std::collections::BTreeMap;
     // (asset, hour) → (count, total) kept and (count, total) of the rows.
     type Sums = ((i64, u128), (i64, u128));
     let mut hours: BTreeMap<(String, i64), Sums> = BTreeMap::new();
-    let limbs: Vec<String> = (0..LIMBS)
+    let kept_limbs: Vec<String> = (0..LIMBS)
         .map(|k| format!("CAST(SUM(t{k}) AS BIGINT) AS t{k}"))
         .collect();
-    let kept = sqlx::query(&format!(
-        "SELECT asset, bucket, CAST(SUM(n) AS BIGINT) AS n, {} FROM velocity_buckets \
-         GROUP BY asset, bucket",
-        limbs.join(", ")
+    let row_limbs: Vec<String> = (0..LIMBS)
+        .map(|k| {
+            format!(
+                "CAST(SUM({}) AS BIGINT) AS t{k}",
+                limb_sql(STORED_DECIMAL, k)
+            )
+        })
+        .collect();
+    let rows = sqlx::query(&format!(
+        "SELECT 'kept' AS side, asset, bucket, CAST(SUM(n) AS BIGINT) AS n, {} \
+         FROM velocity_buckets WHERE bucket >= $1 GROUP BY asset, bucket \
+         UNION ALL \
+         SELECT 'rows' AS side, asset, created_at - created_at % {BUCKET_SECS} AS bucket, \
+         COUNT(*) AS n, {} FROM withdrawals WHERE state IN {COUNTED} AND created_at >= $1 \
+         GROUP BY asset, created_at - created_at % {BUCKET_SECS}",
+        kept_limbs.join(", "),
+        row_limbs.join(", ")
     ))
+    .bind(if since == i64::MIN {
+        i64::MIN
+    } else {
+        bucket_of(since)
+    })
     .fetch_all(&mut **tx)
     .await?;
-    for r in &kept {
+    for r in &rows {
         let key = (crate::db::text(r, "asset")?, crate::db::int(r, "bucket")?);
-        hours.entry(key).or_default().0 = count_and_total(r)?;
-    }
-    let actual = sqlx::query(&sums_from_rows_sql())
-        .fetch_all(&mut **tx)
-        .await?;
-    for r in &actual {
-        let key = (crate::db::text(r, "asset")?, crate::db::int(r, "bucket")?);
-        hours.entry(key).or_default().1 = count_and_total(r)?;
+        let sums = count_and_total(r)?;
+        let entry = hours.entry(key).or_default();
+        if crate::db::text(r, "side")? == "kept" {
+            entry.0 = sums;
+        } else {
+            entry.1 = sums;
+        }
     }
     Ok(hours
         .into_iter()
@@ -308,6 +334,69 @@ pub async fn check(tx: &mut Tx<'_>) -> Result<Vec<Mismatch>, DbError> {
             actual,
         })
         .collect())
+}
+
+/// How often the worker compares the recent running totals with their withdrawals.
+pub const SELF_CHECK_EVERY_SECS: i64 = 3600;
+
+/// How far back the worker's comparison reaches: longer than any velocity window a
+/// policy is expected to use.
+pub const SELF_CHECK_SPAN_SECS: i64 = 31 * 86_400;
+
+/// The worker's hourly comparison of the last [`SELF_CHECK_SPAN_SECS`] of running totals
+/// with their withdrawals, on a read connection. Totals that differ mean velocity limits
+/// read wrong sums: each finding is logged as an error, counted in the
+/// `custody_velocity_drift_hours` gauge, audited (`velocity.drift_found`) and sent to the
+/// operators' channels (`velocity.drift`) until `velocity rebuild` puts them right.
+/// Returns the hours that differ.
+///
+/// # Errors
+/// Storage failure.
+pub async fn self_check(app: &crate::App) -> Result<Vec<Mismatch>, ApiError> {
+    let now = app.now();
+    let mut read = app.db.read_pool().begin().await.map_err(DbError::from)?;
+    let drift = check_since(&mut read, now.saturating_sub(SELF_CHECK_SPAN_SECS)).await?;
+    read.rollback().await.map_err(DbError::from)?;
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("custody_velocity_drift_hours").set(drift.len() as f64);
+    if drift.is_empty() {
+        return Ok(drift);
+    }
+    let hours: Vec<serde_json::Value> = drift
+        .iter()
+        .map(|m| {
+            tracing::error!(
+                asset = %m.asset, hour = m.bucket, kept_count = m.kept.0,
+                kept_total = %m.kept.1, count = m.actual.0, total = %m.actual.1,
+                "velocity running total differs from its withdrawals; run `custody-coordinator velocity rebuild`"
+            );
+            serde_json::json!({
+                "asset": m.asset, "bucket": m.bucket,
+                "kept": { "count": m.kept.0, "total": m.kept.1.to_string() },
+                "actual": { "count": m.actual.0, "total": m.actual.1.to_string() },
+            })
+        })
+        .collect();
+    let mut tx = app.db.begin().await?;
+    crate::audit::append(
+        &mut tx,
+        now,
+        "velocity.drift_found",
+        "system",
+        "velocity_buckets",
+        &serde_json::json!({ "differ": hours }),
+    )
+    .await?;
+    crate::notify::enqueue(
+        &mut tx,
+        app,
+        None,
+        "velocity.drift",
+        serde_json::json!({ "hours": hours.len(), "differ": hours }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(drift)
 }
 
 /// The withdrawal a usage read leaves out (the one checked again before it is signed),

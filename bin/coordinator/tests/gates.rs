@@ -1129,3 +1129,58 @@ async fn a_broadcast_the_backend_refuses_stays_broadcasting_and_is_sent_again(en
     assert_eq!(h.audit_count("withdrawal.broadcast").await, 1);
 }
 on_both!(a_broadcast_the_backend_refuses_stays_broadcasting_and_is_sent_again);
+
+/// The worker compares the recent velocity totals with their withdrawals every hour:
+/// quiet while they agree; a total that drifted (a limit reading a wrong sum) is audited
+/// and sent to the operators' channels until it is rebuilt.
+async fn the_worker_reports_velocity_totals_that_drifted(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let f = h.requested(10_000_000).await;
+    for i in 0..2 {
+        let (st, v) = h.approve(&f, i).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let drift_alerts = |h: &Harness| {
+        let db = h.app.db.clone();
+        async move {
+            let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'velocity.drift'")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            sqlx::Row::get::<i64, _>(&r, "n")
+        }
+    };
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(drift_alerts(&h).await, 0, "totals that agree raise nothing");
+    assert_eq!(h.audit_count("velocity.drift_found").await, 0);
+    // A total written around the coordinator.
+    sqlx::query("UPDATE velocity_buckets SET n = n + 1, t0 = t0 + 5")
+        .execute(h.app.db.pool())
+        .await
+        .unwrap();
+    // Not checked again before the hour is up.
+    h.clock.advance(60);
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(drift_alerts(&h).await, 0);
+    h.clock.advance(3600);
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(drift_alerts(&h).await, 1);
+    assert_eq!(h.audit_count("velocity.drift_found").await, 1);
+    let found = custody_coordinator::velocity::self_check(&h.app)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kept.0, found[0].actual.0 + 1);
+    assert_eq!(found[0].kept.1, found[0].actual.1 + 5);
+    // Rebuilt: quiet again.
+    custody_coordinator::velocity::rebuild_audited(&h.app.db, "test", 0)
+        .await
+        .unwrap();
+    assert!(custody_coordinator::velocity::self_check(&h.app)
+        .await
+        .unwrap()
+        .is_empty());
+}
+on_both!(the_worker_reports_velocity_totals_that_drifted);
