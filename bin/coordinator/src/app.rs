@@ -125,6 +125,9 @@ pub struct App {
     pub hash_key: Arc<custody_auth::HashKey>,
     /// Sessions' last use, waiting to be written (ADR 0026).
     pub last_use: Arc<crate::accounts::LastUse>,
+    /// Wakes the daemon's worker when a one-time code was committed to the outbox, so
+    /// that it goes out at once instead of at the next tick.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Times (unix seconds) of the last periodic jobs.

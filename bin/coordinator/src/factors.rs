@@ -809,6 +809,10 @@ pub async fn start_challenge(
         }
     };
     tx.commit().await?;
+    if method != ChallengeMethod::Webauthn {
+        // A code was queued (email or SMS): out now, not at the next tick.
+        app.outbox_wake.notify_one();
+    }
     Ok(challenge)
 }
 
@@ -1544,6 +1548,7 @@ pub async fn set_phone(
     )
     .await?;
     tx.commit().await?;
+    app.outbox_wake.notify_one();
     Ok(Challenge {
         challenge_id: id,
         method: ChallengeMethod::Sms,

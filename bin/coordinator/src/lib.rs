@@ -199,6 +199,7 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
         limiter: Arc::new(limiter),
         hash_key: Arc::new(hash_key),
         last_use: Arc::default(),
+        outbox_wake: Arc::default(),
     })
 }
 
@@ -427,12 +428,15 @@ pub async fn run(app: App, transport: Transport) -> Result<()> {
     let worker_app = app.clone();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(async move {
+        let wake = worker_app.outbox_wake.clone();
         loop {
             if let Err(e) = tick(&worker_app).await {
                 tracing::warn!(error = %e, "background work failed; retrying");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                // A one-time code was queued: someone is waiting for it.
+                _ = wake.notified() => {}
                 _ = stop_rx.changed() => break,
             }
         }

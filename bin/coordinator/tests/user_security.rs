@@ -57,6 +57,13 @@ async fn last_sms_code(h: &Harness, phone: &str) -> String {
         .to_owned()
 }
 
+/// Whether a queued one-time code woke the daemon's worker since the last look (takes
+/// the wake-up).
+fn woke(h: &Harness) -> bool {
+    use futures_util::FutureExt as _;
+    h.app.outbox_wake.notified().now_or_never().is_some()
+}
+
 /// Starts an SMS challenge and returns its answer.
 async fn sms_only(h: &Harness, s: &Session, phone: &str) -> Value {
     let (st, ch) = h
@@ -188,6 +195,7 @@ async fn every_factor_signs_in_and_steps_up(engine: Engine) {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{ch}");
+    assert!(!woke(&h), "a security-key challenge queues no code to send");
     let (st, v) = h
         .call(
             "POST",
@@ -210,6 +218,10 @@ async fn every_factor_signs_in_and_steps_up(engine: Engine) {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{ch}");
+    assert!(
+        woke(&h),
+        "an email code wakes the worker to send it at once"
+    );
     let code = last_email_code(&h, &s.id).await;
     let (st, v) = h
         .call(
@@ -236,6 +248,7 @@ async fn every_factor_signs_in_and_steps_up(engine: Engine) {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{ch}");
+    assert!(woke(&h), "an SMS code wakes the worker to send it at once");
     let sms = last_sms_code(&h, phone).await;
     let (st, v) = h
         .call(
