@@ -1094,15 +1094,7 @@ async fn a_broadcast_the_backend_refuses_stays_broadcasting_and_is_sent_again(en
     assert_eq!(v["error"]["code"], "broadcast_failed");
     let message = v["error"]["message"].as_str().unwrap();
     assert!(message.contains("stays broadcasting"), "{message}");
-    let (_, w) = h
-        .call(
-            "GET",
-            &format!("/v1/withdrawals/{}", f.id),
-            Some(&f.operator.token),
-            None,
-            None,
-        )
-        .await;
+    let w = h.view(&f).await;
     assert_eq!(w["state"], "broadcasting", "{w}");
     assert!(w["failure"].as_str().is_some_and(|r| !r.is_empty()), "{w}");
     // Still down: the worker tries and leaves it as it is.
@@ -1112,15 +1104,7 @@ async fn a_broadcast_the_backend_refuses_stays_broadcasting_and_is_sent_again(en
     // Back: the next tick sends it, clears the reason and records it once.
     std::fs::write(&path, saved).unwrap();
     custody_coordinator::tick(&h.app).await.unwrap();
-    let (_, w) = h
-        .call(
-            "GET",
-            &format!("/v1/withdrawals/{}", f.id),
-            Some(&f.operator.token),
-            None,
-            None,
-        )
-        .await;
+    let w = h.view(&f).await;
     assert_eq!(w["state"], "broadcast", "{w}");
     assert!(w["failure"].is_null(), "{w}");
     let txid = common::parse_txid(w["txid"].as_str().unwrap());

@@ -901,17 +901,24 @@ impl Harness {
         .await
     }
 
+    /// The withdrawal as the operator sees it (`GET /v1/withdrawals/{id}`).
+    pub async fn view(&self, f: &Flow) -> Value {
+        self.call(
+            "GET",
+            &format!("/v1/withdrawals/{}", f.id),
+            Some(&f.operator.token),
+            None,
+            None,
+        )
+        .await
+        .1
+    }
+
     pub async fn state(&self, f: &Flow) -> String {
-        let (_, v) = self
-            .call(
-                "GET",
-                &format!("/v1/withdrawals/{}", f.id),
-                Some(&f.operator.token),
-                None,
-                None,
-            )
-            .await;
-        v["state"].as_str().unwrap_or_default().to_owned()
+        self.view(f).await["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// How many audit entries of `kind` the log holds.
