@@ -429,14 +429,23 @@ pub async fn run(app: App, transport: Transport) -> Result<()> {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(async move {
         let wake = worker_app.outbox_wake.clone();
+        let mut every = tokio::time::interval(Duration::from_secs(2));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Err(e) = tick(&worker_app).await {
-                tracing::warn!(error = %e, "background work failed; retrying");
-            }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                // A one-time code was queued: someone is waiting for it.
-                _ = wake.notified() => {}
+                _ = every.tick() => {
+                    if let Err(e) = tick(&worker_app).await {
+                        tracing::warn!(error = %e, "background work failed; retrying");
+                    }
+                }
+                // A one-time code was queued: someone is waiting for it. Only the outbox
+                // (codes first), not the whole tick: a code request must not set off
+                // chain backend polls.
+                _ = wake.notified() => {
+                    if let Err(e) = notify::deliver_pending(&worker_app, DELIVERY_PASS).await {
+                        tracing::warn!(error = %e, "delivering a one-time code failed; retrying");
+                    }
+                }
                 _ = stop_rx.changed() => break,
             }
         }
