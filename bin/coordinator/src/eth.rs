@@ -44,7 +44,7 @@ use crate::withdrawals::{load, transition, Row_, Val};
 /// The asset id of ether.
 pub const ASSET_ETH: &str = "ETH";
 
-/// Gas limit of an ERC-20 transfer when the node cannot estimate one (the file backend).
+/// Gas limit of an ERC-20 transfer when the node cannot estimate one (it failed to answer).
 const TOKEN_TRANSFER_GAS_FALLBACK: u64 = 100_000;
 
 /// An amount in base units, from a JSON number or a decimal string.
@@ -516,6 +516,18 @@ pub(crate) async fn export_round(
             {
                 // A margin over the estimate: token contracts' gas use can change with state.
                 Ok(g) => g.saturating_add(g / 5),
+                // The chain says the transfer would fail now (the wallet holds too few
+                // tokens, the token refuses the recipient): signing it would spend a
+                // presignature, a nonce and gas for nothing. The round's transaction rolls
+                // back, so the presignature and the nonce stay unused.
+                Err(custody_evm::EvmError::Reverted { reason, .. }) => {
+                    return Err(ApiError::conflict(
+                        "would_revert",
+                        format!(
+                            "the token transfer would fail on chain now ({reason}); nothing was signed"
+                        ),
+                    ));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "gas estimate failed; using the fallback");
                     TOKEN_TRANSFER_GAS_FALLBACK

@@ -711,11 +711,7 @@ pub async fn search(app: &App, actor: &str, by: SearchBy<'_>) -> Result<Vec<KycM
 /// Reads a JSON body of at most `limit` bytes. Errors name the limit or a missing field,
 /// never a value (serde's own messages can quote the input).
 async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::bad_request(format!(
-            "the request body could not be read or is larger than {limit} bytes, the limit of this route"
-        ))
-    })?;
+    let bytes = wiped_body(body, limit).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         let message = e.to_string();
         if message.starts_with("missing field") {
@@ -729,6 +725,48 @@ async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, A
             ))
         }
     })
+}
+
+/// Reads a request body that holds personal data into a buffer wiped when dropped. The
+/// buffer grows by copying into a new wiped buffer (a reallocation would leave the old
+/// bytes behind in freed memory), and each chunk the server handed over is wiped once
+/// copied when nothing else holds it. Copies inside the HTTP stack's own read buffers are
+/// beyond reach.
+///
+/// # Errors
+/// 400 naming `limit` when the body is larger or cannot be read.
+async fn wiped_body(body: Body, limit: usize) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    use futures_util::StreamExt;
+    let refused = || {
+        ApiError::bad_request(format!(
+            "the request body could not be read or is larger than {limit} bytes, the limit of this route"
+        ))
+    };
+    let mut buf = Zeroizing::new(Vec::with_capacity(limit.min(64 * 1024)));
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| refused())?;
+        let fits = buf
+            .len()
+            .checked_add(chunk.len())
+            .is_some_and(|n| n <= limit);
+        if fits && buf.capacity() - buf.len() < chunk.len() {
+            let want = (buf.len() + chunk.len()).max(buf.capacity().saturating_mul(2));
+            let mut bigger = Zeroizing::new(Vec::with_capacity(want.min(limit)));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        if fits {
+            buf.extend_from_slice(&chunk);
+        }
+        if let Ok(mut own) = chunk.try_into_mut() {
+            own.as_mut().zeroize();
+        }
+        if !fits {
+            return Err(refused());
+        }
+    }
+    Ok(buf)
 }
 
 async fn step_up(app: &App, p: &Principal, proof: &StepUp) -> Result<(), ApiError> {
@@ -837,4 +875,43 @@ pub async fn admin_read_kyc(
     admin_step_up(&app, &p, &s).await?;
     let (status, record) = read(&app, &p.id, &principal_id).await?;
     Ok(Json(KycView::new(status, record)?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::body::{Body, Bytes};
+
+    fn chunked(parts: &[&[u8]]) -> Body {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = parts
+            .iter()
+            .map(|p| Ok(Bytes::copy_from_slice(p)))
+            .collect();
+        Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn a_body_in_many_chunks_is_read_whole_and_a_larger_one_is_refused() {
+        // Chunks that outgrow the first buffer several times.
+        let parts: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 3000 + usize::from(i)]).collect();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let total: usize = parts.iter().map(Vec::len).sum();
+        let read = super::wiped_body(chunked(&refs), total).await.unwrap();
+        assert_eq!(read.as_slice(), parts.concat().as_slice());
+        let err = super::wiped_body(chunked(&refs), total - 1)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(
+            err.message
+                .contains(&format!("larger than {} bytes", total - 1)),
+            "{}",
+            err.message
+        );
+        assert!(super::wiped_body(chunked(&[]), 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
 }

@@ -256,6 +256,9 @@ pub async fn tick(app: &App) -> Result<(), error::ApiError> {
         >= velocity::SELF_CHECK_EVERY_SECS
     {
         app.worker.last_velocity_check.store(now, Ordering::SeqCst);
+        if let Err(e) = velocity::compact(&app.db, now).await {
+            tracing::warn!(error = %e, "velocity totals not compacted; next hour");
+        }
         velocity::self_check(app).await?;
     }
     if w.checkpoint_minutes > 0

@@ -16,6 +16,8 @@
 
 use custody_policy::{VelocityLimit, VerifiedPolicy, WindowUsage};
 
+use sqlx::Row;
+
 use crate::db::{opt_int, DbError, Engine, ReadRows, Reads, Tx, Writes};
 use crate::error::ApiError;
 
@@ -117,20 +119,91 @@ fn sums_from_rows_sql() -> String {
 
 const COLUMNS: &str = "asset, bucket, stripe, n, t0, t1, t2, t3, t4";
 
+/// The columns a total adds up: the count and the limbs.
+fn summed() -> impl Iterator<Item = String> {
+    std::iter::once("n".to_owned()).chain((0..LIMBS).map(|k| format!("t{k}")))
+}
+
+/// `ON CONFLICT` clause adding the new row's count and limbs to the stored ones.
+fn on_conflict_add() -> String {
+    let adds: Vec<String> = summed()
+        .map(|c| format!("{c} = velocity_buckets.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        "ON CONFLICT (asset, bucket, stripe) DO UPDATE SET {}",
+        adds.join(", ")
+    )
+}
+
 fn add_sql(engine: Engine) -> String {
     let stripe = match engine {
         Engine::Postgres => "pg_backend_pid()",
         Engine::Sqlite => "0",
     };
-    let adds: Vec<String> = std::iter::once("n".to_owned())
-        .chain((0..LIMBS).map(|k| format!("t{k}")))
-        .map(|c| format!("{c} = velocity_buckets.{c} + excluded.{c}"))
-        .collect();
     format!(
-        "INSERT INTO velocity_buckets ({COLUMNS}) VALUES ($1, $2, {stripe}, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (asset, bucket, stripe) DO UPDATE SET {}",
-        adds.join(", ")
+        "INSERT INTO velocity_buckets ({COLUMNS}) VALUES ($1, $2, {stripe}, $3, $4, $5, $6, $7, $8) {}",
+        on_conflict_add()
     )
+}
+
+/// How long [`compact`] waits for a row lock before it gives up until its next run: it
+/// must never hold up an approval.
+const COMPACT_LOCK_TIMEOUT: &str = "200ms";
+
+/// On PostgreSQL, folds the per-backend stripes of every hour before the previous one
+/// into one row per asset and hour (stripe 0), so that a window reads one row per hour
+/// however many connections approved in it; the totals do not change. The current and
+/// previous hours keep their stripes, where concurrent approvals still add. An approval
+/// of an older withdrawal may still add to its stripe of an old hour; the next run folds
+/// that in too. Gives up quietly (returns 0) when a row it needs is locked for longer
+/// than 200 ms. SQLite has one stripe already. Returns how many rows it removed.
+///
+/// # Errors
+/// Storage failure.
+pub async fn compact(db: &crate::db::Db, now: i64) -> Result<u64, DbError> {
+    if db.engine() != Engine::Postgres {
+        return Ok(0);
+    }
+    let mut tx = db.begin().await?;
+    sqlx::query(&format!(
+        "SET LOCAL lock_timeout = '{COMPACT_LOCK_TIMEOUT}'"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    let removed = match compact_in(&mut tx, now).await {
+        Ok(n) => n,
+        Err(DbError::Sqlx(sqlx::Error::Database(e))) if e.code().as_deref() == Some("55P03") => {
+            tracing::debug!("velocity totals not compacted: a row was locked; next run");
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    tx.commit().await?;
+    metrics::counter!("custody_velocity_rows_compacted_total").increment(removed);
+    Ok(removed)
+}
+
+/// [`compact`]'s statement, in `tx` (PostgreSQL only: a data-modifying `WITH`).
+async fn compact_in(tx: &mut Tx<'_>, now: i64) -> Result<u64, DbError> {
+    let sums: Vec<String> = summed()
+        .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+        .collect();
+    let sql = format!(
+        "WITH moved AS (DELETE FROM velocity_buckets WHERE stripe <> 0 AND bucket < $1 \
+         RETURNING {COLUMNS}), \
+         folded AS (INSERT INTO velocity_buckets ({COLUMNS}) \
+         SELECT asset, bucket, 0, {} FROM moved GROUP BY asset, bucket {} RETURNING asset) \
+         SELECT (SELECT COUNT(*) FROM moved) AS removed, (SELECT COUNT(*) FROM folded) AS folded",
+        sums.join(", "),
+        on_conflict_add()
+    );
+    let row = sqlx::query(&sql)
+        .bind(bucket_of(now) - BUCKET_SECS)
+        .fetch_one(&mut **tx)
+        .await?;
+    let removed: i64 = row.try_get("removed")?;
+    Ok(u64::try_from(removed).unwrap_or(0))
 }
 
 /// The change a move from `from` to `to` makes to the running totals: +1 entering the
@@ -622,6 +695,7 @@ mod tests {
     };
     use crate::db::{Db, Reads};
     use custody_policy::PastWithdrawal;
+    use sqlx::Row;
 
     const DAY: u64 = 86_400;
 
@@ -843,6 +917,106 @@ mod tests {
         // Two of the largest amount: beyond u128, so over any limit.
         let twice = super::limbs(u128::MAX).map(|x| 2 * u128::try_from(x).unwrap());
         assert_eq!(super::from_limbs(&twice), u128::MAX);
+    }
+
+    /// Each (asset, hour)'s count and limbs summed over its stripes.
+    async fn per_hour(tx: &mut crate::db::Tx<'_>) -> Vec<(String, i64, Vec<i64>)> {
+        let rows = sqlx::query(
+            "SELECT asset, bucket, CAST(SUM(n) AS BIGINT) AS n, CAST(SUM(t0) AS BIGINT) AS t0, \
+             CAST(SUM(t1) AS BIGINT) AS t1, CAST(SUM(t4) AS BIGINT) AS t4 FROM velocity_buckets \
+             GROUP BY asset, bucket ORDER BY asset, bucket",
+        )
+        .fetch_all(&mut **tx)
+        .await
+        .unwrap();
+        rows.iter()
+            .map(|r| {
+                (
+                    r.try_get("asset").unwrap(),
+                    r.try_get("bucket").unwrap(),
+                    ["n", "t0", "t1", "t4"]
+                        .iter()
+                        .map(|c| r.try_get(*c).unwrap())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn compacting_folds_old_stripes_into_one_row_per_hour_and_keeps_the_totals() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_800_001_234;
+        let hour = now - now % 3600;
+        for db in crate::db::testing::both_engines(&dir).await {
+            if db.engine() == crate::db::Engine::Sqlite {
+                // One stripe already: nothing to do.
+                assert_eq!(super::compact(&db, now).await.unwrap(), 0);
+                continue;
+            }
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query(
+                "CREATE TEMPORARY TABLE velocity_buckets (asset TEXT NOT NULL, bucket BIGINT NOT NULL, \
+                 stripe BIGINT NOT NULL, n BIGINT NOT NULL, t0 BIGINT NOT NULL, t1 BIGINT NOT NULL, \
+                 t2 BIGINT NOT NULL, t3 BIGINT NOT NULL, t4 BIGINT NOT NULL, \
+                 PRIMARY KEY (asset, bucket, stripe))",
+            )
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            // Five hours back to the current one; stripes 0 (already folded), 101, 202;
+            // limbs near their base so that sums carry past it.
+            let mut old_striped = 0;
+            for (a, asset) in ["BTC", "ETH"].iter().enumerate() {
+                for h in 0..6i64 {
+                    for stripe in [0i64, 101, 202] {
+                        if (h + stripe) % 4 == 3 {
+                            continue;
+                        }
+                        let k = h * 1000 + stripe + i64::try_from(a).unwrap();
+                        sqlx::query(
+                            "INSERT INTO velocity_buckets VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7)",
+                        )
+                        .bind(asset.to_string())
+                        .bind(hour - h * 3600)
+                        .bind(stripe)
+                        .bind(k % 7 + 1)
+                        .bind(999_999_000 + k)
+                        .bind(k)
+                        .bind(k % 3)
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                        if stripe != 0 && h >= 2 {
+                            old_striped += 1;
+                        }
+                    }
+                }
+            }
+            let before = per_hour(&mut tx).await;
+            assert_eq!(super::compact_in(&mut tx, now).await.unwrap(), old_striped);
+            assert_eq!(per_hour(&mut tx).await, before, "every hour's totals kept");
+            let rows: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT bucket, COUNT(*) FROM velocity_buckets WHERE asset = 'BTC' \
+                 GROUP BY bucket ORDER BY bucket DESC",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+            for (bucket, n) in rows {
+                if bucket >= hour - 3600 {
+                    assert!(n >= 2, "the current and previous hours keep their stripes");
+                } else {
+                    assert_eq!(n, 1, "hour {bucket} folded into one row");
+                }
+            }
+            assert_eq!(
+                super::compact_in(&mut tx, now).await.unwrap(),
+                0,
+                "nothing left"
+            );
+            tx.rollback().await.unwrap();
+        }
     }
 
     #[tokio::test]

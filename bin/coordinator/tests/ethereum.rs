@@ -610,3 +610,95 @@ async fn a_real_node_mines_ether_and_token_withdrawals(engine: Engine) {
     assert_eq!(e.get(&tokens).await["state"], "confirmed");
 }
 on_both!(a_real_node_mines_ether_and_token_withdrawals);
+
+/// Presignatures no round has taken.
+async fn unused_presignatures(e: &Eth) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM presignatures WHERE used_by IS NULL")
+        .fetch_one(e.h.app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// A token transfer the chain says would fail is not signed (no presignature, no nonce
+/// spent); one that reverts when mined (the balance went to an earlier withdrawal) is
+/// marked failed with the block in its reason, announced, audited and taken out of the
+/// velocity totals, while the earlier one is confirmed.
+async fn a_token_transfer_that_would_revert_is_not_signed_and_one_that_reverts_fails(
+    engine: Engine,
+) {
+    let Some(mut e) = setup(engine).await else {
+        return;
+    };
+    let asset = format!("ERC20:{TOKEN}");
+    let token: Address = TOKEN.parse().unwrap();
+    // The group holds 5 000 000; 6 000 000 cannot be paid.
+    let too_much = e.approved(&asset, 6_000_000).await;
+    let before = unused_presignatures(&e).await;
+    let (st, v) = e.round(&too_much).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "would_revert", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was signed"),
+        "{v}"
+    );
+    assert_eq!(unused_presignatures(&e).await, before, "presignature kept");
+    assert_eq!(e.get(&too_much).await["state"], "approved");
+    // Each of these can be paid alone; the second cannot after the first.
+    let (first, _) = e.signed(&asset, 3_000_000).await;
+    let (second, _) = e.signed(&asset, 3_000_000).await;
+    assert_eq!(
+        e.get(&first).await["nonce"],
+        0,
+        "the refused round took no nonce"
+    );
+    assert_eq!(e.get(&second).await["nonce"], 1);
+    broadcast(&e, &first).await;
+    broadcast(&e, &second).await;
+    e.file.as_ref().unwrap().mine(1).await.unwrap();
+    custody_coordinator::tick(&e.h.app).await.unwrap();
+    assert_eq!(e.get(&first).await["state"], "confirmed");
+    let failed = e.get(&second).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["failure"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reverted in block"),
+        "{failed}"
+    );
+    let dest: Address = ETH_DEST.parse().unwrap();
+    assert_eq!(
+        e.chain.erc20_balance(token, dest).await.unwrap(),
+        U256::from(3_000_000u64),
+        "only the first was paid"
+    );
+    assert_eq!(
+        e.chain.erc20_balance(token, e.group).await.unwrap(),
+        U256::from(2_000_000u64)
+    );
+    assert_eq!(e.h.audit_count("withdrawal.failed").await, 1);
+    let user_told: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'withdrawal.failed' AND principal_id = $1",
+    )
+    .bind(e.user.id.clone())
+    .fetch_one(e.h.app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(user_told, 1, "the customer is told");
+    // A second pass changes nothing more.
+    custody_coordinator::tick(&e.h.app).await.unwrap();
+    assert_eq!(e.h.audit_count("withdrawal.failed").await, 1);
+    custody_coordinator::audit::verify(&e.h.app.db)
+        .await
+        .expect("log intact");
+    let mut tx = e.h.app.db.pool().begin().await.unwrap();
+    let drift = custody_coordinator::velocity::check(&mut tx).await.unwrap();
+    assert!(
+        drift.is_empty(),
+        "the failed one left the totals: {drift:?}"
+    );
+}
+on_both!(a_token_transfer_that_would_revert_is_not_signed_and_one_that_reverts_fails);

@@ -1168,3 +1168,100 @@ async fn the_worker_reports_velocity_totals_that_drifted(engine: Engine) {
         .is_empty());
 }
 on_both!(the_worker_reports_velocity_totals_that_drifted);
+
+/// Rows of `velocity_buckets`: (bucket, stripe).
+async fn bucket_rows(h: &Harness) -> Vec<(i64, i64)> {
+    sqlx::query_as("SELECT bucket, stripe FROM velocity_buckets ORDER BY bucket, stripe")
+        .fetch_all(h.app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// Every total still equals its withdrawals.
+async fn totals_agree(h: &Harness) {
+    let mut tx = h.app.db.pool().begin().await.unwrap();
+    let drift = custody_coordinator::velocity::check(&mut tx).await.unwrap();
+    assert!(drift.is_empty(), "{drift:?}");
+}
+
+/// On PostgreSQL each backend adds to its own row of an hour; the hourly worker folds the
+/// rows of hours before the previous one into one (stripe 0) without changing a total,
+/// waits at most briefly for a row an approval holds (and tries again next hour), and
+/// folds in what a late approval added to an old hour later. SQLite has one row already.
+async fn the_worker_folds_old_velocity_rows_and_gives_way_to_approvals(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let f = h.requested(10_000_000).await;
+    let (st, w) = another(&h, &f, 20_000_000).await;
+    assert_eq!(st, StatusCode::CREATED, "{w}");
+    let late = common::Flow {
+        operator: f.operator.clone(),
+        approvers: f.approvers.clone(),
+        user: f.user.clone(),
+        id: w["id"].as_str().unwrap().to_owned(),
+        digest: w["approval_digest"].as_str().unwrap().to_owned(),
+    };
+    for i in 0..2 {
+        let (st, v) = h.approve(&f, i).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let (st, v) = h.approve(&late, 0).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let fresh = bucket_rows(&h).await;
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    let now = custody_coordinator::Clock::now(&h.clock);
+    if engine == Engine::Sqlite {
+        assert_eq!(fresh[0].1, 0);
+        assert_eq!(
+            custody_coordinator::velocity::compact(&h.app.db, now + 3 * 3600)
+                .await
+                .unwrap(),
+            0
+        );
+        return;
+    }
+    assert_ne!(fresh[0].1, 0, "a backend's own row");
+    // The current and previous hours keep their rows.
+    assert_eq!(
+        custody_coordinator::velocity::compact(&h.app.db, now + 3600)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(bucket_rows(&h).await, fresh);
+    h.clock.advance(3 * 3600);
+    // An approval's transaction holds the row: the fold gives way, changing nothing.
+    let mut holder = h.app.db.pool().begin().await.unwrap();
+    sqlx::query("SELECT n FROM velocity_buckets FOR UPDATE")
+        .fetch_all(&mut *holder)
+        .await
+        .unwrap();
+    let now = custody_coordinator::Clock::now(&h.clock);
+    let gave_way = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        custody_coordinator::velocity::compact(&h.app.db, now),
+    )
+    .await
+    .expect("does not wait for the approval")
+    .unwrap();
+    assert_eq!(gave_way, 0);
+    holder.rollback().await.unwrap();
+    assert_eq!(bucket_rows(&h).await, fresh);
+    // The worker's hourly run folds it.
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(bucket_rows(&h).await, vec![(fresh[0].0, 0)]);
+    totals_agree(&h).await;
+    // A withdrawal of that hour approved now adds a backend's row to it again ...
+    let (st, v) = h.approve(&late, 1).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let rows = bucket_rows(&h).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    totals_agree(&h).await;
+    // ... which the next hourly run folds in.
+    h.clock.advance(3600);
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(bucket_rows(&h).await, vec![(fresh[0].0, 0)]);
+    totals_agree(&h).await;
+}
+on_both!(the_worker_folds_old_velocity_rows_and_gives_way_to_approvals);
