@@ -24,7 +24,7 @@ use crate::db::{int, text, Tx};
 use crate::error::{ApiError, ErrorBody};
 use crate::risk::{self, EventKind, EventSource};
 use crate::withdrawals::{
-    self, NewApproval, NewRound, NewShares, NewWithdrawal, RoundView, WithdrawalView,
+    self, NewApproval, NewCancel, NewRound, NewShares, NewWithdrawal, RoundView, WithdrawalView,
 };
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -318,6 +318,7 @@ pub fn router(app: App) -> Router {
         .routes(routes!(create_withdrawal, list_withdrawals))
         .routes(routes!(get_withdrawal))
         .routes(routes!(approve_withdrawal))
+        .routes(routes!(cancel_withdrawal))
         .routes(routes!(export_round))
         .routes(routes!(import_shares))
         .routes(routes!(broadcast_withdrawal))
@@ -870,6 +871,36 @@ async fn approve_withdrawal(
         );
         Box::pin(async move {
             withdrawals::approve(tx, &app, &p, &id, &r)
+                .await
+                .map(Answer::from)
+        })
+    })
+    .await
+}
+
+/// Cancels a withdrawal that is not signed yet: its customer, or an operator or admin
+/// with a reason. Reserved coins go back to the wallet; the customer is notified.
+#[utoipa::path(post, path = "/v1/withdrawals/{id}/cancel", params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = NewCancel, responses((status = 200, body = WithdrawalView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "signed, on its way, finished or already cancelled")))]
+async fn cancel_withdrawal(
+    State(app): State<App>,
+    Auth(p, _t): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(r): Json<NewCancel>,
+) -> Result<Response, ApiError> {
+    let key = idem_key(&headers)?;
+    let fp = serde_json::json!({ "id": id, "reason": r.reason });
+    idempotent(app.clone(), p.id.clone(), key, "cancel", &fp, move |tx| {
+        let (app, p, id, r) = (
+            app.clone(),
+            p.clone(),
+            id.clone(),
+            NewCancel {
+                reason: r.reason.clone(),
+            },
+        );
+        Box::pin(async move {
+            withdrawals::cancel(tx, &app, &p, &id, &r)
                 .await
                 .map(Answer::from)
         })

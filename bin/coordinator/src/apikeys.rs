@@ -6,8 +6,9 @@
 //! `X-Custody-*` headers; [`authenticate_signed`] checks them before any handler runs and
 //! leaves the key's principal in the request for the `Auth` extractor.
 //!
-//! What a key may reach: `GET` needs `read`; `POST /v1/withdrawals` needs `withdraw`, and a
-//! key without a narrow IP allowlist never withdraws; everything else needs `admin`.
+//! What a key may reach: `GET` needs `read`; `POST /v1/withdrawals` and
+//! `POST /v1/withdrawals/{id}/cancel` need `withdraw`, and a key without a narrow IP
+//! allowlist never withdraws; everything else needs `admin`.
 //! Security settings (password, email, second factors, whitelist, IP allowlist, devices,
 //! sessions) are never changed with a key: they need a signed-in person with step-up
 //! 2FA. Withdrawals with a key go only to active whitelisted addresses.
@@ -315,7 +316,10 @@ fn required_scope(method: &axum::http::Method, path: &str) -> Result<Scope, ApiE
     Ok(
         if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
             Scope::Read
-        } else if method == axum::http::Method::POST && path == "/v1/withdrawals" {
+        } else if method == axum::http::Method::POST
+            && (path == "/v1/withdrawals"
+                || (path.starts_with("/v1/withdrawals/") && path.ends_with("/cancel")))
+        {
             Scope::Withdraw
         } else {
             Scope::Admin

@@ -409,6 +409,7 @@ pub fn render(kind: &str, payload: &serde_json::Value) -> (String, String) {
         "otp.email" => "Your verification code".to_owned(),
         "security.anti_phishing_code_changed" => "Your anti-phishing code was changed".to_owned(),
         "withdrawal.failed" => "Your withdrawal failed".to_owned(),
+        "withdrawal.cancelled" => "Your withdrawal was cancelled".to_owned(),
         "policy.installed" => "A new withdrawal policy was installed".to_owned(),
         other => format!("Security notice: {other}"),
     };

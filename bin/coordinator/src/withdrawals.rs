@@ -3,7 +3,8 @@
 //! ```text
 //! requested ─► pending_approval ─► approved ─► signing ─► signed ─► broadcasting ─► broadcast ─► confirmed
 //!     │              (holds run alongside; every gate re-checks them)
-//!     └─► rejected (policy or whitelist said no; kept for the record)
+//!     ├─► rejected (policy or whitelist said no; kept for the record)
+//!     └─► cancelled (by its customer, an operator or an admin, before it is signed)
 //! ```
 //!
 //! The PSBT is built when the withdrawal is requested, so approvers sign the exact
@@ -1141,6 +1142,139 @@ pub async fn approve(
         )
         .await?;
     }
+    let w = load(tx, &w.id).await?;
+    let v = view(tx, app, &w).await?;
+    Ok((
+        axum::http::StatusCode::OK,
+        serde_json::to_value(v).map_err(ApiError::internal)?,
+    ))
+}
+
+/// A cancellation (`POST /v1/withdrawals/{id}/cancel`).
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+pub struct NewCancel {
+    /// Why, for the audit log and the customer's notification; required from operators
+    /// and admins, at most 500 characters.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The longest cancellation reason kept.
+const MAX_CANCEL_REASON: usize = 500;
+
+/// Cancels a withdrawal that is not signed yet (the body of
+/// `POST /v1/withdrawals/{id}/cancel`): its customer may, and so may operators and admins
+/// (with a reason). Bitcoin withdrawals can be cancelled until they are signed, their
+/// reserved coins going back to the wallet; the nonces of signing rounds already exported
+/// stay used (they are never offered again). Ethereum withdrawals can be cancelled until
+/// their round is exported: the round fixes the account nonce, and leaving it unused would
+/// stop every later Ethereum withdrawal. One transaction: the state, the coins, the
+/// velocity totals (an approved withdrawal stops counting), the audit entry and the
+/// customer's notification.
+///
+/// # Errors
+/// 404 for another customer's withdrawal; 403 for approvers; 400 for a missing or long
+/// reason; 409 when it is signed, on its way or finished.
+pub async fn cancel(
+    tx: &mut Tx<'_>,
+    app: &App,
+    who: &Principal,
+    id: &str,
+    req: &NewCancel,
+) -> Result<(axum::http::StatusCode, serde_json::Value), ApiError> {
+    let now = app.now();
+    let w = load(tx, id).await?;
+    let by = match who.role {
+        Role::User if w.principal_id == who.id => "the customer",
+        Role::User => return Err(ApiError::not_found("withdrawal")),
+        Role::Operator => "an operator",
+        Role::Admin => "an admin",
+        Role::Approver | Role::Service => {
+            return Err(ApiError::forbidden(
+                "only the customer, an operator or an admin cancels a withdrawal",
+            ))
+        }
+    };
+    let reason = req
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.chars().count() > MAX_CANCEL_REASON) {
+        return Err(ApiError::bad_request(format!(
+            "reason is longer than {MAX_CANCEL_REASON} characters"
+        )));
+    }
+    if who.role != Role::User && reason.is_none() {
+        return Err(ApiError::bad_request(
+            "an operator's or admin's cancellation needs a reason (it is audited and sent to the customer)",
+        ));
+    }
+    let ethereum = w.eth_intent.is_some();
+    match w.state.as_str() {
+        "pending_approval" | "approved" => {}
+        "signing" if !ethereum => {}
+        "signing" | "signed" if ethereum => {
+            return Err(ApiError::conflict(
+                "nonce_committed",
+                format!(
+                    "withdrawal is {}: its signing round fixed the account nonce, and an unused nonce would stop every later Ethereum withdrawal; freeze the account to keep it from being broadcast",
+                    w.state
+                ),
+            ))
+        }
+        "cancelled" => {
+            return Err(ApiError::conflict(
+                "already_cancelled",
+                "withdrawal is already cancelled",
+            ))
+        }
+        other => {
+            return Err(ApiError::conflict(
+                "too_late",
+                format!(
+                    "withdrawal is {other}; only a withdrawal that is not signed yet can be cancelled (freeze the account to keep a signed one from being broadcast)"
+                ),
+            ))
+        }
+    }
+    let why = match reason {
+        Some(r) => format!("cancelled by {by}: {r}"),
+        None => format!("cancelled by {by}"),
+    };
+    transition(
+        tx,
+        &w,
+        "cancelled",
+        now,
+        "failure",
+        &[Val::Text(Some(why.clone()))],
+    )
+    .await?;
+    let released = sqlx::query(
+        "UPDATE utxos SET reserved_by = NULL WHERE reserved_by = $1 AND spent_by IS NULL",
+    )
+    .bind(&w.id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    crate::audit::append(
+        tx,
+        now,
+        "withdrawal.cancelled",
+        &who.id,
+        &w.id,
+        &serde_json::json!({ "from": w.state, "by": who.role.as_str(), "reason": reason, "coins_released": released }),
+    )
+    .await?;
+    crate::notify::enqueue(
+        tx,
+        app,
+        Some(&w.principal_id),
+        "withdrawal.cancelled",
+        serde_json::json!({ "withdrawal": w.id, "reason": why }),
+    )
+    .await?;
     let w = load(tx, &w.id).await?;
     let v = view(tx, app, &w).await?;
     Ok((

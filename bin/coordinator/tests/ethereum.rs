@@ -359,6 +359,18 @@ impl Eth {
         (id, round)
     }
 
+    async fn cancel(&self, who: &Session, id: &str) -> (StatusCode, Value) {
+        self.h
+            .call(
+                "POST",
+                &format!("/v1/withdrawals/{id}/cancel"),
+                Some(&who.token),
+                Some(&new_key()),
+                Some(json!({})),
+            )
+            .await
+    }
+
     async fn get(&self, id: &str) -> Value {
         self.h
             .call(
@@ -622,7 +634,8 @@ async fn unused_presignatures(e: &Eth) -> i64 {
 /// A token transfer the chain says would fail is not signed (no presignature, no nonce
 /// spent); one that reverts when mined (the balance went to an earlier withdrawal) is
 /// marked failed with the block in its reason, announced, audited and taken out of the
-/// velocity totals, while the earlier one is confirmed.
+/// velocity totals, while the earlier one is confirmed. Cancelled before its round, a
+/// withdrawal leaves nothing behind; once signed it cannot be (its nonce is fixed).
 async fn a_token_transfer_that_would_revert_is_not_signed_and_one_that_reverts_fails(
     engine: Engine,
 ) {
@@ -646,6 +659,10 @@ async fn a_token_transfer_that_would_revert_is_not_signed_and_one_that_reverts_f
     );
     assert_eq!(unused_presignatures(&e).await, before, "presignature kept");
     assert_eq!(e.get(&too_much).await["state"], "approved");
+    // Its customer cancels it: no nonce was fixed, so nothing is left behind.
+    let (st, v) = e.cancel(&e.user, &too_much).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "cancelled");
     // Each of these can be paid alone; the second cannot after the first.
     let (first, _) = e.signed(&asset, 3_000_000).await;
     let (second, _) = e.signed(&asset, 3_000_000).await;
@@ -655,6 +672,10 @@ async fn a_token_transfer_that_would_revert_is_not_signed_and_one_that_reverts_f
         "the refused round took no nonce"
     );
     assert_eq!(e.get(&second).await["nonce"], 1);
+    // Signed: its nonce is fixed, and an unused nonce would stop every later withdrawal.
+    let (st, v) = e.cancel(&e.user, &second).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "nonce_committed", "{v}");
     broadcast(&e, &first).await;
     broadcast(&e, &second).await;
     e.file.as_ref().unwrap().mine(1).await.unwrap();

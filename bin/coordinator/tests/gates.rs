@@ -1265,3 +1265,229 @@ async fn the_worker_folds_old_velocity_rows_and_gives_way_to_approvals(engine: E
     totals_agree(&h).await;
 }
 on_both!(the_worker_folds_old_velocity_rows_and_gives_way_to_approvals);
+
+async fn cancel(
+    h: &Harness,
+    who: &common::Session,
+    id: &str,
+    body: serde_json::Value,
+    key: &str,
+) -> (StatusCode, serde_json::Value) {
+    h.call(
+        "POST",
+        &format!("/v1/withdrawals/{id}/cancel"),
+        Some(&who.token),
+        Some(key),
+        Some(body),
+    )
+    .await
+}
+
+async fn reserved_coins(h: &Harness, id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM utxos WHERE reserved_by = $1")
+        .bind(id.to_owned())
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn outbox_for(h: &Harness, kind: &str, principal: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE kind = $1 AND principal_id = $2")
+        .bind(kind.to_owned())
+        .bind(principal.to_owned())
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap()
+}
+
+/// A withdrawal is cancelled before it is signed — by its customer, or by an operator with
+/// a reason — in one step: its coins go back to the wallet, it stops counting towards the
+/// velocity limit, the customer is told, the log records it, and no gate lets it on
+/// afterwards. Nobody else cancels it, and a signed one is not called back.
+async fn a_withdrawal_is_cancelled_before_it_is_signed_and_not_after(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    h.insert_coins(6, 100_000_000).await;
+    let mut signed = h.signed(5_000_000).await;
+    // Its signing took a day: everyone signs in again.
+    h.relogin(&mut signed.operator).await;
+    h.relogin(&mut signed.user).await;
+    for a in &mut signed.approvers {
+        h.relogin(a).await;
+    }
+    let flow = |w: &serde_json::Value| common::Flow {
+        operator: signed.operator.clone(),
+        approvers: signed.approvers.clone(),
+        user: signed.user.clone(),
+        id: w["id"].as_str().unwrap().to_owned(),
+        digest: w["approval_digest"].as_str().unwrap().to_owned(),
+    };
+    let (st, w) = another(&h, &signed, 10_000_000).await;
+    assert_eq!(st, StatusCode::CREATED, "{w}");
+    let f = flow(&w);
+    assert!(reserved_coins(&h, &f.id).await > 0);
+    // Not someone else's to cancel.
+    let other = h.customer("mallory@example.com").await;
+    let (st, v) = cancel(&h, &other, &f.id, json!({}), &common::new_key()).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    let (st, v) = cancel(
+        &h,
+        &f.approvers[0],
+        &f.id,
+        json!({ "reason": "x" }),
+        &common::new_key(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = cancel(&h, &f.operator, &f.id, json!({}), &common::new_key()).await;
+    assert_eq!(
+        st,
+        StatusCode::BAD_REQUEST,
+        "an operator gives a reason: {v}"
+    );
+    let (st, v) = cancel(
+        &h,
+        &f.user,
+        &f.id,
+        json!({ "reason": "x".repeat(501) }),
+        &common::new_key(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        h.state(&f).await,
+        "pending_approval",
+        "refusals changed nothing"
+    );
+    // Approved: it counts towards the velocity limit until cancelled.
+    for i in 0..2 {
+        let (st, v) = h.approve(&f, i).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let key = common::new_key();
+    let (st, v) = cancel(
+        &h,
+        &f.user,
+        &f.id,
+        json!({ "reason": "wrong amount" }),
+        &key,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "cancelled");
+    assert_eq!(v["failure"], "cancelled by the customer: wrong amount");
+    assert_eq!(
+        reserved_coins(&h, &f.id).await,
+        0,
+        "coins back in the wallet"
+    );
+    totals_agree(&h).await;
+    let counted: i64 =
+        sqlx::query_scalar("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM velocity_buckets")
+            .fetch_one(h.app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(counted, 1, "only the signed one still counts");
+    assert_eq!(h.audit_count("withdrawal.cancelled").await, 1);
+    assert_eq!(outbox_for(&h, "withdrawal.cancelled", &f.user.id).await, 1);
+    // The same request again is answered the same; a new one is refused.
+    let (st, again) = cancel(
+        &h,
+        &f.user,
+        &f.id,
+        json!({ "reason": "wrong amount" }),
+        &key,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(again["state"], "cancelled");
+    let (st, v) = cancel(&h, &f.user, &f.id, json!({}), &common::new_key()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "already_cancelled");
+    assert_eq!(h.audit_count("withdrawal.cancelled").await, 1);
+    // No gate lets a cancelled withdrawal on.
+    h.clock.advance(25 * 3600);
+    let mut op = f.operator.clone();
+    h.relogin(&mut op).await;
+    let g = common::Flow {
+        operator: op.clone(),
+        ..f.clone()
+    };
+    let (st, v) = h.round(&g).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    let (st, v) = h.broadcast(&g).await;
+    assert!(st.is_client_error(), "{v}");
+    // During its signing round an operator may still cancel it (with a reason); the
+    // signers' answers are refused afterwards.
+    let mut approvers = signed.approvers.clone();
+    for a in &mut approvers {
+        h.relogin(a).await;
+    }
+    let mut user = signed.user.clone();
+    h.relogin(&mut user).await;
+    let base = common::Flow {
+        operator: op.clone(),
+        approvers,
+        user,
+        ..signed.clone()
+    };
+    let (st, w) = another(&h, &base, 7_000_000).await;
+    assert_eq!(st, StatusCode::CREATED, "{w}");
+    let k = common::Flow {
+        id: w["id"].as_str().unwrap().to_owned(),
+        digest: w["approval_digest"].as_str().unwrap().to_owned(),
+        ..base.clone()
+    };
+    for i in 0..2 {
+        let (st, v) = h.approve(&k, i).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    h.clock.advance(25 * 3600);
+    let mut op = k.operator.clone();
+    h.relogin(&mut op).await;
+    let k = common::Flow { operator: op, ..k };
+    let (st, round) = h.round(&k).await;
+    assert_eq!(st, StatusCode::OK, "{round}");
+    let answer = h
+        .sign_round(0, round["psbt"].as_str().unwrap())
+        .expect("signer accepts");
+    let (st, v) = cancel(
+        &h,
+        &k.operator,
+        &k.id,
+        json!({ "reason": "signer room closed" }),
+        &common::new_key(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["failure"], "cancelled by an operator: signer room closed");
+    assert_eq!(reserved_coins(&h, &k.id).await, 0);
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/withdrawals/{}/shares", k.id),
+            Some(&k.operator.token),
+            Some(&common::new_key()),
+            Some(json!({ "psbt": answer })),
+        )
+        .await;
+    assert!(st.is_client_error(), "a share for a cancelled round: {v}");
+    // A signed withdrawal is not called back.
+    h.relogin(&mut signed.operator).await;
+    let (st, v) = cancel(
+        &h,
+        &signed.operator,
+        &signed.id,
+        json!({ "reason": "late" }),
+        &common::new_key(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "too_late");
+    assert_eq!(h.state(&signed).await, "signed");
+    custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(a_withdrawal_is_cancelled_before_it_is_signed_and_not_after);

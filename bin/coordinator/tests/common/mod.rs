@@ -772,6 +772,7 @@ pub fn parse_txid(s: &str) -> bitcoin::Txid {
 }
 
 /// The people of a withdrawal.
+#[derive(Clone)]
 pub struct Flow {
     pub operator: Session,
     pub approvers: Vec<Session>,
