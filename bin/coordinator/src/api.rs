@@ -886,8 +886,20 @@ async fn cancel_withdrawal(
     Auth(p, _t): Auth,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Json(r): Json<NewCancel>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    // The body is optional: a customer's cancellation needs no reason.
+    let r: NewCancel = if body.iter().all(u8::is_ascii_whitespace) {
+        NewCancel::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body is not the expected JSON (error at line {} column {}); see the OpenAPI document",
+                e.line(),
+                e.column()
+            ))
+        })?
+    };
     let key = idem_key(&headers)?;
     let fp = serde_json::json!({ "id": id, "reason": r.reason });
     idempotent(app.clone(), p.id.clone(), key, "cancel", &fp, move |tx| {

@@ -1355,6 +1355,22 @@ async fn a_withdrawal_is_cancelled_before_it_is_signed_and_not_after(engine: Eng
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v) = cancel(
+        &h,
+        &f.user,
+        &f.id,
+        json!({ "reason": 5 }),
+        &common::new_key(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not the expected JSON"),
+        "{v}"
+    );
     assert_eq!(
         h.state(&f).await,
         "pending_approval",
@@ -1402,7 +1418,16 @@ async fn a_withdrawal_is_cancelled_before_it_is_signed_and_not_after(engine: Eng
     .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(again["state"], "cancelled");
-    let (st, v) = cancel(&h, &f.user, &f.id, json!({}), &common::new_key()).await;
+    // (A customer's cancellation needs no body at all.)
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/withdrawals/{}/cancel", f.id),
+            Some(&f.user.token),
+            Some(&common::new_key()),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "already_cancelled");
     assert_eq!(h.audit_count("withdrawal.cancelled").await, 1);

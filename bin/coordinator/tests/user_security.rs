@@ -731,6 +731,23 @@ async fn api_keys_keep_to_their_scopes_and_addresses(engine: Engine) {
         st.is_success(),
         "a bound withdraw key withdraws to the whitelist: {st} {v}"
     );
+    // The withdraw key may cancel what it asked for; a read key may not.
+    let cancel = format!("/v1/withdrawals/{}/cancel", v["id"].as_str().expect("id"));
+    let (st, c) = signed(
+        &h,
+        &read,
+        "POST",
+        &cancel,
+        Some(json!({})),
+        "10.0.0.1",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{c}");
+    assert_eq!(c["error"]["code"], "scope_missing");
+    let (st, c) = signed(&h, &wd, "POST", &cancel, Some(json!({})), "10.0.0.1", None).await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert_eq!(c["state"], "cancelled");
     // Revoked: refused at once.
     h.relogin(&mut s).await;
     let id = wd["key"]["id"].as_str().expect("id");
