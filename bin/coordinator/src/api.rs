@@ -365,9 +365,10 @@ pub fn router(app: App) -> Router {
 
 /// Routes whose handlers keep their idempotency record in the same transaction as the
 /// change (the withdrawal lifecycle); the middleware leaves them alone.
-const TRANSACTIONAL_IDEMPOTENCY: [&str; 4] = [
+const TRANSACTIONAL_IDEMPOTENCY: [&str; 5] = [
     "/v1/withdrawals",
     "/v1/withdrawals/{id}/approvals",
+    "/v1/withdrawals/{id}/cancel",
     "/v1/withdrawals/{id}/round",
     "/v1/withdrawals/{id}/shares",
 ];
@@ -878,9 +879,10 @@ async fn approve_withdrawal(
     .await
 }
 
-/// Cancels a withdrawal that is not signed yet: its customer, or an operator or admin
-/// with a reason. Reserved coins go back to the wallet; the customer is notified.
-#[utoipa::path(post, path = "/v1/withdrawals/{id}/cancel", params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = NewCancel, responses((status = 200, body = WithdrawalView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "signed, on its way, finished or already cancelled")))]
+/// Cancels a withdrawal before its signing round is exported: its customer, or an
+/// operator or admin with a reason. Reserved coins go back to the wallet; the customer is
+/// notified.
+#[utoipa::path(post, path = "/v1/withdrawals/{id}/cancel", params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = NewCancel, responses((status = 200, body = WithdrawalView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "its signing round is out, it is finished or already cancelled")))]
 async fn cancel_withdrawal(
     State(app): State<App>,
     Auth(p, _t): Auth,

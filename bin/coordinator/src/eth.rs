@@ -663,8 +663,9 @@ pub(crate) async fn import_partial(
     }
     let answered: Vec<u16> = parsed.iter().map(PartialSignature::signer).collect();
     if !signers.iter().all(|s| answered.contains(s)) {
-        sqlx::query(
-            "UPDATE withdrawals SET partials = $1, updated_at = $2 WHERE id = $3 AND version = $4",
+        let kept = sqlx::query(
+            "UPDATE withdrawals SET partials = $1, updated_at = $2, version = version + 1 \
+             WHERE id = $3 AND version = $4 AND state = 'signing'",
         )
         .bind(serde_json::to_string(&have).unwrap_or_default())
         .bind(now)
@@ -672,6 +673,9 @@ pub(crate) async fn import_partial(
         .bind(w.version)
         .execute(&mut **tx)
         .await?;
+        if kept.rows_affected() != 1 {
+            return Err(crate::withdrawals::concurrent_change(&w.id));
+        }
         crate::audit::append(
             tx,
             now,

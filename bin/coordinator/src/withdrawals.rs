@@ -4,7 +4,7 @@
 //! requested ─► pending_approval ─► approved ─► signing ─► signed ─► broadcasting ─► broadcast ─► confirmed
 //!     │              (holds run alongside; every gate re-checks them)
 //!     ├─► rejected (policy or whitelist said no; kept for the record)
-//!     └─► cancelled (by its customer, an operator or an admin, before it is signed)
+//!     └─► cancelled (by its customer, an operator or an admin, before its signing round)
 //! ```
 //!
 //! The PSBT is built when the withdrawal is requested, so approvers sign the exact
@@ -220,6 +220,15 @@ pub(crate) enum Val {
 /// moved it first. The only way a withdrawal's state changes after it is written: it also
 /// moves the withdrawal in or out of the velocity running totals
 /// ([`velocity::moved`]), in the same transaction.
+/// 409 `concurrent_change`: another request changed the withdrawal after this one read it
+/// (its own changes roll back with it).
+pub(crate) fn concurrent_change(id: &str) -> ApiError {
+    ApiError::conflict(
+        "concurrent_change",
+        format!("withdrawal {id} changed while this request ran; fetch it and retry"),
+    )
+}
+
 pub(crate) async fn transition(
     tx: &mut Tx<'_>,
     w: &Row_,
@@ -259,13 +268,7 @@ pub(crate) async fn transition(
         .execute(&mut **tx)
         .await?;
     if done.rows_affected() != 1 {
-        return Err(ApiError::conflict(
-            "concurrent_change",
-            format!(
-                "withdrawal {} changed while this request ran; fetch it and retry",
-                w.id
-            ),
-        ));
+        return Err(concurrent_change(&w.id));
     }
     if let Some(sign) = velocity::moved(&w.state, to) {
         let amount = match &w.amount_text {
@@ -1162,19 +1165,20 @@ pub struct NewCancel {
 /// The longest cancellation reason kept.
 const MAX_CANCEL_REASON: usize = 500;
 
-/// Cancels a withdrawal that is not signed yet (the body of
-/// `POST /v1/withdrawals/{id}/cancel`): its customer may, and so may operators and admins
-/// (with a reason). Bitcoin withdrawals can be cancelled until they are signed, their
-/// reserved coins going back to the wallet; the nonces of signing rounds already exported
-/// stay used (they are never offered again). Ethereum withdrawals can be cancelled until
-/// their round is exported: the round fixes the account nonce, and leaving it unused would
-/// stop every later Ethereum withdrawal. One transaction: the state, the coins, the
-/// velocity totals (an approved withdrawal stops counting), the audit entry and the
+/// Cancels a withdrawal before its signing round is exported (the body of
+/// `POST /v1/withdrawals/{id}/cancel`): its customer may (signed in, or with a
+/// `withdraw`-scoped API key), and so may operators and admins signed in, with a reason.
+/// Once a round is exported it is out of the coordinator's hands: the request carries a
+/// signed decision the offline signers still accept, and with all their answers anyone
+/// can finish the transaction, so its coins (or, on Ethereum, its nonce) stay taken; a
+/// freeze keeps it from being broadcast. One transaction: the state, the coins released,
+/// the velocity totals (an approved withdrawal stops counting), the audit entry and the
 /// customer's notification.
 ///
 /// # Errors
-/// 404 for another customer's withdrawal; 403 for approvers; 400 for a missing or long
-/// reason; 409 when it is signed, on its way or finished.
+/// 404 for another customer's withdrawal; 403 for approvers, the back office and staff
+/// API keys; 400 for a missing, long or unprintable reason; 409 once its round is
+/// exported, or when it is finished or already cancelled.
 pub async fn cancel(
     tx: &mut Tx<'_>,
     app: &App,
@@ -1184,6 +1188,11 @@ pub async fn cancel(
 ) -> Result<(axum::http::StatusCode, serde_json::Value), ApiError> {
     let now = app.now();
     let w = load(tx, id).await?;
+    if who.role != Role::User && matches!(who.via, accounts::Via::ApiKey { .. }) {
+        return Err(ApiError::forbidden(
+            "staff cancel withdrawals signed in, not with an API key",
+        ));
+    }
     let by = match who.role {
         Role::User if w.principal_id == who.id => "the customer",
         Role::User => return Err(ApiError::not_found("withdrawal")),
@@ -1205,21 +1214,25 @@ pub async fn cancel(
             "reason is longer than {MAX_CANCEL_REASON} characters"
         )));
     }
+    if reason.is_some_and(|r| r.chars().any(char::is_control)) {
+        return Err(ApiError::bad_request(
+            "reason must be one line of printable text (it goes into the customer's email)",
+        ));
+    }
     if who.role != Role::User && reason.is_none() {
         return Err(ApiError::bad_request(
             "an operator's or admin's cancellation needs a reason (it is audited and sent to the customer)",
         ));
     }
-    let ethereum = w.eth_intent.is_some();
     match w.state.as_str() {
         "pending_approval" | "approved" => {}
-        "signing" if !ethereum => {}
-        "signing" | "signed" if ethereum => {
+        "signing" | "signed" => {
             return Err(ApiError::conflict(
-                "nonce_committed",
+                "round_exported",
                 format!(
-                    "withdrawal is {}: its signing round fixed the account nonce, and an unused nonce would stop every later Ethereum withdrawal; freeze the account to keep it from being broadcast",
-                    w.state
+                    "withdrawal is {}: its signing round is out, and the signers can still complete it, so its {} stay taken; freeze the account to keep it from being broadcast",
+                    w.state,
+                    if w.eth_intent.is_some() { "nonce and presignature" } else { "coins" }
                 ),
             ))
         }
@@ -1232,9 +1245,7 @@ pub async fn cancel(
         other => {
             return Err(ApiError::conflict(
                 "too_late",
-                format!(
-                    "withdrawal is {other}; only a withdrawal that is not signed yet can be cancelled (freeze the account to keep a signed one from being broadcast)"
-                ),
+                format!("withdrawal is {other}; only one whose signing round is not out yet can be cancelled"),
             ))
         }
     }
@@ -1698,8 +1709,9 @@ pub async fn import_shares(
     let complete = signers.iter().all(|s| answered.contains(s));
     let mut encoded = B64.encode(psbt.serialize());
     if !complete {
-        sqlx::query(
-            "UPDATE withdrawals SET psbt = $1, updated_at = $2 WHERE id = $3 AND version = $4",
+        let kept = sqlx::query(
+            "UPDATE withdrawals SET psbt = $1, updated_at = $2, version = version + 1 \
+             WHERE id = $3 AND version = $4 AND state = 'signing'",
         )
         .bind(&encoded)
         .bind(now)
@@ -1707,6 +1719,9 @@ pub async fn import_shares(
         .bind(w.version)
         .execute(&mut **tx)
         .await?;
+        if kept.rows_affected() != 1 {
+            return Err(concurrent_change(&w.id));
+        }
         crate::audit::append(
             tx,
             now,

@@ -672,10 +672,10 @@ async fn a_token_transfer_that_would_revert_is_not_signed_and_one_that_reverts_f
         "the refused round took no nonce"
     );
     assert_eq!(e.get(&second).await["nonce"], 1);
-    // Signed: its nonce is fixed, and an unused nonce would stop every later withdrawal.
+    // Signed: its round fixed its nonce and spent a presignature; it is not called back.
     let (st, v) = e.cancel(&e.user, &second).await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
-    assert_eq!(v["error"]["code"], "nonce_committed", "{v}");
+    assert_eq!(v["error"]["code"], "round_exported", "{v}");
     broadcast(&e, &first).await;
     broadcast(&e, &second).await;
     e.file.as_ref().unwrap().mine(1).await.unwrap();

@@ -1283,6 +1283,13 @@ async fn cancel(
     .await
 }
 
+/// An operator's cancellation, refused with 409 `code`.
+async fn cancel_refused(h: &Harness, who: &common::Session, id: &str, code: &str) {
+    let (st, v) = cancel(h, who, id, json!({ "reason": "late" }), &common::new_key()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+}
+
 async fn reserved_coins(h: &Harness, id: &str) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM utxos WHERE reserved_by = $1")
         .bind(id.to_owned())
@@ -1300,11 +1307,11 @@ async fn outbox_for(h: &Harness, kind: &str, principal: &str) -> i64 {
         .unwrap()
 }
 
-/// A withdrawal is cancelled before it is signed — by its customer, or by an operator with
-/// a reason — in one step: its coins go back to the wallet, it stops counting towards the
-/// velocity limit, the customer is told, the log records it, and no gate lets it on
-/// afterwards. Nobody else cancels it, and a signed one is not called back.
-async fn a_withdrawal_is_cancelled_before_it_is_signed_and_not_after(engine: Engine) {
+/// A withdrawal is cancelled before its signing round — by its customer, or by an operator
+/// with a reason — in one step: its coins go back to the wallet, it stops counting towards
+/// the velocity limit, the customer is told, the log records it, and no gate lets it on
+/// afterwards. Nobody else cancels it, and once its round is out it is not called back.
+async fn a_withdrawal_is_cancelled_before_its_round_and_not_after(engine: Engine) {
     let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
         return;
     };
@@ -1355,6 +1362,19 @@ async fn a_withdrawal_is_cancelled_before_it_is_signed_and_not_after(engine: Eng
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v) = cancel(
+        &h,
+        &f.user,
+        &f.id,
+        json!({ "reason": "two\nlines" }),
+        &common::new_key(),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::BAD_REQUEST,
+        "a reason goes into an email: {v}"
+    );
     let (st, v) = cancel(
         &h,
         &f.user,
@@ -1443,8 +1463,8 @@ async fn a_withdrawal_is_cancelled_before_it_is_signed_and_not_after(engine: Eng
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     let (st, v) = h.broadcast(&g).await;
     assert!(st.is_client_error(), "{v}");
-    // During its signing round an operator may still cancel it (with a reason); the
-    // signers' answers are refused afterwards.
+    // Once its signing round is out it is not cancelled: the signers can still complete
+    // it, so its coins stay reserved, and their answers are still taken.
     let mut approvers = signed.approvers.clone();
     for a in &mut approvers {
         h.relogin(a).await;
@@ -1474,20 +1494,17 @@ async fn a_withdrawal_is_cancelled_before_it_is_signed_and_not_after(engine: Eng
     let k = common::Flow { operator: op, ..k };
     let (st, round) = h.round(&k).await;
     assert_eq!(st, StatusCode::OK, "{round}");
+    let coins = reserved_coins(&h, &k.id).await;
+    assert!(coins > 0);
     let answer = h
         .sign_round(0, round["psbt"].as_str().unwrap())
         .expect("signer accepts");
-    let (st, v) = cancel(
-        &h,
-        &k.operator,
-        &k.id,
-        json!({ "reason": "signer room closed" }),
-        &common::new_key(),
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["failure"], "cancelled by an operator: signer room closed");
-    assert_eq!(reserved_coins(&h, &k.id).await, 0);
+    cancel_refused(&h, &k.operator, &k.id, "round_exported").await;
+    assert_eq!(
+        reserved_coins(&h, &k.id).await,
+        coins,
+        "coins stay reserved"
+    );
     let (st, v) = h
         .call(
             "POST",
@@ -1497,22 +1514,23 @@ async fn a_withdrawal_is_cancelled_before_it_is_signed_and_not_after(engine: Eng
             Some(json!({ "psbt": answer })),
         )
         .await;
-    assert!(st.is_client_error(), "a share for a cancelled round: {v}");
-    // A signed withdrawal is not called back.
-    h.relogin(&mut signed.operator).await;
-    let (st, v) = cancel(
-        &h,
-        &signed.operator,
-        &signed.id,
-        json!({ "reason": "late" }),
-        &common::new_key(),
-    )
-    .await;
-    assert_eq!(st, StatusCode::CONFLICT, "{v}");
-    assert_eq!(v["error"]["code"], "too_late");
-    assert_eq!(h.state(&signed).await, "signed");
+    assert_eq!(st, StatusCode::ACCEPTED, "the round goes on: {v}");
+    // Signed, or sent: not called back either.
+    cancel_refused(&h, &k.operator, &signed.id, "round_exported").await;
+    let s = common::Flow {
+        operator: k.operator.clone(),
+        ..signed.clone()
+    };
+    // (These coins were put straight into the table, so the chain refuses the spend and
+    // the withdrawal stays `broadcasting`, retried: on its way all the same.)
+    let (st, v) = h.broadcast(&s).await;
+    assert!(st == StatusCode::OK || st == StatusCode::BAD_GATEWAY, "{v}");
+    let sent = h.state(&s).await;
+    assert!(sent == "broadcasting" || sent == "broadcast", "{sent}");
+    cancel_refused(&h, &k.operator, &signed.id, "too_late").await;
+    assert_eq!(h.state(&s).await, sent);
     custody_coordinator::audit::verify(&h.app.db)
         .await
         .expect("log intact");
 }
-on_both!(a_withdrawal_is_cancelled_before_it_is_signed_and_not_after);
+on_both!(a_withdrawal_is_cancelled_before_its_round_and_not_after);

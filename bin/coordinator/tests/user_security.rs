@@ -745,6 +745,36 @@ async fn api_keys_keep_to_their_scopes_and_addresses(engine: Engine) {
     .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{c}");
     assert_eq!(c["error"]["code"], "scope_missing");
+    // Staff cancel signed in, never with a key (whatever its scope).
+    let ops = h
+        .principal(
+            "ops-key@example.com",
+            custody_coordinator::accounts::Role::Operator,
+            None,
+        )
+        .await;
+    let (st, ops_key) = h
+        .call(
+            "POST",
+            "/v1/me/api-keys",
+            Some(&ops.token),
+            None,
+            Some(create(json!(["withdraw"]), Some("10.0.0.1"), h.totp(&ops))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ops_key}");
+    let reason = json!({ "reason": "by key" });
+    let (st, c) = signed(
+        &h,
+        &ops_key,
+        "POST",
+        &cancel,
+        Some(reason),
+        "10.0.0.1",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{c}");
     let (st, c) = signed(&h, &wd, "POST", &cancel, Some(json!({})), "10.0.0.1", None).await;
     assert_eq!(st, StatusCode::OK, "{c}");
     assert_eq!(c["state"], "cancelled");
