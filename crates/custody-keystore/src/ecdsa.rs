@@ -32,7 +32,7 @@
 
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -46,7 +46,9 @@ use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::fsutil::{create_private, sync_dir, write_new_private, WriteFileError};
-use crate::keystore::{BackupKey, BackupRecipient, EncryptionParams, MAX_SCRYPT_LOG_N};
+use crate::keystore::{
+    read_bounded, seal, unseal, BackupKey, BackupRecipient, EncryptionParams, Unsealed,
+};
 
 /// The encrypted secrets file inside an ECDSA keystore directory.
 pub const ECDSA_SECRETS_FILE: &str = "secrets.age";
@@ -124,33 +126,19 @@ fn io(path: &Path) -> impl FnOnce(io::Error) -> EcdsaKeystoreError + '_ {
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, EcdsaKeystoreError> {
-    let f = File::open(path).map_err(io(path))?;
-    let mut buf = Vec::new();
-    f.take(MAX_FILE_LEN + 1)
-        .read_to_end(&mut buf)
-        .map_err(io(path))?;
-    if buf.len() as u64 > MAX_FILE_LEN {
-        return Err(EcdsaKeystoreError::Malformed {
+    read_bounded(path, MAX_FILE_LEN)
+        .map_err(io(path))?
+        .ok_or_else(|| EcdsaKeystoreError::Malformed {
             path: path.to_owned(),
             reason: format!("larger than {MAX_FILE_LEN} bytes"),
-        });
-    }
-    Ok(buf)
+        })
 }
 
 fn encrypt_to(
     plaintext: &[u8],
     recipient: &BackupRecipient,
 ) -> Result<Vec<u8>, EcdsaKeystoreError> {
-    let result = match recipient {
-        BackupRecipient::Passphrase(pass, params) => {
-            let mut r = age::scrypt::Recipient::new(pass.clone());
-            r.set_work_factor(params.scrypt_log_n());
-            age::encrypt(&r, plaintext)
-        }
-        BackupRecipient::Age(r) => age::encrypt(r, plaintext),
-    };
-    result.map_err(|e| EcdsaKeystoreError::Encrypt(e.to_string()))
+    seal(plaintext, recipient).map_err(|e| EcdsaKeystoreError::Encrypt(e.to_string()))
 }
 
 fn decrypt_with(
@@ -158,26 +146,15 @@ fn decrypt_with(
     ciphertext: &[u8],
     key: &BackupKey,
 ) -> Result<Zeroizing<Vec<u8>>, EcdsaKeystoreError> {
-    let result = match key {
-        BackupKey::Passphrase(pass) => {
-            let mut id = age::scrypt::Identity::new(pass.clone());
-            id.set_max_work_factor(MAX_SCRYPT_LOG_N);
-            age::decrypt(&id, ciphertext)
-        }
-        BackupKey::Age(id) => age::decrypt(id, ciphertext),
-    };
-    match result {
-        Ok(plain) => Ok(Zeroizing::new(plain)),
-        Err(age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys) => {
-            Err(EcdsaKeystoreError::WrongPassphrase {
-                path: path.to_owned(),
-            })
-        }
-        Err(e) => Err(EcdsaKeystoreError::Malformed {
+    unseal(ciphertext, key).map_err(|u| match u {
+        Unsealed::WrongKey => EcdsaKeystoreError::WrongPassphrase {
+            path: path.to_owned(),
+        },
+        Unsealed::Unreadable(e) => EcdsaKeystoreError::Malformed {
             path: path.to_owned(),
             reason: format!("not a readable age file: {e}"),
-        }),
-    }
+        },
+    })
 }
 
 /// `CPKE`, version, type, then `u32`-length-prefixed fields.

@@ -162,23 +162,33 @@ pub struct BackupSummary {
     pub identity_fingerprint: String,
 }
 
-fn encrypt(plaintext: &[u8], recipient: &BackupRecipient) -> Result<Vec<u8>, KeystoreError> {
-    let result = match recipient {
+/// Why an age file did not open.
+pub(crate) enum Unsealed {
+    /// Wrong passphrase or identity.
+    WrongKey,
+    /// Not a readable age file; age's own words.
+    Unreadable(String),
+}
+
+/// Encrypts `plaintext` to `recipient` with age (scrypt at the given work factor for a
+/// passphrase). Shared by the FROST and the ECDSA keystores.
+pub(crate) fn seal(
+    plaintext: &[u8],
+    recipient: &BackupRecipient,
+) -> Result<Vec<u8>, age::EncryptError> {
+    match recipient {
         BackupRecipient::Passphrase(pass, params) => {
             let mut r = age::scrypt::Recipient::new(pass.clone());
             r.set_work_factor(params.scrypt_log_n);
             age::encrypt(&r, plaintext)
         }
         BackupRecipient::Age(r) => age::encrypt(r, plaintext),
-    };
-    result.map_err(|e| KeystoreError::Encrypt(e.to_string()))
+    }
 }
 
-fn decrypt(
-    path: &Path,
-    ciphertext: &[u8],
-    key: &BackupKey,
-) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+/// Decrypts an age file with `key`, refusing a passphrase file whose work factor is above
+/// [`MAX_SCRYPT_LOG_N`] (a file made to stall whoever opens it).
+pub(crate) fn unseal(ciphertext: &[u8], key: &BackupKey) -> Result<Zeroizing<Vec<u8>>, Unsealed> {
     let result = match key {
         BackupKey::Passphrase(pass) => {
             let mut id = age::scrypt::Identity::new(pass.clone());
@@ -190,34 +200,50 @@ fn decrypt(
     match result {
         Ok(plain) => Ok(Zeroizing::new(plain)),
         Err(age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys) => {
-            Err(KeystoreError::WrongPassphrase {
-                path: path.to_owned(),
-            })
+            Err(Unsealed::WrongKey)
         }
-        Err(e) => Err(KeystoreError::Malformed {
-            path: path.to_owned(),
-            reason: format!("not a readable age file: {e}"),
-        }),
+        Err(e) => Err(Unsealed::Unreadable(e.to_string())),
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, KeystoreError> {
-    let read_err = |source| KeystoreError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let f = std::fs::File::open(path).map_err(read_err)?;
+/// Reads `path` whole; `None` when it holds more than `max` bytes (read no further).
+pub(crate) fn read_bounded(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let f = std::fs::File::open(path)?;
     let mut buf = Vec::new();
-    f.take(MAX_FILE_LEN + 1)
-        .read_to_end(&mut buf)
-        .map_err(read_err)?;
-    if buf.len() as u64 > MAX_FILE_LEN {
-        return Err(KeystoreError::Malformed {
+    f.take(max + 1).read_to_end(&mut buf)?;
+    Ok((buf.len() as u64 <= max).then_some(buf))
+}
+
+fn encrypt(plaintext: &[u8], recipient: &BackupRecipient) -> Result<Vec<u8>, KeystoreError> {
+    seal(plaintext, recipient).map_err(|e| KeystoreError::Encrypt(e.to_string()))
+}
+
+fn decrypt(
+    path: &Path,
+    ciphertext: &[u8],
+    key: &BackupKey,
+) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+    unseal(ciphertext, key).map_err(|u| match u {
+        Unsealed::WrongKey => KeystoreError::WrongPassphrase {
+            path: path.to_owned(),
+        },
+        Unsealed::Unreadable(e) => KeystoreError::Malformed {
+            path: path.to_owned(),
+            reason: format!("not a readable age file: {e}"),
+        },
+    })
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, KeystoreError> {
+    read_bounded(path, MAX_FILE_LEN)
+        .map_err(|source| KeystoreError::Read {
+            path: path.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| KeystoreError::Malformed {
             path: path.to_owned(),
             reason: format!("larger than {MAX_FILE_LEN} bytes"),
-        });
-    }
-    Ok(buf)
+        })
 }
 
 /// Encodes the plaintext record: magic, version, type, then `u32`-length-prefixed
