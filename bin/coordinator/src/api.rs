@@ -894,25 +894,12 @@ async fn cancel_withdrawal(
     let r: NewCancel = if body.iter().all(u8::is_ascii_whitespace) {
         NewCancel::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the body is not the expected JSON (error at line {} column {}); see the OpenAPI document",
-                e.line(),
-                e.column()
-            ))
-        })?
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_json(&e))?
     };
     let key = idem_key(&headers)?;
     let fp = serde_json::json!({ "id": id, "reason": r.reason });
     idempotent(app.clone(), p.id.clone(), key, "cancel", &fp, move |tx| {
-        let (app, p, id, r) = (
-            app.clone(),
-            p.clone(),
-            id.clone(),
-            NewCancel {
-                reason: r.reason.clone(),
-            },
-        );
+        let (app, p, id, r) = (app.clone(), p.clone(), id.clone(), r.clone());
         Box::pin(async move {
             withdrawals::cancel(tx, &app, &p, &id, &r)
                 .await

@@ -50,6 +50,21 @@ impl ApiError {
             auth_failure: None,
         }
     }
+    /// 400 for a body serde could not read: names a missing field or the position of the
+    /// error, never a value (serde's own messages can quote the input).
+    pub fn bad_json(e: &serde_json::Error) -> Self {
+        let message = e.to_string();
+        if message.starts_with("missing field") {
+            let field = message.split('`').nth(1).unwrap_or("a field");
+            Self::bad_request(format!("the body lacks the field `{field}`"))
+        } else {
+            Self::bad_request(format!(
+                "the body is not the expected JSON (error at line {} column {}); see the OpenAPI document",
+                e.line(),
+                e.column()
+            ))
+        }
+    }
     /// 400 `bad_request`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)

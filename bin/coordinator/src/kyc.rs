@@ -712,19 +712,7 @@ pub async fn search(app: &App, actor: &str, by: SearchBy<'_>) -> Result<Vec<KycM
 /// never a value (serde's own messages can quote the input).
 async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
     let bytes = wiped_body(body, limit).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        let message = e.to_string();
-        if message.starts_with("missing field") {
-            let field = message.split('`').nth(1).unwrap_or("a field");
-            ApiError::bad_request(format!("the body lacks the field `{field}`"))
-        } else {
-            ApiError::bad_request(format!(
-                "the body is not the expected JSON (error at line {} column {}); see the OpenAPI document",
-                e.line(),
-                e.column()
-            ))
-        }
-    })
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_json(&e))
 }
 
 /// Reads a request body that holds personal data into a buffer wiped when dropped. The

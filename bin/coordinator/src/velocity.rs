@@ -193,8 +193,8 @@ async fn compact_in(tx: &mut Tx<'_>, now: i64) -> Result<u64, DbError> {
         "WITH moved AS (DELETE FROM velocity_buckets WHERE stripe <> 0 AND bucket < $1 \
          RETURNING {COLUMNS}), \
          folded AS (INSERT INTO velocity_buckets ({COLUMNS}) \
-         SELECT asset, bucket, 0, {} FROM moved GROUP BY asset, bucket {} RETURNING asset) \
-         SELECT (SELECT COUNT(*) FROM moved) AS removed, (SELECT COUNT(*) FROM folded) AS folded",
+         SELECT asset, bucket, 0, {} FROM moved GROUP BY asset, bucket {}) \
+         SELECT COUNT(*) AS removed FROM moved",
         sums.join(", "),
         on_conflict_add()
     );

@@ -216,10 +216,6 @@ pub(crate) enum Val {
     Int(i64),
 }
 
-/// Moves `w` from its loaded `(state, version)` to `to`, or fails with 409 if someone else
-/// moved it first. The only way a withdrawal's state changes after it is written: it also
-/// moves the withdrawal in or out of the velocity running totals
-/// ([`velocity::moved`]), in the same transaction.
 /// 409 `concurrent_change`: another request changed the withdrawal after this one read it
 /// (its own changes roll back with it).
 pub(crate) fn concurrent_change(id: &str) -> ApiError {
@@ -229,6 +225,10 @@ pub(crate) fn concurrent_change(id: &str) -> ApiError {
     )
 }
 
+/// Moves `w` from its loaded `(state, version)` to `to`, or fails with 409 if someone else
+/// moved it first. The only way a withdrawal's state changes after it is written: it also
+/// moves the withdrawal in or out of the velocity running totals
+/// ([`velocity::moved`]), in the same transaction.
 pub(crate) async fn transition(
     tx: &mut Tx<'_>,
     w: &Row_,
@@ -1154,7 +1154,7 @@ pub async fn approve(
 }
 
 /// A cancellation (`POST /v1/withdrawals/{id}/cancel`).
-#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
 pub struct NewCancel {
     /// Why, for the audit log and the customer's notification; required from operators
     /// and admins, at most 500 characters.
