@@ -143,6 +143,9 @@ pub enum BuildError {
         /// The shortfall.
         missing: Amount,
     },
+    /// A replacement was asked for without coins to spend.
+    #[error("a replacement spends at least one coin")]
+    NothingToReplace,
     /// The wallet has no recovery leaf but [`SpendPath::Recovery`] was asked for.
     #[error("the wallet has no recovery leaf")]
     NoRecoveryLeaf,
@@ -384,5 +387,115 @@ pub fn build_psbt(
             reason: e.to_string(),
         })?;
     }
+    Ok(psbt)
+}
+
+/// Builds an unsigned *replacement* of a transaction that must never confirm: it spends
+/// exactly `utxos` (the coins of the transaction it replaces, in that order) to one output,
+/// the wallet's change address `options.change_index`, so nothing leaves the wallet; once
+/// it confirms, the replaced transaction can no longer confirm.
+///
+/// Its fee is the larger of `options.fee_rate` over its weight and `replaced_fee` plus the
+/// minimum relay fee rate (1 sat/vB) over its weight: what BIP125 asks of a replacement, so
+/// that it also displaces the replaced transaction from any mempool that holds it (it
+/// spends the same coins and pays a higher fee, at a higher rate since it is smaller).
+/// Inputs signal RBF; the PSBT carries the same BIP174/BIP371 fields as [`build_psbt`]'s,
+/// so a signer proves the single output is change.
+///
+/// # Errors
+/// [`BuildError::NothingToReplace`] without coins, [`BuildError::InsufficientFunds`] when
+/// the coins do not cover the fee and a change output above the dust limit, and the coin
+/// errors of [`build_psbt`].
+pub fn build_replacement(
+    wallet: &WalletDescriptor,
+    utxos: &[WalletUtxo],
+    replaced_fee: Amount,
+    options: &BuildOptions,
+) -> Result<Psbt, BuildError> {
+    if utxos.is_empty() {
+        return Err(BuildError::NothingToReplace);
+    }
+    let sequence = match options.spend_path {
+        SpendPath::KeyPath => Sequence::ENABLE_RBF_NO_LOCKTIME,
+        SpendPath::Recovery => Sequence::from_height(
+            wallet
+                .recovery()
+                .ok_or(BuildError::NoRecoveryLeaf)?
+                .after_blocks(),
+        ),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut derived = Vec::with_capacity(utxos.len());
+    let mut spent = Amount::ZERO;
+    for u in utxos {
+        if !seen.insert(u.outpoint) {
+            return Err(BuildError::DuplicateUtxo(u.outpoint));
+        }
+        let d = wallet.derive(u.branch, u.index)?;
+        if d.script_pubkey() != u.txout.script_pubkey {
+            return Err(BuildError::ForeignUtxo {
+                outpoint: u.outpoint,
+                branch: u.branch,
+                index: u.index,
+            });
+        }
+        spent = spent
+            .checked_add(u.txout.value)
+            .ok_or(BuildError::SelectionCheck("coin amounts overflow"))?;
+        derived.push(d);
+    }
+    let change = wallet.derive(Branch::Change, options.change_index)?;
+    let mut tx = Transaction {
+        version: Version::TWO,
+        lock_time: options.lock_time,
+        input: utxos
+            .iter()
+            .map(|u| TxIn {
+                previous_output: u.outpoint,
+                script_sig: ScriptBuf::new(),
+                sequence,
+                witness: Witness::new(),
+            })
+            .collect(),
+        output: vec![TxOut {
+            value: Amount::ZERO,
+            script_pubkey: change.script_pubkey(),
+        }],
+    };
+    let mut weight = tx.weight() + Weight::from_wu(2);
+    for d in &derived {
+        weight += satisfaction_weight(d, options.spend_path)?;
+    }
+    let overflow = BuildError::SelectionCheck("fee overflows");
+    let at_rate = options.fee_rate.fee_wu(weight).ok_or(overflow.clone())?;
+    let bump = FeeRate::BROADCAST_MIN
+        .fee_wu(weight)
+        .ok_or(overflow.clone())?;
+    let fee = at_rate.max(replaced_fee.checked_add(bump).ok_or(overflow)?);
+    let dust = Amount::from_sat(TR_DUST_RELAY_MIN_VALUE);
+    let needed = fee.checked_add(dust).unwrap_or(Amount::MAX);
+    if spent < needed {
+        return Err(BuildError::InsufficientFunds {
+            missing: needed - spent,
+        });
+    }
+    tx.output[0].value = spent - fee;
+    let mut psbt = Psbt::from_unsigned_tx(tx).map_err(|e| BuildError::Update {
+        what: "the transaction".into(),
+        reason: e.to_string(),
+    })?;
+    for (k, (u, d)) in utxos.iter().zip(&derived).enumerate() {
+        let mut input = d.psbt_input().map_err(|e| BuildError::Update {
+            what: format!("input {k}"),
+            reason: e.to_string(),
+        })?;
+        input.witness_utxo = Some(u.txout.clone());
+        input.non_witness_utxo = u.prev_tx.clone();
+        psbt.inputs[k] = input;
+    }
+    psbt.outputs[0] = change.psbt_output().map_err(|e| BuildError::Update {
+        what: "change output 0".into(),
+        reason: e.to_string(),
+    })?;
     Ok(psbt)
 }

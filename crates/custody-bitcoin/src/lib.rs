@@ -33,7 +33,9 @@ pub mod inspect;
 pub mod recovery;
 pub mod sign;
 
-pub use build::{build_psbt, BuildError, BuildOptions, Payment, SpendPath, WalletUtxo};
+pub use build::{
+    build_psbt, build_replacement, BuildError, BuildOptions, Payment, SpendPath, WalletUtxo,
+};
 pub use consensus::{verify_input, verify_transaction, ConsensusError, ScriptFailure};
 pub use descriptor::{
     taproot_address, Branch, CoreImportOptions, CoreImportRequest, DerivedAddress, DescriptorError,

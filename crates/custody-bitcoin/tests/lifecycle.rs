@@ -263,3 +263,135 @@ fn dkg_3_of_5_with_recovery_leaf_key_path_then_recovery_spend_after_timelock() {
     // The real weight is within the estimate the fee was computed for.
     assert!(tx.weight().to_wu() <= shown.weight_wu);
 }
+
+#[test]
+fn a_replacement_spends_the_same_coins_back_to_the_wallet_and_outbids_the_original() {
+    let shares = dkg(2, 3, Network::Regtest, 3);
+    let group = shares[0].group().clone();
+    let wallet = WalletDescriptor::for_group(&group, None).expect("descriptor");
+    let (_funding, utxos) = fund(
+        &wallet,
+        &[
+            (Branch::Receive, 0, 50_000_000),
+            (Branch::Change, 4, 30_000_000),
+        ],
+        11,
+    );
+    let policy = InspectPolicy::default();
+    // The withdrawal that must never confirm.
+    let payment = Payment {
+        address: external_address(Network::Regtest, 9),
+        amount: Amount::from_sat(60_000_000),
+    };
+    let original = build_psbt(
+        &wallet,
+        &utxos,
+        &[payment],
+        &BuildOptions::new(FeeRate::from_sat_per_vb_u32(10), 0),
+    )
+    .expect("build");
+    let first = inspect_psbt(&wallet, &original, &policy).expect("inspect");
+    // Its coins, in its order.
+    let coins: Vec<_> = original
+        .unsigned_tx
+        .input
+        .iter()
+        .map(|i| {
+            utxos
+                .iter()
+                .find(|u| u.outpoint == i.previous_output)
+                .expect("one of ours")
+                .clone()
+        })
+        .collect();
+    let replaced_fee = Amount::from_sat(first.fee_sat);
+    // A lower configured rate still outbids the original.
+    let mut psbt = custody_bitcoin::build_replacement(
+        &wallet,
+        &coins,
+        replaced_fee,
+        &BuildOptions::new(FeeRate::from_sat_per_vb_u32(2), 7),
+    )
+    .expect("replacement");
+    let shown = inspect_psbt(&wallet, &psbt, &policy).expect("inspect");
+    assert_eq!(shown.inputs.len(), first.inputs.len());
+    for (a, b) in shown.inputs.iter().zip(&first.inputs) {
+        assert_eq!(a.outpoint, b.outpoint, "the same coins");
+    }
+    assert_eq!(shown.outputs.len(), 1);
+    assert_eq!(shown.outputs[0].ownership, Ownership::Change { index: 7 });
+    assert_eq!(shown.sent_sat, 0, "nothing leaves the wallet");
+    assert!(
+        shown.fee_sat >= first.fee_sat + shown.vsize,
+        "BIP125: pays the original's fee plus its own relay: {shown}"
+    );
+    assert!(shown.fee_sat <= first.fee_sat + shown.vsize + 2, "{shown}");
+    assert!(shown.fee_rate_sat_vb > first.fee_rate_sat_vb);
+    // At a configured rate above that, the rate decides.
+    let high = custody_bitcoin::build_replacement(
+        &wallet,
+        &coins,
+        replaced_fee,
+        &BuildOptions::new(FeeRate::from_sat_per_vb_u32(50), 7),
+    )
+    .expect("replacement");
+    let high = inspect_psbt(&wallet, &high, &policy).expect("inspect");
+    assert!(
+        4 * high.fee_sat >= 50 * high.weight_wu && high.fee_sat <= 50 * high.vsize,
+        "{high}"
+    );
+
+    // Signed in one trip each and accepted by libbitcoinconsensus.
+    let mut devs = devices(shares, 300);
+    let mut pool = pool(&group, &mut devs, 10);
+    request_signatures(
+        &wallet,
+        &group,
+        &mut psbt,
+        &[1, 2],
+        &mut pool,
+        [6; 16],
+        &policy,
+    )
+    .expect("request");
+    for d in devs
+        .iter_mut()
+        .filter(|d| [1, 2].contains(&d.share.index()))
+    {
+        let mut received = through_air_gap(&psbt);
+        sign_psbt(
+            &wallet,
+            &d.share,
+            &d.seed,
+            &mut d.store,
+            &mut received,
+            &policy,
+        )
+        .expect("signer accepts");
+        absorb_response(&mut psbt, &through_air_gap(&received)).expect("absorb");
+    }
+    aggregate_psbt(&wallet, &group, &mut psbt, &policy).expect("aggregate");
+    finalize_psbt(&mut psbt).expect("finalize");
+    let tx = extract_verified(&psbt).expect("libbitcoinconsensus accepts every input");
+    assert_eq!(tx.weight().to_wu(), shown.weight_wu);
+
+    // Refusals: nothing to spend, a coin that is not the wallet's, too little for the fee.
+    let opts = BuildOptions::new(FeeRate::from_sat_per_vb_u32(2), 7);
+    assert!(matches!(
+        custody_bitcoin::build_replacement(&wallet, &[], replaced_fee, &opts),
+        Err(custody_bitcoin::BuildError::NothingToReplace)
+    ));
+    let mut foreign = coins[0].clone();
+    foreign.index += 1;
+    assert!(matches!(
+        custody_bitcoin::build_replacement(&wallet, &[foreign], replaced_fee, &opts),
+        Err(custody_bitcoin::BuildError::ForeignUtxo { .. })
+    ));
+    let err =
+        custody_bitcoin::build_replacement(&wallet, &coins, Amount::from_sat(79_999_700), &opts)
+            .expect_err("the fee eats the coins");
+    assert!(
+        err.to_string().contains("short of the payments plus fee"),
+        "{err}"
+    );
+}
