@@ -24,7 +24,8 @@ use crate::db::{int, text, Tx};
 use crate::error::{ApiError, ErrorBody};
 use crate::risk::{self, EventKind, EventSource};
 use crate::withdrawals::{
-    self, NewApproval, NewCancel, NewRound, NewShares, NewWithdrawal, RoundView, WithdrawalView,
+    self, NewApproval, NewCancel, NewRound, NewShares, NewVoid, NewWithdrawal, RoundView,
+    WithdrawalView,
 };
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -319,6 +320,7 @@ pub fn router(app: App) -> Router {
         .routes(routes!(get_withdrawal))
         .routes(routes!(approve_withdrawal))
         .routes(routes!(cancel_withdrawal))
+        .routes(routes!(void_withdrawal))
         .routes(routes!(export_round))
         .routes(routes!(import_shares))
         .routes(routes!(broadcast_withdrawal))
@@ -365,10 +367,11 @@ pub fn router(app: App) -> Router {
 
 /// Routes whose handlers keep their idempotency record in the same transaction as the
 /// change (the withdrawal lifecycle); the middleware leaves them alone.
-const TRANSACTIONAL_IDEMPOTENCY: [&str; 5] = [
+const TRANSACTIONAL_IDEMPOTENCY: [&str; 6] = [
     "/v1/withdrawals",
     "/v1/withdrawals/{id}/approvals",
     "/v1/withdrawals/{id}/cancel",
+    "/v1/withdrawals/{id}/void",
     "/v1/withdrawals/{id}/round",
     "/v1/withdrawals/{id}/shares",
 ];
@@ -902,6 +905,33 @@ async fn cancel_withdrawal(
         let (app, p, id, r) = (app.clone(), p.clone(), id.clone(), r.clone());
         Box::pin(async move {
             withdrawals::cancel(tx, &app, &p, &id, &r)
+                .await
+                .map(Answer::from)
+        })
+    })
+    .await
+}
+
+/// Starts the void of a withdrawal whose signing round is out but which must never pay: a
+/// new withdrawal (answered here, 201) that conflicts with it and moves nothing out (the
+/// same coins back to the wallet; on Ethereum 0 ETH to itself with the same nonce), to be
+/// approved, signed and broadcast like any other. Operators and admins, signed in, with a
+/// reason. Once it confirms the original is cancelled (ADR 0031).
+#[utoipa::path(post, path = "/v1/withdrawals/{id}/void", params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = NewVoid, responses((status = 201, body = WithdrawalView, description = "the void"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "its round is not out (cancel it instead), it was sent, it is a void, or a void is under way"), (status = 422, body = ErrorBody, description = "the policy allows no internal transfer")))]
+async fn void_withdrawal(
+    State(app): State<App>,
+    Auth(p, _t): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let r: NewVoid = serde_json::from_slice(&body).map_err(|e| ApiError::bad_json(&e))?;
+    let key = idem_key(&headers)?;
+    let fp = serde_json::json!({ "id": id, "reason": r.reason });
+    idempotent(app.clone(), p.id.clone(), key, "void", &fp, move |tx| {
+        let (app, p, id, r) = (app.clone(), p.clone(), id.clone(), r.clone());
+        Box::pin(async move {
+            withdrawals::void(tx, &app, &p, &id, &r)
                 .await
                 .map(Answer::from)
         })

@@ -350,6 +350,42 @@ async fn take_nonce(tx: &mut Tx<'_>, chain_next: u64, id: &str) -> Result<u64, A
     Ok(candidate)
 }
 
+/// The round of the withdrawal a void replaces: its nonce and fees.
+struct Replaced {
+    nonce: u64,
+    max_fee: u128,
+    priority_fee: u128,
+}
+
+/// The nonce and fees of `original`'s round, which must still be out (`signing` or
+/// `signed`).
+async fn replaced_round(tx: &mut Tx<'_>, original: &str) -> Result<Replaced, ApiError> {
+    let o = load(tx, original).await?;
+    if !matches!(o.state.as_str(), "signing" | "signed") {
+        return Err(ApiError::conflict(
+            "original_moved",
+            format!(
+                "the withdrawal this void replaces, {}, is {}: there is nothing to void",
+                o.id, o.state
+            ),
+        ));
+    }
+    let nonce = o
+        .eth_nonce
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| {
+            ApiError::internal(format!("withdrawal {} has a round but no nonce", o.id))
+        })?;
+    let raw = hex::decode(o.eth_tx.as_deref().unwrap_or_default()).map_err(ApiError::internal)?;
+    let otx = EthTransaction::decode_unsigned(&raw).map_err(ApiError::internal)?;
+    let max_fee = otx.max_fee_per_gas();
+    Ok(Replaced {
+        nonce,
+        max_fee,
+        priority_fee: otx.max_priority_fee_per_gas().unwrap_or(max_fee),
+    })
+}
+
 /// An Ethereum signing round for the air gap.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EthRound {
@@ -456,6 +492,11 @@ pub(crate) async fn export_round(
     }
     let (asset, to) = asset_and_to(&w)?;
     let amount = w.units();
+    // A void takes its original's nonce and must outbid it.
+    let replaced = match &w.voids {
+        Some(original) => Some(replaced_round(tx, original).await?),
+        None => None,
+    };
     // The gates first, on the template (same intent as the final transaction).
     let (decision, _) =
         crate::withdrawals::gates(tx, app, &w, Some(&template(wallet, &asset, to, amount)?))
@@ -495,7 +536,13 @@ pub(crate) async fn export_round(
             "the presignature was taken by another round; retry",
         ));
     }
-    let fees = wallet.chain.fees().await.map_err(backend_error)?;
+    let mut fees = wallet.chain.fees().await.map_err(backend_error)?;
+    if let Some(r) = &replaced {
+        // Nodes replace a pending transaction only for at least 10% more of both fees.
+        let outbid = |fee: u128| fee.saturating_add(fee / 10).saturating_add(1);
+        fees.max_fee_per_gas = fees.max_fee_per_gas.max(outbid(r.max_fee));
+        fees.max_priority_fee_per_gas = fees.max_priority_fee_per_gas.max(outbid(r.priority_fee));
+    }
     if fees.max_fee_per_gas > wallet.max_fee_wei {
         return Err(ApiError::conflict(
             "fees_too_high",
@@ -535,12 +582,17 @@ pub(crate) async fn export_round(
             }
         }
     };
-    let chain_next = wallet
-        .chain
-        .pending_nonce(wallet.address)
-        .await
-        .map_err(backend_error)?;
-    let nonce = take_nonce(tx, chain_next, &w.id).await?;
+    let nonce = match &replaced {
+        Some(r) => r.nonce,
+        None => {
+            let chain_next = wallet
+                .chain
+                .pending_nonce(wallet.address)
+                .await
+                .map_err(backend_error)?;
+            take_nonce(tx, chain_next, &w.id).await?
+        }
+    };
     let sending = Sending {
         nonce,
         max_fee: fees.max_fee_per_gas,
@@ -817,7 +869,7 @@ pub async fn track(app: &App) -> Result<usize, ApiError> {
     )
     .fetch_all(app.db.pool())
     .await?;
-    let mut changed = 0;
+    let mut changed = originals_of_voids(app, &wallet).await?;
     for r in &rows {
         let id = text(r, "id")?;
         if text(r, "state")? == "broadcasting" {
@@ -880,6 +932,63 @@ pub async fn track(app: &App) -> Result<usize, ApiError> {
                 tx.commit().await?;
             }
             custody_evm::TxOutcome::Success => {}
+        }
+    }
+    Ok(changed)
+}
+
+/// Watches the originals of live voids: one whose own transaction was mined (someone
+/// holding every answer broadcast it), or whose nonce the chain has used while the void's
+/// transaction was not mined, went out instead of its void (nothing else the group signs
+/// carries that nonce). It is recorded as confirmed and the void as failed
+/// (`withdrawals::original_confirmed`). Returns how many changed.
+async fn originals_of_voids(app: &App, wallet: &EthWallet) -> Result<usize, ApiError> {
+    let rows = sqlx::query(
+        "SELECT v.id AS void_id, v.txid AS void_txid, w.id AS id, w.txid AS txid, w.eth_nonce AS nonce \
+         FROM withdrawals v JOIN withdrawals w ON w.id = v.voids \
+         WHERE v.voids IS NOT NULL AND v.state NOT IN ('cancelled', 'failed', 'rejected', 'confirmed') \
+         AND w.state IN ('signing', 'signed') AND w.eth_intent IS NOT NULL",
+    )
+    .fetch_all(app.db.pool())
+    .await?;
+    let mut changed = 0;
+    for r in &rows {
+        let (id, void_id) = (text(r, "id")?, text(r, "void_id")?);
+        // Whether a transaction is mined; `None` when the node cannot say now (the row
+        // waits for the next pass rather than guess).
+        let mined = |hash: Option<String>| async move {
+            match hash.and_then(|t| t.parse().ok()) {
+                Some(h) => wallet.chain.receipt(h).await.ok().map(|r| r.is_some()),
+                None => Some(false),
+            }
+        };
+        let own = crate::db::opt_text(r, "txid")?;
+        let Some(own_mined) = mined(own.clone()).await else {
+            continue;
+        };
+        let found = if own_mined {
+            Some(own)
+        } else {
+            let Some(nonce) = crate::db::opt_int(r, "nonce")?.and_then(|n| u64::try_from(n).ok())
+            else {
+                continue;
+            };
+            let Ok(used) = wallet.chain.latest_nonce(wallet.address).await else {
+                continue;
+            };
+            if used <= nonce {
+                continue;
+            }
+            // The void's own receipt is its own tracking's business.
+            match mined(crate::db::opt_text(r, "void_txid")?).await {
+                Some(false) => Some(None),
+                Some(true) | None => continue,
+            }
+        };
+        if let Some(hash) = found {
+            if crate::withdrawals::original_confirmed(app, &id, &void_id, hash.as_deref()).await? {
+                changed += 1;
+            }
         }
     }
     Ok(changed)

@@ -127,6 +127,13 @@ pub struct WithdrawalView {
     pub policy_hash: String,
     /// Why it was rejected or failed, if it was.
     pub failure: Option<String>,
+    /// For a void: the withdrawal it replaces (its coins back to the wallet; ADR 0031).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voids: Option<String>,
+    /// The void under way for this withdrawal, if any: once it confirms, this withdrawal
+    /// is cancelled; the coordinator does not broadcast this one meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voided_by: Option<String>,
 }
 
 pub(crate) struct Row_ {
@@ -154,6 +161,8 @@ pub(crate) struct Row_ {
     pub(crate) signers: Option<String>,
     pub(crate) final_tx: Option<String>,
     failure: Option<String>,
+    /// For a void: the withdrawal it replaces (ADR 0031).
+    pub(crate) voids: Option<String>,
 }
 
 impl Row_ {
@@ -175,7 +184,7 @@ pub(crate) async fn load(tx: &mut Tx<'_>, id: &str) -> Result<Row_, ApiError> {
     let r = sqlx::query(
         "SELECT id, principal_id, state, version, asset, address, amount, created_at, risk_score, \
          risk_reasons, policy_hash, required_approvals, psbt, txid, signers, final_tx, failure, \
-         amount_text, eth_intent, eth_tx, eth_nonce, presign_batch, presign_index, partials \
+         amount_text, eth_intent, eth_tx, eth_nonce, presign_batch, presign_index, partials, voids \
          FROM withdrawals WHERE id = $1",
     )
     .bind(id)
@@ -207,6 +216,7 @@ pub(crate) async fn load(tx: &mut Tx<'_>, id: &str) -> Result<Row_, ApiError> {
         signers: opt_text(&r, "signers")?,
         final_tx: opt_text(&r, "final_tx")?,
         failure: opt_text(&r, "failure")?,
+        voids: opt_text(&r, "voids")?,
     })
 }
 
@@ -289,7 +299,11 @@ pub(crate) async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<Withdra
     let now = app.now();
     let (holds, latest) = risk::holds_for(tx, &w.principal_id, &w.id, now).await?;
     let approvals = distinct_approvals(tx, &w.id).await?;
-    view_with(w, holds, latest, approvals)
+    let mut v = view_with(w, holds, latest, approvals)?;
+    if matches!(w.state.as_str(), "signing" | "signed") {
+        v.voided_by = live_void(tx, &w.id).await?;
+    }
+    Ok(v)
 }
 
 /// [`view`] given the withdrawal's active holds, the latest end of any hold that has
@@ -332,6 +346,8 @@ fn view_with(
         nonce: w.eth_nonce.and_then(|n| u64::try_from(n).ok()),
         policy_hash: w.policy_hash.clone(),
         failure: w.failure.clone(),
+        voids: w.voids.clone(),
+        voided_by: None,
     })
 }
 
@@ -431,6 +447,13 @@ pub(crate) async fn request(
             return Err(ApiError::bad_request("amount must be positive"));
         }
         let to = crate::eth::parse_eth_address(&req.address)?;
+        if to == wallet.address {
+            // The signers see ether to their own address as an internal transfer (a void).
+            return Err(ApiError::bad_request(format!(
+                "{} is this custody wallet's own address; a withdrawal pays someone else",
+                to.to_checksum(None)
+            )));
+        }
         let template = crate::eth::template(wallet, &asset, to, amount)?;
         (to.to_checksum(None), Some((asset, template)))
     };
@@ -698,6 +721,7 @@ pub(crate) async fn request(
         signers: None,
         final_tx: None,
         failure: None,
+        voids: None,
     };
     writes
         .push(
@@ -1136,6 +1160,8 @@ pub async fn approve(
             &serde_json::json!({ "approvals": count }),
         )
         .await?;
+    }
+    if count >= w.required_approvals && w.voids.is_none() {
         crate::notify::enqueue(
             tx,
             app,
@@ -1162,8 +1188,25 @@ pub struct NewCancel {
     pub reason: Option<String>,
 }
 
-/// The longest cancellation reason kept.
+/// The longest cancellation or void reason kept.
 const MAX_CANCEL_REASON: usize = 500;
+
+/// A staff member's reason, trimmed: `None` when absent or blank; 400 when longer than
+/// [`MAX_CANCEL_REASON`] characters or not one line of printable text.
+fn one_line_reason(reason: Option<&str>) -> Result<Option<&str>, ApiError> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.chars().count() > MAX_CANCEL_REASON) {
+        return Err(ApiError::bad_request(format!(
+            "reason is longer than {MAX_CANCEL_REASON} characters"
+        )));
+    }
+    if reason.is_some_and(|r| r.chars().any(char::is_control)) {
+        return Err(ApiError::bad_request(
+            "reason must be one line of printable text (it goes into the customer's email)",
+        ));
+    }
+    Ok(reason)
+}
 
 /// Cancels a withdrawal before its signing round is exported (the body of
 /// `POST /v1/withdrawals/{id}/cancel`): its customer may (signed in, or with a
@@ -1204,21 +1247,7 @@ pub async fn cancel(
             ))
         }
     };
-    let reason = req
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
-    if reason.is_some_and(|r| r.chars().count() > MAX_CANCEL_REASON) {
-        return Err(ApiError::bad_request(format!(
-            "reason is longer than {MAX_CANCEL_REASON} characters"
-        )));
-    }
-    if reason.is_some_and(|r| r.chars().any(char::is_control)) {
-        return Err(ApiError::bad_request(
-            "reason must be one line of printable text (it goes into the customer's email)",
-        ));
-    }
+    let reason = one_line_reason(req.reason.as_deref())?;
     if who.role != Role::User && reason.is_none() {
         return Err(ApiError::bad_request(
             "an operator's or admin's cancellation needs a reason (it is audited and sent to the customer)",
@@ -1278,19 +1307,297 @@ pub async fn cancel(
         &serde_json::json!({ "from": w.state, "by": who.role.as_str(), "reason": reason, "coins_released": released }),
     )
     .await?;
-    crate::notify::enqueue(
-        tx,
-        app,
-        Some(&w.principal_id),
-        "withdrawal.cancelled",
-        serde_json::json!({ "withdrawal": w.id, "reason": why }),
-    )
-    .await?;
+    if w.voids.is_none() {
+        crate::notify::enqueue(
+            tx,
+            app,
+            Some(&w.principal_id),
+            "withdrawal.cancelled",
+            serde_json::json!({ "withdrawal": w.id, "reason": why }),
+        )
+        .await?;
+    }
     let w = load(tx, &w.id).await?;
     let v = view(tx, app, &w).await?;
     Ok((
         axum::http::StatusCode::OK,
         serde_json::to_value(v).map_err(ApiError::internal)?,
+    ))
+}
+
+/// A void (`POST /v1/withdrawals/{id}/void`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+pub struct NewVoid {
+    /// Why, for the audit log (required; one line, at most 500 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What a void pays and how, per chain.
+struct VoidTx {
+    /// The policy's asset: `BTC`, or `ETH` for any Ethereum withdrawal (its void is a plain
+    /// ether transfer).
+    asset: String,
+    /// The wallet's own address it pays.
+    address: String,
+    /// Bitcoin: the PSBT (base64) and its txid.
+    psbt: Option<String>,
+    txid: Option<String>,
+    /// Ethereum: the intent digest (hex) of the 0-value transfer to the wallet itself.
+    eth_intent: Option<String>,
+    /// For the audit entry.
+    details: serde_json::Value,
+}
+
+/// A Bitcoin void: the original's coins, in its order, to one new change address, at the
+/// original's fee plus the relay fee (or the configured rate, if higher).
+async fn btc_void(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<VoidTx, ApiError> {
+    let wallet = app.wallet()?.clone();
+    let original = Psbt::deserialize(
+        &B64.decode(w.psbt.clone().unwrap_or_default())
+            .map_err(ApiError::internal)?,
+    )
+    .map_err(ApiError::internal)?;
+    // The original's coins, in its order, from the coin set (never from the PSBT alone).
+    let rows = sqlx::query(
+        "SELECT outpoint, amount, script, branch, address_index, spent_by FROM utxos WHERE reserved_by = $1",
+    )
+    .bind(&w.id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut coins = Vec::with_capacity(original.unsigned_tx.input.len());
+    let mut spent_in = Amount::ZERO;
+    for input in &original.unsigned_tx.input {
+        let outpoint = input.previous_output.to_string();
+        let mut found = None;
+        for r in &rows {
+            if text(r, "outpoint")? == outpoint {
+                found = Some(r);
+            }
+        }
+        let r = found.ok_or_else(|| {
+            ApiError::internal(format!("coin {outpoint} of {} is not reserved by it", w.id))
+        })?;
+        if let Some(by) = opt_text(r, "spent_by")? {
+            return Err(ApiError::conflict(
+                "already_spent",
+                format!("coin {outpoint} of withdrawal {} is already spent by {by}; there is nothing to void", w.id),
+            ));
+        }
+        let amount = Amount::from_sat(u64::try_from(int(r, "amount")?).unwrap_or(0));
+        spent_in += amount;
+        coins.push(WalletUtxo {
+            outpoint: input.previous_output,
+            txout: TxOut {
+                value: amount,
+                script_pubkey: ScriptBuf::from_hex(&text(r, "script")?)
+                    .map_err(ApiError::internal)?,
+            },
+            branch: custody_bitcoin::Branch::from_number(
+                u32::try_from(int(r, "branch")?).unwrap_or(9),
+            )
+            .ok_or_else(|| ApiError::internal("bad branch in utxos"))?,
+            index: u32::try_from(int(r, "address_index")?).unwrap_or(0),
+            prev_tx: None,
+        });
+    }
+    let paid: Amount = original.unsigned_tx.output.iter().map(|o| o.value).sum();
+    let replaced_fee = spent_in.checked_sub(paid).ok_or_else(|| {
+        ApiError::internal(format!("withdrawal {} pays more than it spends", w.id))
+    })?;
+    let change_index = match app.db.side_pool() {
+        None => {
+            let row = sqlx::query(CLAIM_CHANGE)
+                .bind(1i64)
+                .fetch_one(&mut **tx)
+                .await?;
+            claimed_index(Some(&row))?.saturating_sub(1)
+        }
+        Some(_) => claim_change_block(app, &wallet).await?,
+    };
+    wallet.prepare_change_after(change_index);
+    let fee_rate = FeeRate::from_sat_per_vb(app.config.wallet.fee_rate_sat_vb)
+        .unwrap_or(FeeRate::BROADCAST_MIN);
+    let psbt = custody_bitcoin::build_replacement(
+        &wallet.descriptor,
+        &coins,
+        replaced_fee,
+        &BuildOptions::new(fee_rate, change_index),
+    )
+    .map_err(|e| ApiError::conflict("cannot_build", format!("cannot build the void: {e}")))?;
+    let txid = psbt.unsigned_tx.compute_txid().to_string();
+    let change = wallet
+        .descriptor
+        .address(custody_bitcoin::Branch::Change, change_index)
+        .map_err(ApiError::internal)?
+        .to_string();
+    Ok(VoidTx {
+        asset: w.asset.clone(),
+        address: change.clone(),
+        psbt: Some(B64.encode(psbt.serialize())),
+        txid: Some(txid.clone()),
+        eth_intent: None,
+        details: serde_json::json!({
+            "txid": txid, "change_address": change, "replaced_fee_sat": replaced_fee.to_sat(),
+        }),
+    })
+}
+
+/// An Ethereum void: 0 ETH to the wallet itself, signed later with the original's nonce
+/// (its round sets the nonce and fees above the original's; `eth::export_round`).
+fn eth_void(app: &App, w: &Row_) -> Result<VoidTx, ApiError> {
+    let wallet = app.eth()?;
+    let nonce = w.eth_nonce.ok_or_else(|| {
+        ApiError::internal(format!("withdrawal {} has a round but no nonce", w.id))
+    })?;
+    let template = crate::eth::template(wallet, &crate::eth::EthAsset::Eth, wallet.address, 0)?;
+    Ok(VoidTx {
+        asset: crate::eth::ASSET_ETH.to_owned(),
+        address: wallet.address.to_checksum(None),
+        psbt: None,
+        txid: None,
+        eth_intent: Some(hex::encode(template.intent_digest())),
+        details: serde_json::json!({ "nonce": nonce }),
+    })
+}
+
+/// Starts the void of a withdrawal whose signing round is out but which must never pay
+/// (the body of `POST /v1/withdrawals/{id}/void`; operators and admins, signed in, with a
+/// reason). The void is a withdrawal of its own (`voids` names the original), requested by
+/// the staff member, whose transaction conflicts with the original and moves nothing out
+/// of the wallet: on Bitcoin it spends exactly the original's coins to a new change
+/// address, paying the original's fee plus the relay fee so it also displaces the original
+/// from any mempool; on Ethereum it sends 0 ETH to the wallet itself with the original's
+/// nonce, its round choosing fees above the original's. It needs the approvals the policy
+/// asks for an internal transfer of the asset (a rule covering amount 0), and then goes
+/// through the same round, answers and broadcast gates as any withdrawal (holds are the
+/// staff member's, freezes apply). Meanwhile the coordinator never broadcasts the
+/// original; once the void confirms, the original is cancelled and its customer told. If
+/// the original confirms first (someone with every answer broadcast it), it is recorded
+/// as confirmed and the void fails.
+///
+/// # Errors
+/// 403 for anyone but operators and admins signed in; 400 without a one-line reason; 409
+/// when the withdrawal's round is not out (cancel it instead), it was sent, it is itself
+/// a void, or a void is already under way; 422 when the policy allows no internal
+/// transfer.
+pub async fn void(
+    tx: &mut Tx<'_>,
+    app: &App,
+    who: &Principal,
+    id: &str,
+    req: &NewVoid,
+) -> Result<(axum::http::StatusCode, serde_json::Value), ApiError> {
+    let now = app.now();
+    if !matches!(who.role, Role::Operator | Role::Admin) {
+        return Err(ApiError::forbidden(
+            "only an operator or an admin voids a withdrawal",
+        ));
+    }
+    if matches!(who.via, accounts::Via::ApiKey { .. }) {
+        return Err(ApiError::forbidden(
+            "staff void withdrawals signed in, not with an API key",
+        ));
+    }
+    let reason = one_line_reason(req.reason.as_deref())?
+        .ok_or_else(|| ApiError::bad_request("a void needs a reason (it is audited)"))?;
+    let w = load(tx, id).await?;
+    if let Some(original) = &w.voids {
+        return Err(ApiError::conflict(
+            "is_a_void",
+            format!("withdrawal {} is itself the void of {original}; cancel it before its round instead", w.id),
+        ));
+    }
+    match w.state.as_str() {
+        "signing" | "signed" => {}
+        "pending_approval" | "approved" => {
+            return Err(ApiError::conflict(
+                "not_exported",
+                format!("withdrawal is {}: its signing round is not out, so cancel it instead", w.state),
+            ))
+        }
+        other => {
+            return Err(ApiError::conflict(
+                "too_late",
+                format!("withdrawal is {other}; only one whose signing round is out and that was not sent can be voided"),
+            ))
+        }
+    }
+    if let Some(v) = live_void(tx, &w.id).await? {
+        return Err(ApiError::conflict(
+            "void_exists",
+            format!("withdrawal {} is already being voided by {v}", w.id),
+        ));
+    }
+    let made = if w.is_eth() {
+        eth_void(app, &w)?
+    } else {
+        btc_void(tx, app, &w).await?
+    };
+    let policy = crate::policy::current(tx, app, now).await?;
+    let internal = Withdrawal {
+        asset: made.asset.clone(),
+        payments: Vec::new(),
+    };
+    let required = match policy.evaluate(&internal, now_u64(now)) {
+        Verdict::Allow {
+            required_approvals, ..
+        } => i64::from(required_approvals),
+        Verdict::Deny { reason } => {
+            return Err(ApiError::refused(
+                "policy_denied",
+                format!("the policy in force does not allow an internal transfer of {}: {reason}; the admins need a rule for it that covers amount 0", made.asset),
+            ))
+        }
+    };
+    let void_id = Uuid::new_v4().to_string();
+    let state = if required == 0 {
+        "approved"
+    } else {
+        "pending_approval"
+    };
+    sqlx::query(
+        "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, created_at, \
+         updated_at, hold_until, risk_score, risk_reasons, policy_hash, required_approvals, psbt, txid, \
+         amount_text, eth_intent, voids) \
+         VALUES ($1, $2, $3, $4, 0, $5, 1, $6, $7, 0, 0, '[]', $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(void_id.clone())
+    .bind(who.id.clone())
+    .bind(made.asset.clone())
+    .bind(made.address.clone())
+    .bind(state)
+    .bind(now)
+    .bind(now)
+    .bind(hex::encode(policy.hash()))
+    .bind(required)
+    .bind(made.psbt.clone())
+    .bind(made.txid.clone())
+    .bind(made.eth_intent.as_ref().map(|_| "0".to_owned()))
+    .bind(made.eth_intent.clone())
+    .bind(w.id.clone())
+    .execute(&mut **tx)
+    .await?;
+    if velocity::counted(state) {
+        velocity::count(tx, &made.asset, now, 0, 1).await?;
+    }
+    crate::audit::append(
+        tx,
+        now,
+        "withdrawal.void_requested",
+        &who.id,
+        &w.id,
+        &serde_json::json!({
+            "void": void_id, "by": who.role.as_str(), "reason": reason, "from": w.state,
+            "to": made.address, "transaction": made.details,
+        }),
+    )
+    .await?;
+    let v = load(tx, &void_id).await?;
+    let view = view(tx, app, &v).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        serde_json::to_value(view).map_err(ApiError::internal)?,
     ))
 }
 
@@ -1356,10 +1663,12 @@ fn withdrawal_from_psbt(app: &App, w: &Row_) -> Result<Withdrawal, ApiError> {
     let inspection =
         custody_bitcoin::inspect_psbt(&wallet.descriptor, &psbt, &InspectPolicy::default())
             .map_err(|e| ApiError::refused("inspection_failed", e.to_string()))?;
+    // As the signers count them: every output not proved to be change is a payment (one
+    // to a receive address of the wallet too).
     let payments = inspection
         .outputs
         .iter()
-        .filter(|o| matches!(o.ownership, custody_bitcoin::Ownership::External))
+        .filter(|o| !matches!(o.ownership, custody_bitcoin::Ownership::Change { .. }))
         .map(|o| custody_policy::Payment {
             address: o
                 .address
@@ -1376,6 +1685,7 @@ fn withdrawal_from_psbt(app: &App, w: &Row_) -> Result<Withdrawal, ApiError> {
 
 /// What an Ethereum transaction pays, for the gates: it must carry the approved intent.
 fn withdrawal_from_eth(
+    app: &App,
     w: &Row_,
     eth_tx: &custody_ethereum::EthTransaction,
 ) -> Result<Withdrawal, ApiError> {
@@ -1389,8 +1699,9 @@ fn withdrawal_from_eth(
             ),
         ));
     }
+    // As the signers map it: 0 ETH to the wallet itself (a void) pays no one.
     eth_tx
-        .policy_withdrawal()
+        .policy_withdrawal_from(app.eth()?.address)
         .map_err(|e| ApiError::refused("policy_denied", format!("policy cannot allow it: {e}")))
 }
 
@@ -1446,7 +1757,7 @@ pub(crate) async fn gates(
     };
     decision.sign(&app.identity, &mut rand_core::OsRng);
     let withdrawal = match eth_tx {
-        Some(eth_tx) => withdrawal_from_eth(w, eth_tx)?,
+        Some(eth_tx) => withdrawal_from_eth(app, w, eth_tx)?,
         None => withdrawal_from_psbt(app, w)?,
     };
     let except = velocity::Except {
@@ -1787,6 +2098,12 @@ pub async fn broadcast(
     }
     let mut tx = app.db.begin().await?;
     let w = load(&mut tx, id).await?;
+    if let Some(v) = live_void(&mut tx, &w.id).await? {
+        return Err(ApiError::conflict(
+            "being_voided",
+            format!("withdrawal {} is being voided by {v}; it is never broadcast by this coordinator (cancel the void before its round to send this one)", w.id),
+        ));
+    }
     if w.is_eth() {
         return crate::eth::broadcast(app, operator, tx, w).await;
     }
@@ -1866,20 +2183,24 @@ pub(crate) async fn record_broadcast(
         )
         .await?;
         if !w.is_eth() {
-            sqlx::query("UPDATE utxos SET spent_by = $1 WHERE reserved_by = $1")
+            // A void spends the coins its original reserved.
+            sqlx::query("UPDATE utxos SET spent_by = $1 WHERE reserved_by = $2")
                 .bind(&w.id)
+                .bind(w.voids.as_deref().unwrap_or(&w.id))
                 .execute(&mut *tx)
                 .await?;
         }
         crate::audit::append(&mut tx, now, "withdrawal.broadcast", "system", &w.id, audit).await?;
-        crate::notify::enqueue(
-            &mut tx,
-            app,
-            Some(&w.principal_id),
-            "withdrawal.broadcast",
-            serde_json::json!({ "withdrawal": w.id, "txid": txid }),
-        )
-        .await?;
+        if w.voids.is_none() {
+            crate::notify::enqueue(
+                &mut tx,
+                app,
+                Some(&w.principal_id),
+                "withdrawal.broadcast",
+                serde_json::json!({ "withdrawal": w.id, "txid": txid }),
+            )
+            .await?;
+        }
     }
     tx.commit().await?;
     Ok(serde_json::json!({ "withdrawal_id": id, "state": "broadcast", "txid": txid }))
@@ -1934,6 +2255,162 @@ pub(crate) async fn record_confirmed(
     )
     .await?;
     crate::audit::append(&mut tx, now, "withdrawal.confirmed", "system", id, audit).await?;
+    if let Some(original) = &w.voids {
+        voided(&mut tx, app, original, &w).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The void under way for `id`: one that is not cancelled, failed or rejected.
+///
+/// # Errors
+/// Storage failure.
+pub(crate) async fn live_void(tx: &mut Tx<'_>, id: &str) -> Result<Option<String>, ApiError> {
+    let row = sqlx::query(
+        "SELECT id FROM withdrawals WHERE voids = $1 \
+         AND state NOT IN ('cancelled', 'failed', 'rejected') ORDER BY created_at LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some(r) => Some(text(&r, "id")?),
+        None => None,
+    })
+}
+
+/// The void `v` confirmed: its original can never confirm now (its coins are spent), so
+/// it is cancelled, with the audit entry and the customer's notification.
+async fn voided(tx: &mut Tx<'_>, app: &App, original: &str, v: &Row_) -> Result<(), ApiError> {
+    let now = app.now();
+    let w = load(tx, original).await?;
+    if !matches!(w.state.as_str(), "signing" | "signed") {
+        // Nothing else moves an original while its void is live; say so if it happens.
+        tracing::error!(withdrawal = %w.id, state = %w.state, void = %v.id, "a void confirmed for a withdrawal that is no longer signing or signed");
+        return Ok(());
+    }
+    let why = format!(
+        "voided: replaced by {} (transaction {}), which spent its coins back to the wallet",
+        v.id,
+        v.txid.as_deref().unwrap_or("unknown")
+    );
+    transition(
+        tx,
+        &w,
+        "cancelled",
+        now,
+        "failure",
+        &[Val::Text(Some(why.clone()))],
+    )
+    .await?;
+    crate::audit::append(
+        tx,
+        now,
+        "withdrawal.voided",
+        "system",
+        &w.id,
+        &serde_json::json!({ "void": v.id, "txid": v.txid, "from": w.state }),
+    )
+    .await?;
+    crate::notify::enqueue(
+        tx,
+        app,
+        Some(&w.principal_id),
+        "withdrawal.cancelled",
+        serde_json::json!({ "withdrawal": w.id, "reason": why }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The original of a live void confirmed instead (someone holding every signer's answer
+/// broadcast it): it is confirmed, its coins spent by it, and the void failed, in one
+/// transaction. Returns false when another process recorded it first.
+pub(crate) async fn original_confirmed(
+    app: &App,
+    id: &str,
+    void_id: &str,
+    txid: Option<&str>,
+) -> Result<bool, ApiError> {
+    let shown = match txid {
+        Some(t) => format!("transaction {t}"),
+        None => "a transaction with its nonce that this coordinator never saw".to_owned(),
+    };
+    let now = app.now();
+    let mut tx = app.db.begin().await?;
+    let w = load(&mut tx, id).await?;
+    let v = load(&mut tx, void_id).await?;
+    if !matches!(w.state.as_str(), "signing" | "signed")
+        || matches!(
+            v.state.as_str(),
+            "cancelled" | "failed" | "rejected" | "confirmed"
+        )
+    {
+        return Ok(false);
+    }
+    transition(
+        &mut tx,
+        &w,
+        "confirmed",
+        now,
+        "confirmed_at",
+        &[Val::Int(now)],
+    )
+    .await?;
+    if let Some(t) = txid.filter(|_| w.is_eth()) {
+        sqlx::query("UPDATE withdrawals SET txid = $1 WHERE id = $2")
+            .bind(t.to_owned())
+            .bind(&w.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("UPDATE utxos SET spent_by = $1 WHERE reserved_by = $1")
+        .bind(&w.id)
+        .execute(&mut *tx)
+        .await?;
+    transition(
+        &mut tx,
+        &v,
+        "failed",
+        now,
+        "failure",
+        &[Val::Text(Some(format!(
+            "the withdrawal it was to void, {}, confirmed first ({shown})",
+            w.id
+        )))],
+    )
+    .await?;
+    crate::audit::append(
+        &mut tx,
+        now,
+        "withdrawal.confirmed",
+        "system",
+        &w.id,
+        &serde_json::json!({ "txid": txid, "nonce": w.eth_nonce, "broadcast_by": "not this coordinator", "void": v.id }),
+    )
+    .await?;
+    crate::audit::append(
+        &mut tx,
+        now,
+        "withdrawal.void_failed",
+        "system",
+        &v.id,
+        &serde_json::json!({ "original": w.id, "txid": txid }),
+    )
+    .await?;
+    let mut sent = serde_json::json!({ "withdrawal": w.id });
+    if let Some(t) = txid {
+        sent["txid"] = t.into();
+    }
+    crate::notify::enqueue(
+        &mut tx,
+        app,
+        Some(&w.principal_id),
+        "withdrawal.broadcast",
+        sent,
+    )
+    .await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -1956,6 +2433,25 @@ pub async fn resume(app: &App) -> Result<usize, ApiError> {
     .fetch_all(app.db.pool())
     .await?;
     let mut changed = eth_changed;
+    let originals = sqlx::query(
+        "SELECT v.id AS void_id, w.id AS id, w.txid AS txid FROM withdrawals v \
+         JOIN withdrawals w ON w.id = v.voids \
+         WHERE v.voids IS NOT NULL AND v.state NOT IN ('cancelled', 'failed', 'rejected', 'confirmed') \
+         AND w.state IN ('signing', 'signed') AND w.eth_intent IS NULL",
+    )
+    .fetch_all(app.db.pool())
+    .await?;
+    for r in &originals {
+        let Some(txid) = opt_text(r, "txid")?.and_then(|t| bitcoin::Txid::from_str(&t).ok()) else {
+            continue;
+        };
+        if let Ok(custody_chain::TxStatus::Confirmed { .. }) = chain.tx_status(&txid).await {
+            let (id, void_id) = (text(r, "id")?, text(r, "void_id")?);
+            if original_confirmed(app, &id, &void_id, Some(&txid.to_string())).await? {
+                changed += 1;
+            }
+        }
+    }
     for r in &rows {
         let id = text(r, "id")?;
         match text(r, "state")?.as_str() {

@@ -305,7 +305,9 @@ impl Eth {
             &hex::decode(eth["decision"].as_str().unwrap()).unwrap(),
         )
         .map_err(|e| e.to_string())?;
-        let withdrawal = tx.policy_withdrawal().map_err(|e| e.to_string())?;
+        let withdrawal = tx
+            .policy_withdrawal_from(self.group)
+            .map_err(|e| e.to_string())?;
         let policy = verified_policy(&self.h.signed_policy);
         custody_policy::verify_decision(
             &decision,
@@ -723,3 +725,193 @@ async fn a_token_transfer_that_would_revert_is_not_signed_and_one_that_reverts_f
     );
 }
 on_both!(a_token_transfer_that_would_revert_is_not_signed_and_one_that_reverts_fails);
+
+impl Eth {
+    /// Starts the void of `id` (operator, with a reason) and has both approvers approve it;
+    /// returns the void's id.
+    async fn void_approved(&mut self, id: &str) -> String {
+        let (st, v) = self
+            .h
+            .call(
+                "POST",
+                &format!("/v1/withdrawals/{id}/void"),
+                Some(&self.operator.token),
+                Some(&new_key()),
+                Some(json!({ "reason": "ticket 5120: wrong destination" })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        assert_eq!(v["voids"], json!(id));
+        assert_eq!(v["asset"], "ETH");
+        assert_eq!(v["amount_units"], "0");
+        assert_eq!(v["address"], json!(self.group.to_checksum(None)));
+        let void_id = v["id"].as_str().unwrap().to_owned();
+        let digest = v["approval_digest"].as_str().unwrap().to_owned();
+        for i in 0..2 {
+            let code = self.h.totp(&self.approvers[i]);
+            let sig = self.h.approval_signature(i, &digest);
+            let (st, a) = self
+                .h
+                .call(
+                    "POST",
+                    &format!("/v1/withdrawals/{void_id}/approvals"),
+                    Some(&self.approvers[i].token),
+                    Some(&new_key()),
+                    Some(json!({ "signature": sig, "totp": code })),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{a}");
+        }
+        void_id
+    }
+}
+
+fn fees_of(round: &Value) -> (u128, u128, u64) {
+    let raw = hex::decode(round["eth"]["transaction"].as_str().unwrap()).unwrap();
+    let tx = EthTransaction::decode_unsigned(&raw).unwrap();
+    (
+        tx.max_fee_per_gas(),
+        tx.max_priority_fee_per_gas().unwrap(),
+        tx.nonce(),
+    )
+}
+
+/// A signed ether withdrawal that must never pay is voided: 0 ETH to the wallet itself
+/// with its nonce, at fees a node takes as its replacement, signed by the signers as an
+/// internal transfer. Once mined the original is cancelled, nothing was paid, and the
+/// next withdrawal takes the next nonce (the sequence is not blocked).
+async fn a_signed_ether_withdrawal_is_voided_with_its_nonce(engine: Engine) {
+    let Some(mut e) = setup(engine).await else {
+        return;
+    };
+    let (id, round) = e.signed("ETH", ETHER).await;
+    let (w_max, w_prio, w_nonce) = fees_of(&round);
+    // A customer cannot send to the wallet itself (that is what a void looks like).
+    let code = e.h.totp(&e.user);
+    let (st, v) =
+        e.h.call(
+            "POST",
+            "/v1/withdrawals",
+            Some(&e.user.token),
+            Some(&new_key()),
+            Some(json!({ "asset": "ETH", "address": e.group.to_checksum(None), "amount": "5", "totp": code })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let void_id = e.void_approved(&id).await;
+    assert_eq!(e.get(&id).await["voided_by"], json!(void_id));
+    let (st, round) = e.round(&void_id).await;
+    assert_eq!(st, StatusCode::OK, "{round}");
+    let (v_max, v_prio, v_nonce) = fees_of(&round);
+    assert_eq!(v_nonce, w_nonce, "the original's nonce");
+    assert!(v_max >= w_max + w_max / 10 && v_prio >= w_prio + w_prio / 10);
+    for i in 0..2 {
+        let partial = e
+            .sign(i, &round)
+            .expect("the signers take 0 ETH to themselves as an internal transfer");
+        let (st, v) = e.submit(&void_id, &partial).await;
+        assert!(st.is_success(), "{v}");
+    }
+    let (st, v) =
+        e.h.call(
+            "POST",
+            &format!("/v1/withdrawals/{id}/broadcast"),
+            Some(&e.operator.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "being_voided");
+    broadcast(&e, &void_id).await;
+    let before = e.chain.balance(e.group).await.unwrap();
+    e.file.as_ref().unwrap().mine(1).await.unwrap();
+    custody_coordinator::tick(&e.h.app).await.unwrap();
+    assert_eq!(e.get(&void_id).await["state"], "confirmed");
+    let original = e.get(&id).await;
+    assert_eq!(original["state"], "cancelled", "{original}");
+    assert!(original["failure"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("voided: replaced by {void_id}")));
+    let dest: Address = ETH_DEST.parse().unwrap();
+    assert_eq!(
+        e.chain.balance(dest).await.unwrap(),
+        U256::ZERO,
+        "nothing paid"
+    );
+    let after = e.chain.balance(e.group).await.unwrap();
+    assert!(
+        after < before && before - after < U256::from(ETHER / 100),
+        "only gas"
+    );
+    assert_eq!(e.h.audit_count("withdrawal.voided").await, 1);
+    // The nonce sequence goes on.
+    let (next, round) = e.signed("ETH", ETHER / 2).await;
+    assert_eq!(fees_of(&round).2, w_nonce + 1);
+    broadcast(&e, &next).await;
+    e.file.as_ref().unwrap().mine(1).await.unwrap();
+    custody_coordinator::tick(&e.h.app).await.unwrap();
+    assert_eq!(e.get(&next).await["state"], "confirmed");
+    let mut tx = e.h.app.db.pool().begin().await.unwrap();
+    let drift = custody_coordinator::velocity::check(&mut tx).await.unwrap();
+    assert!(drift.is_empty(), "{drift:?}");
+    tx.rollback().await.unwrap();
+    custody_coordinator::audit::verify(&e.h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(a_signed_ether_withdrawal_is_voided_with_its_nonce);
+
+/// The original of a void goes out first, from answers the coordinator never saw in full:
+/// its nonce is used while the void is not mined, so it is recorded as confirmed (its
+/// hash unknown) and the void fails; the void's round is refused from then on.
+async fn an_ether_original_sent_behind_the_coordinators_back_fails_its_void(engine: Engine) {
+    let Some(mut e) = setup(engine).await else {
+        return;
+    };
+    let id = e.approved("ETH", ETHER).await;
+    let (st, round) = e.round(&id).await;
+    assert_eq!(st, StatusCode::OK, "{round}");
+    let p1 = e.sign(0, &round).expect("signer 1");
+    let (st, v) = e.submit(&id, &p1).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let p2 = e.sign(1, &round).expect("signer 2");
+    let void_id = e.void_approved(&id).await;
+    // Someone holding both answers finishes and sends the original.
+    let raw = hex::decode(round["eth"]["transaction"].as_str().unwrap()).unwrap();
+    let tx = EthTransaction::decode_unsigned(&raw).unwrap();
+    let partials: Vec<_> = [&p1, &p2]
+        .iter()
+        .map(|p| custody_ecdsa::PartialSignature::decode(&hex::decode(p).unwrap()).unwrap())
+        .collect();
+    let sig =
+        custody_ecdsa::combine(&e.keys.presign_plan, &tx.signing_hash().0, &partials).unwrap();
+    let signed = tx
+        .with_signature_for_sender(
+            U256::from_be_bytes(sig.r),
+            U256::from_be_bytes(sig.s),
+            e.group,
+        )
+        .unwrap();
+    e.chain.send_raw(&signed.encoded()).await.unwrap();
+    e.file.as_ref().unwrap().mine(1).await.unwrap();
+    custody_coordinator::tick(&e.h.app).await.unwrap();
+    let original = e.get(&id).await;
+    assert_eq!(original["state"], "confirmed", "{original}");
+    let failed = e.get(&void_id).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["failure"].as_str().unwrap().contains("never saw"),
+        "{failed}"
+    );
+    assert_eq!(e.h.audit_count("withdrawal.void_failed").await, 1);
+    let (st, v) = e.round(&void_id).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    let dest: Address = ETH_DEST.parse().unwrap();
+    assert_eq!(e.chain.balance(dest).await.unwrap(), U256::from(ETHER));
+    custody_coordinator::audit::verify(&e.h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(an_ether_original_sent_behind_the_coordinators_back_fails_its_void);

@@ -1534,3 +1534,279 @@ async fn a_withdrawal_is_cancelled_before_its_round_and_not_after(engine: Engine
         .expect("log intact");
 }
 on_both!(a_withdrawal_is_cancelled_before_its_round_and_not_after);
+
+async fn void(
+    h: &Harness,
+    who: &common::Session,
+    id: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    h.call(
+        "POST",
+        &format!("/v1/withdrawals/{id}/void"),
+        Some(&who.token),
+        Some(&common::new_key()),
+        Some(body),
+    )
+    .await
+}
+
+/// Approves, signs (signers 1 and 2, real signer code) and broadcasts a void; returns it.
+async fn void_through(h: &mut Harness, f: &common::Flow, v: &serde_json::Value) -> common::Flow {
+    let fv = common::Flow {
+        id: v["id"].as_str().unwrap().to_owned(),
+        digest: v["approval_digest"].as_str().unwrap().to_owned(),
+        ..f.clone()
+    };
+    for i in 0..2 {
+        let (st, a) = h.approve(&fv, i).await;
+        assert_eq!(st, StatusCode::OK, "{a}");
+    }
+    let op = fv.operator.clone();
+    h.upload_commitments(&op, 2).await;
+    let (st, round) = h.round(&fv).await;
+    assert_eq!(st, StatusCode::OK, "{round}");
+    let psbt = round["psbt"].as_str().unwrap().to_owned();
+    for signer in [0, 1] {
+        let answer = h
+            .sign_round(signer, &psbt)
+            .expect("the signers accept a transfer back to the wallet");
+        let (st, a) = h
+            .call(
+                "POST",
+                &format!("/v1/withdrawals/{}/shares", fv.id),
+                Some(&fv.operator.token),
+                Some(&common::new_key()),
+                Some(json!({ "psbt": answer })),
+            )
+            .await;
+        assert!(st.is_success(), "{a}");
+    }
+    fv
+}
+
+/// A withdrawal whose signing round is out cannot be cancelled (its answers may exist);
+/// it is voided instead: an operator or admin starts a void, a new withdrawal spending
+/// the same coins back to the wallet, approved, signed and broadcast like any other. The
+/// original is never broadcast meanwhile; when the void confirms the original is
+/// cancelled, its customer told, the log records both; the coins come back as change.
+async fn a_signed_withdrawal_is_voided_by_spending_its_coins_back_to_the_wallet(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let mut f = h.signed(5_000_000).await;
+    // Its signing took a day: everyone signs in again.
+    h.relogin(&mut f.operator).await;
+    h.relogin(&mut f.user).await;
+    for a in &mut f.approvers {
+        h.relogin(a).await;
+    }
+    assert_eq!(h.state(&f).await, "signed");
+    let coins = reserved_coins(&h, &f.id).await;
+    assert!(coins > 0);
+    // Who may, and with what.
+    let (st, v) = void(&h, &f.user, &f.id, json!({ "reason": "mine" })).await;
+    assert!(
+        st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND,
+        "{v}"
+    );
+    let (st, v) = void(&h, &f.approvers[0], &f.id, json!({ "reason": "x" })).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = void(&h, &f.operator, &f.id, json!({})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a reason is required: {v}");
+    let (st, v) = void(&h, &f.operator, &f.id, json!({ "reason": "a\nb" })).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    // A withdrawal whose round is not out is cancelled, not voided.
+    let (st, other) = another(&h, &f, 1_000_000).await;
+    assert_eq!(st, StatusCode::CREATED, "{other}");
+    let (st, v) = void(
+        &h,
+        &f.operator,
+        other["id"].as_str().unwrap(),
+        json!({ "reason": "x" }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "not_exported");
+
+    let (st, v) = void(
+        &h,
+        &f.operator,
+        &f.id,
+        json!({ "reason": "ticket 4411: customer's device compromised" }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["voids"], json!(f.id));
+    assert_eq!(v["state"], "pending_approval");
+    assert_eq!(v["amount"], 0);
+    assert_eq!(v["required_approvals"], 2, "the policy's rule for amount 0");
+    let void_id = v["id"].as_str().unwrap().to_owned();
+    let original = h.view(&f).await;
+    assert_eq!(original["state"], "signed");
+    assert_eq!(original["voided_by"], json!(void_id));
+    assert_eq!(h.audit_count("withdrawal.void_requested").await, 1);
+    // One at a time, never of a void, and the original is not broadcast meanwhile.
+    let (st, e) = void(&h, &f.operator, &f.id, json!({ "reason": "again" })).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["error"]["code"], "void_exists");
+    let (st, e) = void(&h, &f.operator, &void_id, json!({ "reason": "x" })).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["error"]["code"], "is_a_void");
+    let (st, e) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["error"]["code"], "being_voided");
+    // The void spends exactly the original's coins, to the wallet's own change.
+    let tx_of = |id: String| {
+        let pool = h.app.db.pool().clone();
+        async move {
+            let b64: String = sqlx::query_scalar("SELECT psbt FROM withdrawals WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            use base64::Engine as _;
+            bitcoin::psbt::Psbt::deserialize(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            )
+            .unwrap()
+            .unsigned_tx
+        }
+    };
+    let (w_tx, v_tx) = (tx_of(f.id.clone()).await, tx_of(void_id.clone()).await);
+    let outpoints = |t: &bitcoin::Transaction| {
+        t.input
+            .iter()
+            .map(|i| i.previous_output)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outpoints(&v_tx), outpoints(&w_tx));
+    assert_eq!(v_tx.output.len(), 1);
+    assert_eq!(
+        bitcoin::Address::from_script(&v_tx.output[0].script_pubkey, bitcoin::Network::Regtest)
+            .unwrap()
+            .to_string(),
+        v["address"].as_str().unwrap()
+    );
+
+    let fv = void_through(&mut h, &f, &v).await;
+    let (st, b) = h.broadcast(&fv).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(
+        h.state(&f).await,
+        "signed",
+        "cancelled only once the void confirms"
+    );
+    h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&fv).await, "confirmed");
+    let original = h.view(&f).await;
+    assert_eq!(original["state"], "cancelled", "{original}");
+    assert!(
+        original["failure"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("voided: replaced by {void_id}")),
+        "{original}"
+    );
+    assert!(original.get("voided_by").is_none(), "{original}");
+    assert_eq!(h.audit_count("withdrawal.voided").await, 1);
+    assert_eq!(outbox_for(&h, "withdrawal.cancelled", &f.user.id).await, 1);
+    assert_eq!(
+        outbox_for(&h, "withdrawal.approved", &f.operator.id).await,
+        0,
+        "a void has no customer to tell"
+    );
+    // The coins are spent by the void, and its change is the wallet's.
+    let spent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM utxos WHERE spent_by = $1")
+        .bind(void_id.clone())
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(spent, coins);
+    let (st, s) = h
+        .call(
+            "POST",
+            "/v1/admin/utxos/sync",
+            Some(&f.operator.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{s}");
+    let back: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM utxos WHERE outpoint = $1 AND spent_by IS NULL AND reserved_by IS NULL",
+    )
+    .bind(format!("{}:0", v_tx.compute_txid()))
+    .fetch_one(h.app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        back, 1,
+        "the coins are back in the wallet as one change coin"
+    );
+    totals_agree(&h).await;
+    custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(a_signed_withdrawal_is_voided_by_spending_its_coins_back_to_the_wallet);
+
+/// If the original confirms before its void (someone holding every answer broadcast it),
+/// the coordinator records it as confirmed, and the void fails: never both.
+async fn an_original_that_confirms_first_fails_its_void(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let mut f = h.signed(5_000_000).await;
+    // Its signing took a day: everyone signs in again.
+    h.relogin(&mut f.operator).await;
+    h.relogin(&mut f.user).await;
+    for a in &mut f.approvers {
+        h.relogin(a).await;
+    }
+    let (st, v) = void(&h, &f.operator, &f.id, json!({ "reason": "ticket 4412" })).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let fv = void_through(&mut h, &f, &v).await;
+    assert_eq!(h.state(&fv).await, "signed");
+    // The original goes out behind the coordinator's back.
+    let raw: String = sqlx::query_scalar("SELECT final_tx FROM withdrawals WHERE id = $1")
+        .bind(f.id.clone())
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap();
+    let signed: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&raw).unwrap();
+    custody_chain::ChainBackend::broadcast(&h.chain, &signed)
+        .await
+        .unwrap();
+    h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&f).await, "confirmed");
+    let failed = h.view(&fv).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["failure"]
+            .as_str()
+            .unwrap()
+            .contains("confirmed first"),
+        "{failed}"
+    );
+    assert_eq!(h.audit_count("withdrawal.void_failed").await, 1);
+    assert_eq!(outbox_for(&h, "withdrawal.broadcast", &f.user.id).await, 1);
+    // The void can no longer go out.
+    let (st, b) = h.broadcast(&fv).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    let spent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM utxos WHERE spent_by = $1")
+        .bind(f.id.clone())
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap();
+    assert!(spent > 0);
+    totals_agree(&h).await;
+    custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(an_original_that_confirms_first_fails_its_void);

@@ -10,9 +10,10 @@
 //! # Signing (one trip per signer)
 //! `eth sign` reads an EIP-4527 eth-sign-request, decodes the unsigned transaction in it
 //! and computes the signing hash itself, shows the summary, checks the coordinator's policy
-//! decision (its transaction digest is the 32-byte signing hash; the withdrawal is
-//! `EthTransaction::policy_withdrawal`), asks for confirmation (or `--yes`), spends one
-//! presignature and writes `{request base}-{signer}-part.ethsig` (a
+//! decision (its transaction digest is the transaction's intent digest; the withdrawal is
+//! `EthTransaction::policy_withdrawal_from` the group's address, so a plain transfer to the
+//! wallet itself is an internal transfer with no payments), asks for confirmation (or
+//! `--yes`), spends one presignature and writes `{request base}-{signer}-part.ethsig` (a
 //! `custody_ecdsa::PartialSignature` encoding). `eth combine` turns the partial signatures
 //! of every signer of the batch into `{request base}-final.txn` (the signed transaction,
 //! `0x`-hex, one line) and `{request base}-signature.ur` (`ur:eth-signature/…`).
@@ -30,7 +31,7 @@ use custody_ecdsa::{
     combine, EcdsaCeremonyKind, EcdsaPlan, GroupPublicKey, PaillierPrimes, PartialSignature,
     PresignatureId, PresignatureStore, PresignatureStoreError, SignError,
 };
-use custody_ethereum::{EthSignRequest, EthTransaction, U256};
+use custody_ethereum::{Address, EthSignRequest, EthTransaction, U256};
 use custody_keystore::{
     write_new_private, BackupKey, BackupRecipient, EcdsaKeystore, SecretString,
 };
@@ -848,8 +849,9 @@ fn check_fees(tx: &EthTransaction) -> Result<()> {
         })
 }
 
-fn print_summary(tx: &EthTransaction, out: &Output) -> Result<()> {
-    let summary = tx.summary().map_err(|e| {
+/// The summary as this wallet sees it: a plain transfer to `own` is an internal transfer.
+fn print_summary(tx: &EthTransaction, own: Address, out: &Output) -> Result<()> {
+    let summary = tx.summary_from(own).map_err(|e| {
         Refused(format!(
             "the transaction cannot be summarised: {e}; nothing was signed: tell the coordinator"
         ))
@@ -880,10 +882,12 @@ fn read_decision(path: &Path) -> Result<Decision> {
     })
 }
 
-/// Checks the coordinator's decision against the installed policy, offline.
+/// Checks the coordinator's decision against the installed policy, offline. `own` is the
+/// group's address: a plain transfer to it is an internal transfer (no payments).
 fn check_policy(
     home: &Home,
     tx: &EthTransaction,
+    own: Address,
     decision: Option<&Path>,
     insecure_without_policy: bool,
     out: &Output,
@@ -911,7 +915,7 @@ fn check_policy(
     };
     let policy = crate::policy::enforced(home, at)?;
     let decision = read_decision(path)?;
-    let withdrawal = tx.policy_withdrawal().map_err(|e| {
+    let withdrawal = tx.policy_withdrawal_from(own).map_err(|e| {
         Refused(format!(
             "out of policy: {e}; nothing was signed: do not sign this request, tell the coordinator"
         ))
@@ -927,6 +931,7 @@ fn check_policy(
             ))
         })?;
     let doc = policy.document();
+    let internal = withdrawal.is_internal();
     out.record(
         "policy-decision",
         json!({
@@ -936,13 +941,20 @@ fn check_policy(
             "approvals": approvals,
             "hold_until": decision.hold_until,
             "asset": withdrawal.asset,
+            "internal_transfer": internal,
             "coordinator": doc.coordinator.fingerprint(),
             "verdict": "allowed",
         }),
         &format!(
-            "policy decision: withdrawal {} ({}) allowed under policy version {} ({}), {approvals} valid approvals, hold passed, signed by coordinator {}",
+            "policy decision: {} {} ({}{}) allowed under policy version {} ({}), {approvals} valid approvals, hold passed, signed by coordinator {}",
+            if internal { "internal transfer" } else { "withdrawal" },
             decision.withdrawal_id,
             withdrawal.asset,
+            if internal {
+                "; nothing leaves the wallet but the gas"
+            } else {
+                ""
+            },
             doc.version,
             hex::encode(&policy.hash()[..8]),
             doc.coordinator.fingerprint()
@@ -972,9 +984,10 @@ fn sign(
     let group = eth.group()?;
     let (request, base) = read_request(source)?;
     let tx = checked_transaction(&request, &group)?;
-    print_summary(&tx, out)?;
+    let own = Address::from(group.address());
+    print_summary(&tx, own, out)?;
     check_fees(&tx)?;
-    check_policy(home, &tx, decision, insecure_without_policy, out)?;
+    check_policy(home, &tx, own, decision, insecure_without_policy, out)?;
     if !yes {
         crate::sign::confirm()?;
     }
@@ -1011,6 +1024,8 @@ fn sign(
         )
     })?;
     let left = ks.presignatures_ref().available().len();
+    // The summary was made above, so it cannot fail here.
+    let internal = tx.summary_from(own).is_ok_and(|s| s.is_internal_transfer());
     out.record(
         "eth-signed",
         json!({
@@ -1018,10 +1033,16 @@ fn sign(
             "presignature": id.to_string(),
             "signer": partial.signer(),
             "signing_hash": format!("{}", tx.signing_hash()),
+            "internal_transfer": internal,
             "presignatures_left": left,
         }),
         &format!(
-            "signed with presignature {id}\nwrote {}\n{left} unused presignatures left",
+            "signed {}with presignature {id}\nwrote {}\n{left} unused presignatures left",
+            if internal {
+                "an internal transfer to this wallet itself (nothing leaves the wallet but the gas) "
+            } else {
+                ""
+            },
             path.display()
         ),
     )

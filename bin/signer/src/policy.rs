@@ -13,6 +13,12 @@
 //! output that is not proved change, asset `BTC`, amounts in satoshis), the transaction
 //! digest (the 32 bytes of the unsigned transaction's txid in internal byte order,
 //! `Txid::to_byte_array`) and the system clock.
+//!
+//! A transaction whose every output is proved change pays no one: it is an *internal
+//! transfer* ([`Withdrawal::is_internal`]), evaluated with amount 0 and no whitelist check.
+//! It is how a withdrawal whose signing round was exported is voided: its coins go back to
+//! the wallet in a transaction of their own (ADR 0031). An output to one of the wallet's
+//! *receive* addresses stays a payment.
 
 use std::fs;
 use std::io::{BufRead, IsTerminal, Write};
@@ -145,7 +151,8 @@ pub(crate) fn enforced(home: &Home, at: u64) -> Result<VerifiedPolicy> {
         })
 }
 
-/// The withdrawal as this signer sees it: every output that is not proved change.
+/// The withdrawal as this signer sees it: every output that is not proved change. No
+/// payments (every output proved change) is an internal transfer.
 pub(crate) fn withdrawal_of(inspection: &Inspection) -> Withdrawal {
     Withdrawal {
         asset: ASSET.to_owned(),
@@ -203,18 +210,26 @@ pub(crate) fn check(home: &Home, psbt: &Psbt, inspection: &Inspection) -> Result
         ))
     })?;
     let doc = policy.document();
+    let internal = withdrawal.is_internal();
     let data = json!({
         "withdrawal_id": decision.withdrawal_id,
         "policy_version": doc.version,
         "policy_hash": hex::encode(policy.hash()),
         "approvals": approvals,
         "hold_until": decision.hold_until,
+        "internal_transfer": internal,
         "coordinator": doc.coordinator.fingerprint(),
         "verdict": "allowed",
     });
     let text = format!(
-        "policy decision: withdrawal {} allowed under policy version {} ({}), {approvals} valid approvals, hold passed, signed by coordinator {}",
+        "policy decision: {} {}{} allowed under policy version {} ({}), {approvals} valid approvals, hold passed, signed by coordinator {}",
+        if internal { "internal transfer" } else { "withdrawal" },
         decision.withdrawal_id,
+        if internal {
+            " (nothing leaves the wallet but the fee)"
+        } else {
+            ""
+        },
         doc.version,
         hex::encode(&policy.hash()[..8]),
         doc.coordinator.fingerprint()
@@ -443,4 +458,71 @@ pub(crate) fn show(home: &Home, out: &Output) -> Result<()> {
         }),
         &text,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use custody_bitcoin::inspect::OutputSummary;
+
+    use super::*;
+
+    fn inspection(outputs: &[Ownership]) -> Inspection {
+        Inspection {
+            network: "regtest".into(),
+            txid: "00".repeat(32),
+            spend_path: "key path",
+            version: 2,
+            lock_time: 0,
+            inputs: Vec::new(),
+            outputs: outputs
+                .iter()
+                .enumerate()
+                .map(|(index, ownership)| OutputSummary {
+                    index,
+                    amount_sat: 1_000 * (index as u64 + 1),
+                    address: Some(format!("bcrt1qoutput{index}")),
+                    script_hex: String::new(),
+                    ownership: *ownership,
+                })
+                .collect(),
+            total_in_sat: 0,
+            total_out_sat: 0,
+            sent_sat: 0,
+            to_self_sat: 0,
+            fee_sat: 0,
+            weight_wu: 0,
+            vsize: 0,
+            fee_rate_sat_vb: 0.0,
+        }
+    }
+
+    #[test]
+    fn only_proved_change_is_left_out_of_the_payments() {
+        let all_change = withdrawal_of(&inspection(&[
+            Ownership::Change { index: 0 },
+            Ownership::Change { index: 3 },
+        ]));
+        assert!(all_change.is_internal());
+        assert_eq!(all_change.asset, ASSET);
+        // An output to one of the wallet's receive addresses is a payment, as before.
+        let to_receive = withdrawal_of(&inspection(&[
+            Ownership::Change { index: 0 },
+            Ownership::Receive { index: 5 },
+            Ownership::External,
+        ]));
+        assert!(!to_receive.is_internal());
+        assert_eq!(
+            to_receive.payments,
+            vec![
+                Payment {
+                    address: "bcrt1qoutput1".into(),
+                    amount: 2_000
+                },
+                Payment {
+                    address: "bcrt1qoutput2".into(),
+                    amount: 3_000
+                },
+            ]
+        );
+    }
 }

@@ -15,7 +15,10 @@
 //!
 //! Between 1 and 2, the coordinator's signed decision in the PSBT is re-checked against
 //! this signer's installed policy ([`crate::policy`]): out of policy is refused (exit 1)
-//! with or without `--yes`. `inspect` runs step 1 and the policy check, and signs nothing.
+//! with or without `--yes`. A transaction whose every output is proved change is an
+//! internal transfer (it voids an exported withdrawal by spending its coins back to the
+//! wallet); the summary, the policy decision and the answer say so, and its fee is capped
+//! like any other. `inspect` runs step 1 and the policy check, and signs nothing.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -119,10 +122,28 @@ pub(crate) fn check_request(
     ))
 }
 
+/// Whether the transaction pays no one: every output is proved change of this wallet.
+fn is_internal(inspection: &Inspection) -> bool {
+    crate::policy::withdrawal_of(inspection).is_internal()
+}
+
+/// The inspection, and for an internal transfer (every output proved change) a line that
+/// says so: `internal_transfer` in JSON.
 fn print_inspection(inspection: &Inspection, out: &Output) -> Result<()> {
-    let summary: Value = serde_json::from_str(&inspection.to_json())
+    let mut summary: Value = serde_json::from_str(&inspection.to_json())
         .context("cannot render the inspection; this is a bug, report it")?;
-    out.record("inspection", summary, &inspection.to_string())
+    let internal = is_internal(inspection);
+    summary["internal_transfer"] = json!(internal);
+    let mut text = inspection.to_string();
+    if internal {
+        text.push_str(&format!(
+            "\nInternal transfer: every output goes back to this wallet's own change addresses; \
+             nothing leaves the wallet but the fee ({} sat). Once confirmed, it voids any other \
+             transaction that spends one of these coins.",
+            inspection.fee_sat
+        ));
+    }
+    out.record("inspection", summary, &text)
 }
 
 /// `inspect`: the summary `sign` would show, without signing or unlocking anything.
@@ -138,6 +159,7 @@ pub(crate) fn inspect(home: &Home, source: &RequestSource, out: &Output) -> Resu
             "inputs_to_sign": checked.request.items().len(),
             "signers": signers,
             "txid": checked.inspection.txid,
+            "internal_transfer": is_internal(&checked.inspection),
         }),
         &format!(
             "signing request: {} inputs to sign; nothing was signed (run `sign` to sign)",
@@ -195,6 +217,7 @@ pub(crate) fn sign(
     })?;
     let answer_base = name.strip_suffix(".psbt").unwrap_or(&name).to_owned();
     let qr_files = crate::qr::emit(qr, UrKind::CryptoPsbt, &psbt.serialize(), &answer_base, out)?;
+    let internal = is_internal(&inspection);
     out.record(
         "signed",
         json!({
@@ -203,11 +226,17 @@ pub(crate) fn sign(
             "txid": inspection.txid,
             "inputs": request.items().len(),
             "signer": shares.signer,
+            "internal_transfer": internal,
         }),
         &format!(
-            "signed {} inputs of {}\nwrote {}",
+            "signed {} inputs of {}{}\nwrote {}",
             request.items().len(),
             inspection.txid,
+            if internal {
+                " (an internal transfer: nothing leaves the wallet but the fee)"
+            } else {
+                ""
+            },
             path.display()
         ),
     )

@@ -131,7 +131,7 @@ fn build_fixture() -> Fixture {
     // No primes are left for a second ceremony.
     assert!(!signers[0].home.join("eth/primes.age").exists());
 
-    let presign_plan = presign_plan(&root, &signers, "presign-plan.bin", 6);
+    let presign_plan = presign_plan(&root, &signers, "presign-plan.bin", 8);
     let usb = root.join("usb-presign");
     std::fs::create_dir(&usb).expect("usb");
     let outs = run_presign(&signers[..2], &presign_plan, &usb);
@@ -569,6 +569,158 @@ fn a_restored_backup_has_no_presignatures_and_must_presign_again() {
     assert!(!dir.join("r-alice-part.ethsig").exists());
 }
 
+/// The other tests sign as bob without a policy: a test that installs one on bob
+/// uninstalls it whatever happens.
+struct Uninstall<'a>(&'a Path);
+
+impl Drop for Uninstall<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.join("policies"));
+        let _ = std::fs::remove_file(self.0.join("policy-admins.json"));
+    }
+}
+
+/// A decision for `tx` approved by the first approver, written to `dir/name`.
+fn approved_decision(
+    authority: &Authority,
+    policy: &custody_policy::SignedPolicy,
+    tx: &EthTransaction,
+    dir: &Path,
+    name: &str,
+) -> PathBuf {
+    let mut d = Decision {
+        policy_hash: policy.document().hash(),
+        withdrawal_id: "void-1".into(),
+        transaction_digest: tx.intent_digest().to_vec(),
+        outcome: Outcome::Approved,
+        hold_until: 0,
+        approvals: Vec::new(),
+        coordinator_signature: [0; 64],
+    };
+    let digest = d.withdrawal_digest();
+    d.approvals
+        .push(Approval::sign(&authority.approvers[0], &digest, &mut OsRng));
+    d.sign(&authority.coordinator, &mut OsRng);
+    std::fs::create_dir_all(dir).expect("dir");
+    let path = dir.join(name);
+    std::fs::write(&path, d.encode()).expect("write decision");
+    path
+}
+
+/// A void (ADR 0031): 0 ETH to the wallet's own address with the nonce of the withdrawal it
+/// replaces is an internal transfer and needs no whitelist entry; the same to another
+/// address is a payment that does.
+#[test]
+fn a_zero_value_transfer_to_the_wallet_itself_is_signed_as_an_internal_transfer() {
+    let f = fixture();
+    let authority = Authority::new();
+    let mut doc = authority.document(
+        1,
+        &Terms {
+            whitelist: vec![RECIPIENT.into()],
+            limit_sat: 0,
+            approvals: 1,
+        },
+    );
+    doc.limits = vec![TransactionLimit {
+        asset: "ETH".into(),
+        max_amount: 10u128.pow(18),
+    }];
+    doc.rules = vec![Rule {
+        asset: "ETH".into(),
+        min_amount: 0,
+        max_amount: 10u128.pow(18),
+        window: None,
+        action: Action::Allow { approvals: 1 },
+    }];
+    let policy = authority.sign(doc, &[0, 1]);
+    let home = f.root.join("void-policy-home");
+    std::fs::create_dir_all(&home).expect("dir");
+    let bob = &f.signers[1];
+    let _uninstall = Uninstall(&bob.home);
+    authority.install(&bob.args(), &home, &policy);
+    let dir = f.root.join("usb-void");
+    let sign_with = |request: &Path, decision: &Path, presignature: &str| {
+        bob.cmd(&[
+            "eth",
+            "sign",
+            "--request",
+            &request.display().to_string(),
+            "--presignature",
+            presignature,
+            "--decision",
+            &decision.display().to_string(),
+            "--yes",
+        ])
+        .assert()
+    };
+
+    // 0 ETH to an address that is not whitelisted: a payment, refused.
+    let elsewhere = transaction(OTHER, 0, 6);
+    let request = write_request(&dir, "elsewhere", &request_for(&elsewhere, &f.address));
+    let decision = approved_decision(&authority, &policy, &elsewhere, &dir, "elsewhere.decision");
+    let before = unused_presignatures(bob);
+    let refused = sign_with(&request, &decision, &format!("{}/6", f.batch)).code(1);
+    assert!(
+        stderr(&refused).contains("is not on the whitelist"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!dir.join("elsewhere-bob-part.ethsig").exists());
+    assert_eq!(unused_presignatures(bob), before, "no presignature spent");
+
+    // 0 ETH to the wallet itself: an internal transfer, signed.
+    let void = transaction(&f.address, 0, 6);
+    let request = write_request(&dir, "void", &request_for(&void, &f.address));
+    let decision = approved_decision(&authority, &policy, &void, &dir, "void.decision");
+    sign_with(&request, &decision, &format!("{}/6", f.batch))
+        .success()
+        .stdout(predicates::str::contains(format!(
+            "to:              {} (this wallet itself)",
+            f.address
+        )))
+        .stdout(predicates::str::contains(
+            "action:          internal transfer: 0 ETH to this wallet itself (nonce 6)",
+        ))
+        .stdout(predicates::str::contains(
+            "policy decision: internal transfer void-1 (ETH; nothing leaves the wallet but the gas) allowed under policy version 1",
+        ))
+        .stdout(predicates::str::contains("signed an internal transfer"));
+    assert!(dir.join("void-bob-part.ethsig").exists());
+
+    // In JSON too (the decision check runs before any presignature is touched).
+    let refused = bob
+        .cmd(&[
+            "--json",
+            "eth",
+            "sign",
+            "--request",
+            &request.display().to_string(),
+            "--presignature",
+            &format!("{}/6", f.batch),
+            "--decision",
+            &decision.display().to_string(),
+            "--yes",
+        ])
+        .assert()
+        .code(1);
+    let records = lines(&refused.get_output().stdout);
+    assert_eq!(record(&records, "eth-summary")["internal_transfer"], true);
+    assert_eq!(
+        record(&records, "eth-summary")["action"]["kind"],
+        "internal_transfer"
+    );
+    assert_eq!(
+        record(&records, "policy-decision")["internal_transfer"],
+        true
+    );
+    assert!(
+        stderr(&refused).contains("already exists: this request was answered already"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
 #[test]
 fn a_policy_decision_is_checked_against_the_transaction_shown() {
     let f = fixture();
@@ -596,14 +748,6 @@ fn a_policy_decision_is_checked_against_the_transaction_shown() {
     let home = f.root.join("policy-home");
     std::fs::create_dir_all(&home).expect("dir");
     let bob = &f.signers[1];
-    // The other tests sign as bob without a policy: uninstall it whatever happens here.
-    struct Uninstall<'a>(&'a Path);
-    impl Drop for Uninstall<'_> {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(self.0.join("policies"));
-            let _ = std::fs::remove_file(self.0.join("policy-admins.json"));
-        }
-    }
     let _uninstall = Uninstall(&bob.home);
     authority.install(&bob.args(), &home, &policy);
 

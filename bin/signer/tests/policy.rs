@@ -7,7 +7,7 @@ use std::path::Path;
 
 use bitcoin::psbt::Psbt;
 use common::policy::{Authority, Terms};
-use common::request::{external_address, request};
+use common::request::{external_address, request, void_request};
 use common::{after_dkg, record, Signer};
 use predicates::prelude::*;
 
@@ -321,4 +321,115 @@ fn the_signer_refuses_anything_its_own_policy_check_refuses() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("no longer verifies"));
+}
+
+/// A void (ADR 0031): the coins of an exported withdrawal spent back to the wallet's own
+/// change address, approved under a rule whose range includes 0.
+#[test]
+fn an_internal_transfer_back_to_the_wallet_is_signed_under_a_rule_covering_zero() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (signers, _) = after_dkg(dir.path(), &["alice", "bob"]);
+    let alice = &signers[0];
+    let usb = dir.path().join("sign");
+    std::fs::create_dir(&usb).expect("usb");
+    let authority = Authority::new();
+    // Nothing is whitelisted: an internal transfer has no destination to check.
+    let no_whitelist = |limit_sat| Terms {
+        whitelist: Vec::new(),
+        limit_sat,
+        approvals: 2,
+    };
+    // v1's only rule starts at 1 sat: internal transfers are denied.
+    let mut doc = authority.document(1, &no_whitelist(100_000_000));
+    doc.rules[0].min_amount = 1;
+    let v1 = authority.sign(doc, &[0, 1]);
+    authority.install(&alice.args(), dir.path(), &v1);
+    let void = void_request(&signers, &[0, 1], &usb, 0);
+    assert_eq!(void.unsigned_tx.output.len(), 1);
+    let mut psbt = void.clone();
+    Authority::attach(&mut psbt, &authority.decision(&v1, &void, &[0, 1], 0));
+    refused(
+        alice,
+        &write_request(&usb, "no-rule", &psbt),
+        "no rule allows an internal transfer of BTC",
+    );
+
+    // v2 allows 0 to 1 BTC with two approvals: internal transfers too.
+    let v2 = authority.sign(authority.document(2, &no_whitelist(100_000_000)), &[0, 1]);
+    alice
+        .cmd(&[
+            "policy",
+            "install",
+            "--file",
+            &s(&authority.write_policy(dir.path(), "v2", &v2)),
+        ])
+        .assert()
+        .success();
+    // The rule's approvals are needed, as for any withdrawal.
+    let mut psbt = void.clone();
+    Authority::attach(&mut psbt, &authority.decision(&v2, &void, &[0], 0));
+    refused(
+        alice,
+        &write_request(&usb, "one-approval", &psbt),
+        "needs 2 distinct approvals, found 1",
+    );
+    // A decision for another transaction (the withdrawal being voided) does not do.
+    let paying = request(&signers, &[0, 1], &usb, 10_000_000);
+    let mut psbt = void.clone();
+    Authority::attach(&mut psbt, &authority.decision(&v2, &paying, &[0, 1], 0));
+    refused(
+        alice,
+        &write_request(&usb, "wrong-tx", &psbt),
+        "decision is for transaction",
+    );
+    // The signer's fee cap holds for an internal transfer too.
+    let greedy = void_request(&signers, &[0, 1], &usb, 2_000_000);
+    let mut psbt = greedy.clone();
+    Authority::attach(&mut psbt, &authority.decision(&v2, &greedy, &[0, 1], 0));
+    refused(
+        alice,
+        &write_request(&usb, "greedy", &psbt),
+        "is above the limit",
+    );
+
+    let mut psbt = void.clone();
+    Authority::attach(&mut psbt, &authority.decision(&v2, &void, &[0, 1], 0));
+    let ok = write_request(&usb, "void", &psbt);
+    alice
+        .cmd(&["inspect", "--request", &ok])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("Sending 0.00000000 BTC out of the wallet")
+                .and(predicate::str::contains(
+                    "Internal transfer: every output goes back to this wallet's own change addresses; nothing leaves the wallet but the fee",
+                ))
+                .and(predicate::str::contains(
+                    "policy decision: internal transfer w-1 (nothing leaves the wallet but the fee) allowed under policy version 2",
+                )),
+        );
+    let records = alice.json(&["inspect", "--request", &ok]);
+    assert_eq!(record(&records, "inspection")["internal_transfer"], true);
+    assert_eq!(
+        record(&records, "policy-decision")["internal_transfer"],
+        true
+    );
+    assert_eq!(record(&records, "policy-decision")["approvals"], 2);
+    assert_eq!(record(&records, "request")["internal_transfer"], true);
+    let signed = alice
+        .cmd(&["--json", "sign", "--yes", "--request", &ok])
+        .assert()
+        .success();
+    let records = common::lines(&signed.get_output().stdout);
+    assert_eq!(record(&records, "signed")["internal_transfer"], true);
+    assert!(usb.join("void-alice-part.psbt").is_file());
+
+    // A payment to another wallet is still a withdrawal: v2 whitelists nothing.
+    let mut psbt = paying.clone();
+    Authority::attach(&mut psbt, &authority.decision(&v2, &paying, &[0, 1], 0));
+    refused(
+        alice,
+        &write_request(&usb, "paying", &psbt),
+        "is not on the whitelist",
+    );
 }

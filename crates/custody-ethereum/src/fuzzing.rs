@@ -55,8 +55,8 @@ pub fn do_test_eth_signature(data: &[u8]) {
 
 /// Fuzzes [`EthTransaction::decode_unsigned`] (and, on the same bytes,
 /// [`SignedEthTransaction::decode`]): an accepted transaction re-encodes to the input,
-/// hashes, summarises and maps to the policy without panicking; a summary renders as text
-/// and JSON.
+/// hashes, summarises and maps to the policy (also as seen from its own recipient, where a
+/// plain transfer is internal) without panicking; a summary renders as text and JSON.
 pub fn do_test_eth_transaction(data: &[u8]) {
     match EthTransaction::decode_unsigned(data) {
         Ok(tx) => {
@@ -75,6 +75,17 @@ pub fn do_test_eth_transaction(data: &[u8]) {
                     assert_eq!(json["chain_id"], tx.chain_id());
                     match tx.policy_withdrawal() {
                         Ok(w) => assert!(!summary.needs_explicit_rule() && w.payments.len() == 1),
+                        Err(e) => check_error(&e),
+                    }
+                    // Seen from its own recipient, a plain transfer is internal.
+                    let own = tx.to().unwrap_or_default();
+                    let from_own = tx.summary_from(own).expect("summary() succeeded");
+                    let _ = (from_own.to_string(), from_own.to_json());
+                    match tx.policy_withdrawal_from(own) {
+                        Ok(w) => assert_eq!(
+                            w.is_internal(),
+                            from_own.is_internal_transfer() && tx.input().is_empty()
+                        ),
                         Err(e) => check_error(&e),
                     }
                 }

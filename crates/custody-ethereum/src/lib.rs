@@ -16,7 +16,10 @@
 //!   `alloy-sol-types`); `Display` for the terminal and [`Summary::to_json`].
 //! - [`EthTransaction::policy_withdrawal`]: the policy's [`custody_policy::Withdrawal`]
 //!   (`ETH`, or `ERC20:0x<token>` for token transfers); anything else needs an explicit
-//!   rule and is refused here.
+//!   rule and is refused here. A signer, which knows its wallet's address, uses
+//!   [`EthTransaction::policy_withdrawal_from`] and [`EthTransaction::summary_from`]: a
+//!   plain transfer to the wallet itself is an internal transfer (no payments; it voids
+//!   another transaction with the same nonce).
 //! - [`eip4527`]: `eth-sign-request` and `eth-signature` (CBOR in BC-UR).
 //! - [`fuzzing`]: entry points for the fuzz harness.
 //!

@@ -27,6 +27,12 @@ pub fn chain_name(chain_id: u64) -> Option<&'static str> {
 pub enum Action {
     /// A plain ether transfer (no calldata).
     EthTransfer,
+    /// A plain ether transfer (no calldata) to the sending wallet's own address: the value
+    /// comes back, only the gas leaves the wallet. Once mined, it voids any other
+    /// transaction of the wallet with the same nonce. Only a summary that knows the wallet
+    /// ([`EthTransaction::summary_from`]) says so; [`EthTransaction::summary`] shows it as
+    /// an [`Action::EthTransfer`].
+    InternalTransfer,
     /// ERC-20 `transfer` on the token contract the transaction calls.
     Erc20Transfer {
         /// The token contract (the transaction's `to`).
@@ -53,9 +59,12 @@ pub enum Action {
 
 impl Action {
     /// Whether a policy must have an explicit rule for this action: everything but plain
-    /// ether transfers and ERC-20 `transfer`.
+    /// ether transfers (internal ones included) and ERC-20 `transfer`.
     pub fn needs_explicit_rule(&self) -> bool {
-        !matches!(self, Self::EthTransfer | Self::Erc20Transfer { .. })
+        !matches!(
+            self,
+            Self::EthTransfer | Self::InternalTransfer | Self::Erc20Transfer { .. }
+        )
     }
 }
 
@@ -172,6 +181,21 @@ impl EthTransaction {
         })
     }
 
+    /// The summary a signer of the wallet at address `own` shows: as
+    /// [`EthTransaction::summary`], except that a plain ether transfer (no calldata) to
+    /// `own` is an [`Action::InternalTransfer`].
+    ///
+    /// # Errors
+    ///
+    /// As [`EthTransaction::summary`].
+    pub fn summary_from(&self, own: Address) -> Result<Summary, SummaryError> {
+        let mut summary = self.summary()?;
+        if summary.action == Action::EthTransfer && summary.to == Some(own) {
+            summary.action = Action::InternalTransfer;
+        }
+        Ok(summary)
+    }
+
     /// Maps the transaction to the policy's [`Withdrawal`], from the transaction itself:
     ///
     /// - a plain transfer: asset `ETH`, one payment of `value` wei to `to`;
@@ -179,7 +203,8 @@ impl EthTransaction {
     ///   case>`, one payment of the token amount (smallest unit) to the token recipient.
     ///
     /// Payment addresses are EIP-55 checksummed, as the summary shows them. The network fee
-    /// is not a payment.
+    /// is not a payment. A transfer to the wallet's own address is a payment here too; a
+    /// signer, which knows its address, uses [`EthTransaction::policy_withdrawal_from`].
     ///
     /// # Errors
     ///
@@ -187,51 +212,78 @@ impl EthTransaction {
     /// contract creation, or ether sent along with a token transfer;
     /// [`PolicyMappingError::AmountTooLarge`] past `u128`.
     pub fn policy_withdrawal(&self) -> Result<Withdrawal, PolicyMappingError> {
-        let summary = self.summary()?;
-        let needs_rule = |what: &str| PolicyMappingError::NeedsExplicitRule { what: what.into() };
-        let amount = |value: U256| {
-            u128::try_from(value).map_err(|_| PolicyMappingError::AmountTooLarge { amount: value })
-        };
-        match summary.action {
-            Action::EthTransfer => {
-                let to = summary
-                    .to
-                    .ok_or_else(|| needs_rule("a contract creation"))?;
-                Ok(Withdrawal {
-                    asset: "ETH".into(),
-                    payments: vec![Payment {
-                        address: to.to_checksum(None),
-                        amount: amount(summary.value)?,
-                    }],
-                })
-            }
-            Action::Erc20Transfer {
-                token,
-                recipient,
-                amount: tokens,
-            } => {
-                if !summary.value.is_zero() {
-                    return Err(needs_rule("an ERC-20 transfer that also sends ether"));
-                }
-                Ok(Withdrawal {
-                    asset: erc20_asset(token),
-                    payments: vec![Payment {
-                        address: recipient.to_checksum(None),
-                        amount: amount(tokens)?,
-                    }],
-                })
-            }
-            Action::Erc20Approve { token, spender, .. } => Err(needs_rule(&format!(
-                "an ERC-20 approve of token {} for spender {}",
-                token.to_checksum(None),
-                spender.to_checksum(None)
-            ))),
-            Action::ContractCreation => Err(needs_rule("a contract creation")),
-            Action::RawCall => Err(needs_rule(&format!(
-                "an unrecognised contract call (calldata {})",
-                summary.calldata_hex
-            ))),
+        withdrawal_of(self.summary()?)
+    }
+
+    /// Maps the transaction, sent by the wallet at address `own`, to the policy's
+    /// [`Withdrawal`]: as [`EthTransaction::policy_withdrawal`], except that a plain ether
+    /// transfer (no calldata) to `own` is an internal transfer, asset `ETH` with no
+    /// payments ([`Withdrawal::is_internal`]), whatever its value: the value comes back to
+    /// the wallet and only the gas is spent, which the signer caps with
+    /// [`FeeLimits`](crate::FeeLimits). This is the replacement that voids an earlier
+    /// transaction of the wallet with the same nonce. The wallet's address has no code
+    /// (a signer signs no EIP-7702 authorization), so the call runs nothing.
+    ///
+    /// Calldata to `own` (an ERC-20 selector or any other) is mapped as by
+    /// [`EthTransaction::policy_withdrawal`].
+    ///
+    /// # Errors
+    ///
+    /// As [`EthTransaction::policy_withdrawal`].
+    pub fn policy_withdrawal_from(&self, own: Address) -> Result<Withdrawal, PolicyMappingError> {
+        withdrawal_of(self.summary_from(own)?)
+    }
+}
+
+/// The policy's view of a summarised transaction.
+fn withdrawal_of(summary: Summary) -> Result<Withdrawal, PolicyMappingError> {
+    let needs_rule = |what: &str| PolicyMappingError::NeedsExplicitRule { what: what.into() };
+    let amount = |value: U256| {
+        u128::try_from(value).map_err(|_| PolicyMappingError::AmountTooLarge { amount: value })
+    };
+    match summary.action {
+        Action::InternalTransfer => Ok(Withdrawal {
+            asset: "ETH".into(),
+            payments: Vec::new(),
+        }),
+        Action::EthTransfer => {
+            let to = summary
+                .to
+                .ok_or_else(|| needs_rule("a contract creation"))?;
+            Ok(Withdrawal {
+                asset: "ETH".into(),
+                payments: vec![Payment {
+                    address: to.to_checksum(None),
+                    amount: amount(summary.value)?,
+                }],
+            })
         }
+        Action::Erc20Transfer {
+            token,
+            recipient,
+            amount: tokens,
+        } => {
+            if !summary.value.is_zero() {
+                return Err(needs_rule("an ERC-20 transfer that also sends ether"));
+            }
+            Ok(Withdrawal {
+                asset: erc20_asset(token),
+                payments: vec![Payment {
+                    address: recipient.to_checksum(None),
+                    amount: amount(tokens)?,
+                }],
+            })
+        }
+        Action::Erc20Approve { token, spender, .. } => Err(needs_rule(&format!(
+            "an ERC-20 approve of token {} for spender {}",
+            token.to_checksum(None),
+            spender.to_checksum(None)
+        ))),
+        Action::ContractCreation => Err(needs_rule("a contract creation")),
+        Action::RawCall => Err(needs_rule(&format!(
+            "an unrecognised contract call (calldata {})",
+            summary.calldata_hex
+        ))),
     }
 }
 
@@ -251,12 +303,32 @@ impl Summary {
         self.action.needs_explicit_rule()
     }
 
+    /// Whether the transaction is an internal transfer to the wallet itself
+    /// ([`Action::InternalTransfer`]).
+    pub fn is_internal_transfer(&self) -> bool {
+        self.action == Action::InternalTransfer
+    }
+
+    /// The most the gas can cost, in wei: gas limit × max fee (the worst-case cost without
+    /// the value).
+    pub fn max_gas_cost(&self) -> U256 {
+        self.worst_case_cost.saturating_sub(self.value)
+    }
+
     /// The summary as JSON: amounts as exact decimal strings (wei, ETH, gwei), addresses
     /// EIP-55 checksummed, `needs_explicit_rule` set for anything but plain and ERC-20
-    /// transfers.
+    /// transfers, `internal_transfer` set for a transfer to the wallet itself (action kind
+    /// `internal_transfer`, with the most the gas can cost).
     pub fn to_json(&self) -> serde_json::Value {
         let action = match &self.action {
             Action::EthTransfer => json!({ "kind": "eth_transfer" }),
+            Action::InternalTransfer => json!({
+                "kind": "internal_transfer",
+                "leaves_wallet": "nothing but the gas",
+                "max_gas_cost_wei": self.max_gas_cost().to_string(),
+                "max_gas_cost_eth": format_eth(self.max_gas_cost()),
+                "voids_nonce": self.nonce,
+            }),
             Action::Erc20Transfer {
                 token,
                 recipient,
@@ -299,6 +371,7 @@ impl Summary {
             "action": action,
             "calldata": self.calldata_hex,
             "needs_explicit_rule": self.needs_explicit_rule(),
+            "internal_transfer": self.is_internal_transfer(),
         })
     }
 }
@@ -312,6 +385,11 @@ impl fmt::Display for Summary {
         }
         writeln!(f, "  nonce:           {}", self.nonce)?;
         match self.to {
+            Some(to) if self.is_internal_transfer() => writeln!(
+                f,
+                "  to:              {} (this wallet itself)",
+                to.to_checksum(None)
+            )?,
             Some(to) => writeln!(f, "  to:              {}", to.to_checksum(None))?,
             None => writeln!(f, "  to:              (none: contract creation)")?,
         }
@@ -342,6 +420,24 @@ impl fmt::Display for Summary {
         }
         match &self.action {
             Action::EthTransfer => writeln!(f, "  action:          ether transfer")?,
+            Action::InternalTransfer => {
+                writeln!(
+                    f,
+                    "  action:          internal transfer: {} ETH to this wallet itself (nonce {})",
+                    format_eth(self.value),
+                    self.nonce
+                )?;
+                writeln!(
+                    f,
+                    "                   nothing leaves the wallet but the gas (at most {} ETH);",
+                    format_eth(self.max_gas_cost())
+                )?;
+                writeln!(
+                    f,
+                    "                   it voids any other transaction of this wallet with nonce {} not mined yet",
+                    self.nonce
+                )?;
+            }
             Action::Erc20Transfer {
                 token,
                 recipient,

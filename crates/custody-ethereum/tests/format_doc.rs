@@ -66,6 +66,21 @@ fn example() -> (EthTransaction, EthSignRequest, EthSignature, Address) {
     (tx, request, answer, sender)
 }
 
+/// The replacement that voids `tx`: the same nonce and fees, 0 ETH to the wallet itself.
+fn void_of(tx: &EthTransaction, wallet: Address) -> EthTransaction {
+    EthTransaction::eip1559(Eip1559Fields {
+        chain_id: tx.chain_id(),
+        nonce: tx.nonce(),
+        to: wallet,
+        value: U256::ZERO,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        input: Bytes::new(),
+    })
+    .expect("valid")
+}
+
 #[test]
 fn worked_examples_are_real_encodings() {
     let (tx, request, answer, sender) = example();
@@ -82,6 +97,13 @@ fn worked_examples_are_real_encodings() {
         ("eth-signature UR", answer.to_ur().to_ascii_uppercase()),
         ("signed transaction", signed.to_hex()),
         ("summary", tx.summary().expect("summary").to_string()),
+        (
+            "internal transfer summary",
+            void_of(&tx, sender)
+                .summary_from(sender)
+                .expect("summary")
+                .to_string(),
+        ),
     ];
     let missing: Vec<String> = expected
         .iter()

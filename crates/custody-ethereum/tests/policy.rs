@@ -150,3 +150,40 @@ fn unknown_destinations_are_denied() {
         "{verdict:?}"
     );
 }
+
+/// The wallet's own address.
+const OWN: Address = address!("1a642f0E3c3aF545E7AcBD38b07251B3990914F1");
+
+#[test]
+fn a_transfer_to_the_wallet_itself_needs_no_whitelist_and_a_rule_covering_zero() {
+    let policy = policy();
+    // Not whitelisted, and the value is over the per-transaction limit: it comes back.
+    for value in [0, 20 * ETH] {
+        let void = eth_transfer(OWN, value)
+            .policy_withdrawal_from(OWN)
+            .expect("maps");
+        assert!(void.is_internal());
+        assert_eq!(
+            policy.evaluate(&void, T0),
+            Verdict::Allow {
+                required_approvals: 1,
+                rule_index: 0
+            }
+        );
+    }
+    // The same transaction from another wallet pays OWN, which is not whitelisted.
+    let elsewhere = eth_transfer(OWN, 0)
+        .policy_withdrawal_from(Address::repeat_byte(0x42))
+        .expect("maps");
+    assert!(matches!(
+        policy.evaluate(&elsewhere, T0),
+        Verdict::Deny {
+            reason: DenyReason::UnknownDestination { .. }
+        }
+    ));
+    // A whitelisted payee is still a payment seen from the wallet.
+    let paid = eth_transfer(PAYEE, ETH / 2)
+        .policy_withdrawal_from(OWN)
+        .expect("maps");
+    assert_eq!(paid.payments.len(), 1);
+}

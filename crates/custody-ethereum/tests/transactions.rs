@@ -545,3 +545,96 @@ fn intent_digest_covers_what_moves_and_not_nonce_or_fees() {
         "1ad986ee45f3d7b7189de4859c9f1dd90aae22e9510118dd245ea3b0fb5e3344"
     );
 }
+
+/// The wallet of the tests below: the sender of `transfer_fields()`-style transactions.
+const OWN: Address = address!("1a642f0E3c3aF545E7AcBD38b07251B3990914F1");
+
+fn to_self(value: U256, input: Bytes) -> EthTransaction {
+    EthTransaction::eip1559(Eip1559Fields {
+        to: OWN,
+        value,
+        input,
+        ..transfer_fields()
+    })
+    .expect("valid")
+}
+
+#[test]
+fn a_plain_transfer_to_the_wallet_itself_is_an_internal_transfer() {
+    let void = to_self(U256::ZERO, Bytes::new());
+    let summary = void.summary_from(OWN).expect("summary");
+    assert_eq!(summary.action, Action::InternalTransfer);
+    assert!(summary.is_internal_transfer());
+    assert!(!summary.needs_explicit_rule());
+    let text = summary.to_string();
+    for line in [
+        "to:              0x1a642f0E3c3aF545E7AcBD38b07251B3990914F1 (this wallet itself)",
+        "action:          internal transfer: 0 ETH to this wallet itself (nonce 7)",
+        // 21000 × 30 gwei
+        "nothing leaves the wallet but the gas (at most 0.00063 ETH)",
+        "it voids any other transaction of this wallet with nonce 7 not mined yet",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let json = summary.to_json();
+    assert_eq!(json["internal_transfer"], true);
+    assert_eq!(json["action"]["kind"], "internal_transfer");
+    assert_eq!(json["action"]["max_gas_cost_wei"], "630000000000000");
+    assert_eq!(json["action"]["voids_nonce"], 7);
+
+    let withdrawal = void.policy_withdrawal_from(OWN).expect("maps");
+    assert_eq!(withdrawal.asset, "ETH");
+    assert!(withdrawal.is_internal());
+    assert_eq!(withdrawal.total(), Some(0));
+
+    // Whatever the value: it comes back to the wallet.
+    let back = to_self(U256::from(5 * ETH), Bytes::new());
+    assert!(back
+        .policy_withdrawal_from(OWN)
+        .expect("maps")
+        .is_internal());
+    let text = back.summary_from(OWN).expect("summary").to_string();
+    assert!(
+        text.contains("internal transfer: 5 ETH to this wallet itself"),
+        "{text}"
+    );
+
+    // Without knowing the wallet, it is a payment to that address, as before.
+    assert_eq!(void.summary().expect("summary").action, Action::EthTransfer);
+    let payment = void.policy_withdrawal().expect("maps");
+    assert_eq!(payment.payments.len(), 1);
+    assert_eq!(payment.payments[0].address, OWN.to_checksum(None));
+    assert_eq!(
+        void.summary().expect("summary").to_json()["internal_transfer"],
+        false
+    );
+}
+
+#[test]
+fn transfers_elsewhere_and_calls_to_the_wallet_are_not_internal() {
+    // Another recipient: a payment.
+    let tx = EthTransaction::eip1559(transfer_fields()).expect("valid");
+    let summary = tx.summary_from(OWN).expect("summary");
+    assert_eq!(summary.action, Action::EthTransfer);
+    assert_eq!(
+        tx.policy_withdrawal_from(OWN).expect("maps"),
+        tx.policy_withdrawal().expect("maps")
+    );
+    // Calldata to the wallet's own address: mapped as the calldata says.
+    let erc20 = to_self(
+        U256::ZERO,
+        erc20_transfer(Address::repeat_byte(1), U256::from(1u8)),
+    );
+    let w = erc20.policy_withdrawal_from(OWN).expect("maps");
+    assert!(!w.is_internal());
+    assert_eq!(w.asset, custody_ethereum::erc20_asset(OWN));
+    let raw = to_self(U256::ZERO, Bytes::from_static(&hex!("12345678")));
+    assert_eq!(
+        raw.summary_from(OWN).expect("summary").action,
+        Action::RawCall
+    );
+    assert!(matches!(
+        raw.policy_withdrawal_from(OWN),
+        Err(PolicyMappingError::NeedsExplicitRule { .. })
+    ));
+}

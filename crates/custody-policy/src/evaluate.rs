@@ -20,15 +20,30 @@ pub struct Payment {
 /// Build it from the signer's own inspection (for Bitcoin,
 /// `custody_bitcoin::inspect::Inspection`: the outputs that are not ours, since change back
 /// to the wallet is not a payment), never from the coordinator's request.
+///
+/// A withdrawal without payments is an *internal transfer* ([`Withdrawal::is_internal`]):
+/// a transaction that moves nothing out of the wallet, such as the replacement spend that
+/// voids a withdrawal whose signing round was already exported
+/// (`docs/adr/0030-cancellation-ends-at-the-signing-round.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Withdrawal {
     /// The asset identifier, e.g. `"BTC"`.
     pub asset: String,
-    /// Every payment leaving the wallet.
+    /// Every payment leaving the wallet; empty for an internal transfer.
     pub payments: Vec<Payment>,
 }
 
 impl Withdrawal {
+    /// Whether this is an internal transfer: it pays no one outside the wallet (on Bitcoin
+    /// every output is the wallet's proved change, on Ethereum a transfer to the wallet's
+    /// own address), so only the network fee leaves the wallet.
+    ///
+    /// [`VerifiedPolicy::evaluate`] checks it as a withdrawal of amount 0 with no
+    /// destinations, and velocity limits neither check nor count it.
+    pub fn is_internal(&self) -> bool {
+        self.payments.is_empty()
+    }
+
     /// The sum of all payments in the asset's smallest unit, or `None` on overflow.
     pub fn total(&self) -> Option<u128> {
         self.payments
@@ -39,6 +54,10 @@ impl Withdrawal {
 
 /// A withdrawal of the same wallet that the coordinator already approved or broadcast,
 /// as input to the velocity limits.
+///
+/// Internal transfers ([`Withdrawal::is_internal`]) move nothing out of the wallet; listed
+/// here (amount 0) they add nothing to a total and one to a count. The coordinator lists a
+/// void as one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PastWithdrawal {
     /// Unix time (seconds) the coordinator records for it (its approval).
@@ -107,8 +126,6 @@ pub enum DenyReason {
         /// The time of evaluation.
         now: u64,
     },
-    /// The withdrawal pays nobody.
-    NoPayments,
     /// The sum of the payments overflows.
     AmountOverflow,
     /// A destination is not on the whitelist.
@@ -164,8 +181,11 @@ pub enum DenyReason {
     NoMatchingRule {
         /// The asset.
         asset: String,
-        /// The withdrawal's total.
+        /// The withdrawal's total (0 for an internal transfer).
         total: u128,
+        /// Whether the withdrawal is an internal transfer ([`Withdrawal::is_internal`]):
+        /// the policy has no rule whose amount range includes 0 for the asset.
+        internal_transfer: bool,
     },
     /// The withdrawal would take the total sent within a velocity window over its limit.
     VelocityTotalExceeded {
@@ -201,7 +221,6 @@ impl fmt::Display for DenyReason {
                 f,
                 "policy takes effect at {effective_from}, it is now {now}"
             ),
-            DenyReason::NoPayments => write!(f, "withdrawal pays no destination"),
             DenyReason::AmountOverflow => write!(f, "withdrawal total overflows"),
             DenyReason::UnknownDestination { address, amount } => write!(
                 f,
@@ -240,7 +259,17 @@ impl fmt::Display for DenyReason {
                 f,
                 "rule {rule_index} applies only {window}, it is now {now} (outside the window)"
             ),
-            DenyReason::NoMatchingRule { asset, total } => write!(
+            DenyReason::NoMatchingRule {
+                asset,
+                internal_transfer: true,
+                ..
+            } => write!(
+                f,
+                "no rule allows an internal transfer of {asset} (amount 0, nothing leaves the \
+                 wallet; default deny): the policy needs a rule for {asset} whose amount \
+                 range includes 0"
+            ),
+            DenyReason::NoMatchingRule { asset, total, .. } => write!(
                 f,
                 "no rule allows {total} {asset} (default deny)"
             ),
@@ -275,6 +304,13 @@ impl VerifiedPolicy {
     /// total within the asset's per-transaction limit (no limit means deny), and the first
     /// rule matching the asset, total and time must allow it. No rule matching means deny.
     ///
+    /// An internal transfer ([`Withdrawal::is_internal`]) has no destinations to check and
+    /// a total of 0; the asset still needs a per-transaction limit, and the first rule
+    /// matching the asset, amount 0 and time decides as for any withdrawal. Admins thus
+    /// choose with a rule whose range includes 0 how many approvals an internal transfer
+    /// needs; a policy without one denies internal transfers
+    /// ([`DenyReason::NoMatchingRule`] with `internal_transfer` set).
+    ///
     /// Velocity limits are not checked here; see [`VerifiedPolicy::evaluate_with_history`].
     pub fn evaluate(&self, withdrawal: &Withdrawal, now: u64) -> Verdict {
         let doc = self.document();
@@ -284,9 +320,6 @@ impl VerifiedPolicy {
                 effective_from: doc.effective_from,
                 now,
             });
-        }
-        if withdrawal.payments.is_empty() {
-            return deny(DenyReason::NoPayments);
         }
         for p in &withdrawal.payments {
             match doc.whitelist_entry(&p.address) {
@@ -348,7 +381,11 @@ impl VerifiedPolicy {
                         window,
                         now,
                     }),
-                    None => deny(DenyReason::NoMatchingRule { asset, total }),
+                    None => deny(DenyReason::NoMatchingRule {
+                        asset,
+                        total,
+                        internal_transfer: withdrawal.is_internal(),
+                    }),
                 }
             }
         }
@@ -361,6 +398,11 @@ impl VerifiedPolicy {
     /// (any asset; other assets are ignored). A limit counts those with `time` in
     /// `(now - window_secs, now]`; the new withdrawal must keep both the count and the
     /// total of that window, itself included, within the limit.
+    ///
+    /// An internal transfer ([`Withdrawal::is_internal`]) moves nothing out of the wallet:
+    /// it gets the offline verdict alone, whatever the history. Whether it appears in later
+    /// histories is the caller's choice: with amount 0 it adds nothing to a total, only one
+    /// to a count (the coordinator counts a void as one transaction).
     pub fn evaluate_with_history(
         &self,
         withdrawal: &Withdrawal,
@@ -377,7 +419,7 @@ impl VerifiedPolicy {
     /// the offline check allows it) and answers what the wallet's approved or broadcast
     /// withdrawals inside that limit's window used, as [`WindowUsage::of`] would from
     /// their list. For a coordinator whose database sums the history instead of listing
-    /// it.
+    /// it. `usage` is never asked for an internal transfer ([`Withdrawal::is_internal`]).
     pub fn evaluate_with_usage(
         &self,
         withdrawal: &Withdrawal,
@@ -388,6 +430,11 @@ impl VerifiedPolicy {
         let Verdict::Allow { .. } = verdict else {
             return verdict;
         };
+        if withdrawal.is_internal() {
+            // Velocity limits bound what leaves the wallet; an internal transfer spends only
+            // the fee, which the signers cap themselves.
+            return verdict;
+        }
         // evaluate() allowed it, so the total does not overflow.
         let requested = withdrawal.total().unwrap_or(u128::MAX);
         let asset = &withdrawal.asset;

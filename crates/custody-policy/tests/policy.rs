@@ -1220,3 +1220,201 @@ fn full_document_round_trips_canonically() {
     let sbytes = sp.encode();
     assert_eq!(SignedPolicy::decode(&sbytes).as_ref(), Ok(&sp));
 }
+
+// Internal transfers: a withdrawal without payments moves nothing out of the wallet (the
+// replacement spend that voids an exported withdrawal, ADR 0031).
+
+fn internal(asset: &str) -> Withdrawal {
+    Withdrawal {
+        asset: asset.into(),
+        payments: Vec::new(),
+    }
+}
+
+#[test]
+fn internal_transfer_is_decided_by_the_first_rule_covering_zero() {
+    let mut f = fixture();
+    let p = verified(&mut f);
+    let void = internal("BTC");
+    assert!(void.is_internal());
+    assert!(!withdraw(&[(ALICE_ADDR, 0)]).is_internal());
+    assert_eq!(void.total(), Some(0));
+    // Rule 0 covers 0–1_000_000 sat with one approval.
+    assert_eq!(
+        p.evaluate(&void, T0),
+        Verdict::Allow {
+            required_approvals: 1,
+            rule_index: 0
+        }
+    );
+    // A rule for exactly 0 placed first sets the approvals of internal transfers alone.
+    let mut doc = document(&f, 1);
+    doc.rules.insert(
+        0,
+        Rule {
+            asset: "BTC".into(),
+            min_amount: 0,
+            max_amount: 0,
+            window: None,
+            action: Action::Allow { approvals: 3 },
+        },
+    );
+    let p = verify_doc(&mut f, doc);
+    assert_eq!(
+        p.evaluate(&void, T0),
+        Verdict::Allow {
+            required_approvals: 3,
+            rule_index: 0
+        }
+    );
+    assert_eq!(
+        p.evaluate(&withdraw(&[(ALICE_ADDR, 1)]), T0),
+        Verdict::Allow {
+            required_approvals: 1,
+            rule_index: 1
+        }
+    );
+    // The policy must be in force, as for any withdrawal.
+    assert!(matches!(
+        deny_reason(p.evaluate(&void, T0 - 1)),
+        DenyReason::PolicyNotYetEffective { .. }
+    ));
+}
+
+#[test]
+fn internal_transfer_without_a_rule_covering_zero_is_denied_saying_so() {
+    let mut f = fixture();
+    let mut doc = document(&f, 1);
+    doc.rules[0].min_amount = 1;
+    let p = verify_doc(&mut f, doc);
+    let reason = deny_reason(p.evaluate(&internal("BTC"), T0));
+    assert_eq!(
+        reason,
+        DenyReason::NoMatchingRule {
+            asset: "BTC".into(),
+            total: 0,
+            internal_transfer: true
+        }
+    );
+    let text = reason.to_string();
+    assert!(text.contains("internal transfer of BTC"), "{text}");
+    assert!(text.contains("amount range includes 0"), "{text}");
+    // A payment of 0 to a whitelisted address is a withdrawal, not an internal transfer.
+    let reason = deny_reason(p.evaluate(&withdraw(&[(ALICE_ADDR, 0)]), T0));
+    assert!(matches!(
+        reason,
+        DenyReason::NoMatchingRule {
+            total: 0,
+            internal_transfer: false,
+            ..
+        }
+    ));
+    assert_eq!(reason.to_string(), "no rule allows 0 BTC (default deny)");
+    // A deny rule covering 0 denies it too, naming the rule.
+    let mut doc = document(&f, 1);
+    doc.rules[0].action = Action::Deny;
+    let p = verify_doc(&mut f, doc);
+    assert!(matches!(
+        deny_reason(p.evaluate(&internal("BTC"), T0)),
+        DenyReason::DeniedByRule { rule_index: 0, .. }
+    ));
+}
+
+#[test]
+fn internal_transfer_of_an_asset_without_a_limit_is_denied() {
+    let mut f = fixture();
+    let p = verified(&mut f);
+    assert_eq!(
+        deny_reason(p.evaluate(&internal("ETH"), T0)),
+        DenyReason::NoLimitForAsset {
+            asset: "ETH".into()
+        }
+    );
+}
+
+#[test]
+fn internal_transfer_needs_no_whitelisted_destination() {
+    let mut f = fixture();
+    let mut doc = document(&f, 1);
+    doc.whitelist.clear();
+    let p = verify_doc(&mut f, doc);
+    assert!(matches!(
+        p.evaluate(&internal("BTC"), T0),
+        Verdict::Allow {
+            required_approvals: 1,
+            ..
+        }
+    ));
+    // A payment still needs its destination on the whitelist, whatever its amount.
+    assert!(matches!(
+        deny_reason(p.evaluate(&withdraw(&[(ALICE_ADDR, 0)]), T0)),
+        DenyReason::UnknownDestination { .. }
+    ));
+}
+
+#[test]
+fn internal_transfer_is_not_checked_against_velocity_limits() {
+    let mut f = fixture();
+    let p = verified(&mut f);
+    let void = internal("BTC");
+    // The window is full by count and by total: a payment is denied, the void is not.
+    let full = vec![past(T0 - 60, 1_000_000); 3];
+    assert!(matches!(
+        deny_reason(p.evaluate_with_history(&withdraw(&[(ALICE_ADDR, 1)]), T0, &full)),
+        DenyReason::VelocityCountExceeded { .. }
+    ));
+    assert_eq!(
+        p.evaluate_with_history(&void, T0, &full),
+        Verdict::Allow {
+            required_approvals: 1,
+            rule_index: 0
+        }
+    );
+    let mut asked = false;
+    let verdict = p.evaluate_with_usage(&void, T0, |limit| {
+        asked = true;
+        WindowUsage {
+            total: limit.max_total,
+            count: u64::from(limit.max_count),
+        }
+    });
+    assert!(matches!(verdict, Verdict::Allow { .. }));
+    assert!(!asked, "usage is not asked for an internal transfer");
+    // The offline verdict still applies with history.
+    let mut doc = document(&f, 1);
+    doc.rules[0].min_amount = 1;
+    let strict = verify_doc(&mut f, doc);
+    assert!(matches!(
+        deny_reason(strict.evaluate_with_history(&void, T0, &[])),
+        DenyReason::NoMatchingRule {
+            internal_transfer: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn decision_for_an_internal_transfer_needs_the_approvals_of_its_rule() {
+    let mut f = fixture();
+    let policy = verified(&mut f);
+    let mut c = approved_case_under(&mut f, policy, &[], T0);
+    c.withdrawal = internal("BTC");
+    assert!(matches!(
+        check(&c, T0),
+        Err(DecisionError::NotEnoughApprovals {
+            required: 1,
+            found: 0,
+            ..
+        })
+    ));
+    let policy = verified(&mut f);
+    let mut c = approved_case_under(&mut f, policy, &[2], T0);
+    c.withdrawal = internal("BTC");
+    assert_eq!(check(&c, T0), Ok(1));
+    // The decision binds the transaction like any other.
+    c.tx = vec![0xcd; 32];
+    assert!(matches!(
+        check(&c, T0),
+        Err(DecisionError::WrongTransaction { .. })
+    ));
+}

@@ -543,7 +543,7 @@ impl Harness {
             payments: inspection
                 .outputs
                 .iter()
-                .filter(|o| matches!(o.ownership, Ownership::External))
+                .filter(|o| !matches!(o.ownership, Ownership::Change { .. }))
                 .map(|o| custody_policy::Payment {
                     address: o.address.clone().expect("address"),
                     amount: u128::from(o.amount_sat),
@@ -585,7 +585,7 @@ pub fn verified_policy(p: &SignedPolicy) -> VerifiedPolicy {
     p.verify(&p.document().admins).expect("policy verifies")
 }
 
-/// A 2-of-2-admin policy: BTC up to 1 BTC per transaction, 2 approvals above 0, a daily
+/// A 2-of-2-admin policy: BTC up to 1 BTC per transaction, 2 approvals (from 0 BTC: voids too), a daily
 /// velocity limit of 1.5 BTC and 5 withdrawals.
 pub fn policy(
     version: u64,
@@ -671,16 +671,17 @@ pub fn policy_with_velocity(
             },
         ],
         rules: vec![
+            // From 0: a void (an internal transfer, ADR 0031) needs two approvals too.
             Rule {
                 asset: "BTC".into(),
-                min_amount: 1,
+                min_amount: 0,
                 max_amount: 100_000_000,
                 window: None,
                 action: Action::Allow { approvals: 2 },
             },
             Rule {
                 asset: "ETH".into(),
-                min_amount: 1,
+                min_amount: 0,
                 max_amount: 100 * ETHER,
                 window: None,
                 action: Action::Allow { approvals: 2 },

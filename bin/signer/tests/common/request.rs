@@ -77,6 +77,45 @@ fn fund(wallet: &WalletDescriptor) -> Vec<WalletUtxo> {
 /// The signers at `chosen` (0-based) issue commitments into `usb`; the coordinator builds a
 /// request paying `amount_sat` to `external_address(7)` signed by them.
 pub fn request(signers: &[Signer], chosen: &[usize], usb: &Path, amount_sat: u64) -> Psbt {
+    request_with(
+        signers,
+        chosen,
+        usb,
+        amount_sat,
+        &InspectPolicy::default(),
+        |_| {},
+    )
+}
+
+/// An internal transfer (what voids an exported withdrawal): the coin of [`request`] spent
+/// to one change output of the wallet, proved change, at about 5 sat/vB plus `extra_fee_sat`.
+pub fn void_request(signers: &[Signer], chosen: &[usize], usb: &Path, extra_fee_sat: u64) -> Psbt {
+    // The coordinator's own fee check is lifted so that a test can build what a signer
+    // must refuse.
+    let lax = InspectPolicy {
+        max_fee: Amount::MAX,
+        max_fee_rate: FeeRate::MAX,
+    };
+    request_with(signers, chosen, usb, 10_000_000, &lax, |psbt| {
+        // build_psbt appends change after the payment: drop the payment, keep its value.
+        let payment = psbt.unsigned_tx.output.remove(0);
+        psbt.outputs.remove(0);
+        assert_eq!(psbt.unsigned_tx.output.len(), 1, "one change output left");
+        let change = &mut psbt.unsigned_tx.output[0];
+        change.value = change.value + payment.value - Amount::from_sat(extra_fee_sat);
+    })
+}
+
+/// [`request`] with `edit` applied to the unsigned PSBT before the signatures are
+/// requested under the coordinator's fee check `policy`.
+fn request_with(
+    signers: &[Signer],
+    chosen: &[usize],
+    usb: &Path,
+    amount_sat: u64,
+    policy: &InspectPolicy,
+    edit: impl FnOnce(&mut Psbt),
+) -> Psbt {
     let group = group_of(&signers[0]);
     let usb_s = usb.display().to_string();
     let mut pool = CommitmentPool::new(&group);
@@ -113,16 +152,9 @@ pub fn request(signers: &[Signer], chosen: &[usize], usb: &Path, amount_sat: u64
     };
     let options = BuildOptions::new(FeeRate::from_sat_per_vb_u32(5), 0);
     let mut psbt = build_psbt(&wallet, &fund(&wallet), &[payment], &options).expect("build");
+    edit(&mut psbt);
     let ids: Vec<u16> = chosen.iter().map(|&i| i as u16 + 1).collect();
-    request_signatures(
-        &wallet,
-        &group,
-        &mut psbt,
-        &ids,
-        &mut pool,
-        [9; 16],
-        &InspectPolicy::default(),
-    )
-    .expect("request");
+    request_signatures(&wallet, &group, &mut psbt, &ids, &mut pool, [9; 16], policy)
+        .expect("request");
     psbt
 }
