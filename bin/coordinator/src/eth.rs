@@ -28,7 +28,7 @@ use custody_ecdsa::{
 };
 use custody_ethereum::{
     calldata, Address, Bytes, Eip1559Fields, EthSignRequest, EthTransaction, KeyPath,
-    SignedEthTransaction, U256,
+    SignedEthTransaction, B256, U256,
 };
 use custody_evm::EvmBackend;
 use serde::{Deserialize, Serialize};
@@ -407,12 +407,17 @@ pub struct EthRound {
     pub summary: serde_json::Value,
 }
 
-fn round_view(w: &Row_, plan_hex: &str, decision_hex: &str) -> Result<serde_json::Value, ApiError> {
+fn round_view(
+    w: &Row_,
+    wallet: Address,
+    plan_hex: &str,
+    decision_hex: &str,
+) -> Result<serde_json::Value, ApiError> {
     let raw = hex::decode(w.eth_tx.as_deref().unwrap_or_default()).map_err(ApiError::internal)?;
     let eth_tx = EthTransaction::decode_unsigned(&raw).map_err(ApiError::internal)?;
     let request = sign_request(w, &eth_tx)?;
     let summary = eth_tx
-        .summary()
+        .summary_from(wallet)
         .map(|s| s.to_json())
         .unwrap_or(serde_json::Value::Null);
     let signers: Vec<u16> =
@@ -481,7 +486,7 @@ pub(crate) async fn export_round(
         let decision = crate::db::opt_text(&decision, "decision")?.unwrap_or_default();
         return Ok((
             axum::http::StatusCode::OK,
-            round_view(&w, &plan_hex, &decision)?,
+            round_view(&w, wallet.address, &plan_hex, &decision)?,
         ));
     }
     if w.state != "approved" {
@@ -640,7 +645,7 @@ pub(crate) async fn export_round(
     let (plan_hex, _) = presign_plan(tx, &batch).await?;
     Ok((
         axum::http::StatusCode::OK,
-        round_view(&w, &plan_hex, &decision_hex)?,
+        round_view(&w, wallet.address, &plan_hex, &decision_hex)?,
     ))
 }
 
@@ -937,14 +942,18 @@ pub async fn track(app: &App) -> Result<usize, ApiError> {
     Ok(changed)
 }
 
-/// Watches the originals of live voids: one whose own transaction was mined (someone
-/// holding every answer broadcast it), or whose nonce the chain has used while the void's
-/// transaction was not mined, went out instead of its void (nothing else the group signs
-/// carries that nonce). It is recorded as confirmed and the void as failed
-/// (`withdrawals::original_confirmed`). Returns how many changed.
+/// Watches the originals of live voids: the nonce they share can be used once, so the
+/// first of them mined wins. A void mined is its own tracking's business
+/// (`withdrawals::record_confirmed` then cancels the original). The original went out
+/// instead (someone holding every answer sent it) when its own transaction is mined, or
+/// when the chain has used the nonce while neither it nor any void with a known hash is
+/// mined and no void's round is out without a hash (the original is the only other
+/// transaction the group signed with that nonce). While a void's round is out and its
+/// hash unknown nothing can be told apart: the void's answers, once imported, decide. A
+/// node that cannot answer now leaves the row for the next pass. Returns how many changed.
 async fn originals_of_voids(app: &App, wallet: &EthWallet) -> Result<usize, ApiError> {
     let rows = sqlx::query(
-        "SELECT v.id AS void_id, v.txid AS void_txid, w.id AS id, w.txid AS txid, w.eth_nonce AS nonce \
+        "SELECT DISTINCT w.id AS id, w.txid AS txid, w.eth_nonce AS nonce \
          FROM withdrawals v JOIN withdrawals w ON w.id = v.voids \
          WHERE v.voids IS NOT NULL AND v.state NOT IN ('cancelled', 'failed', 'rejected', 'confirmed') \
          AND w.state IN ('signing', 'signed') AND w.eth_intent IS NOT NULL",
@@ -953,45 +962,83 @@ async fn originals_of_voids(app: &App, wallet: &EthWallet) -> Result<usize, ApiE
     .await?;
     let mut changed = 0;
     for r in &rows {
-        let (id, void_id) = (text(r, "id")?, text(r, "void_id")?);
-        // Whether a transaction is mined; `None` when the node cannot say now (the row
-        // waits for the next pass rather than guess).
-        let mined = |hash: Option<String>| async move {
-            match hash.and_then(|t| t.parse().ok()) {
-                Some(h) => wallet.chain.receipt(h).await.ok().map(|r| r.is_some()),
-                None => Some(false),
-            }
-        };
-        let own = crate::db::opt_text(r, "txid")?;
-        let Some(own_mined) = mined(own.clone()).await else {
+        let id = text(r, "id")?;
+        let Some(nonce) = crate::db::opt_int(r, "nonce")?.and_then(|n| u64::try_from(n).ok())
+        else {
             continue;
         };
-        let found = if own_mined {
-            Some(own)
-        } else {
-            let Some(nonce) = crate::db::opt_int(r, "nonce")?.and_then(|n| u64::try_from(n).ok())
-            else {
-                continue;
-            };
-            let Ok(used) = wallet.chain.latest_nonce(wallet.address).await else {
-                continue;
-            };
-            if used <= nonce {
-                continue;
-            }
-            // The void's own receipt is its own tracking's business.
-            match mined(crate::db::opt_text(r, "void_txid")?).await {
-                Some(false) => Some(None),
-                Some(true) | None => continue,
-            }
-        };
-        if let Some(hash) = found {
-            if crate::withdrawals::original_confirmed(app, &id, &void_id, hash.as_deref()).await? {
-                changed += 1;
+        let own = crate::db::opt_text(r, "txid")?;
+        let hash: Option<B256> = own.as_deref().and_then(|t| t.parse().ok());
+        if let Some(h) = hash {
+            match wallet.chain.receipt(h).await {
+                Err(_) => continue,
+                Ok(Some(receipt)) => {
+                    let outcome = match receipt.outcome {
+                        custody_evm::TxOutcome::Reverted => crate::withdrawals::Original::Reverted(
+                            own.as_deref().unwrap_or_default(),
+                        ),
+                        custody_evm::TxOutcome::Success
+                            if receipt.confirmations >= wallet.confirmations =>
+                        {
+                            crate::withdrawals::Original::Confirmed(own.as_deref())
+                        }
+                        // Not deep enough yet.
+                        custody_evm::TxOutcome::Success => continue,
+                    };
+                    changed += record_original(app, &id, outcome).await;
+                    continue;
+                }
+                Ok(None) => {}
             }
         }
+        let Ok(used) = wallet.chain.latest_nonce(wallet.address).await else {
+            continue;
+        };
+        if used <= nonce {
+            continue;
+        }
+        let mut tx = app.db.begin().await?;
+        let voids = crate::withdrawals::live_voids(&mut tx, &id).await?;
+        tx.commit().await?;
+        let mut undecided = false;
+        for (v, state, txid) in &voids {
+            match txid.as_deref().and_then(|t| t.parse::<B256>().ok()) {
+                Some(h) => match wallet.chain.receipt(h).await {
+                    Ok(None) => {}
+                    // Mined (its own tracking), or the node cannot say now.
+                    Ok(Some(_)) | Err(_) => undecided = true,
+                },
+                None if state == "signing" => {
+                    tracing::warn!(withdrawal = %id, void = %v, nonce, "the nonce of a withdrawal being voided was used, and the void's round is out without all its answers: import them to tell which went out");
+                    undecided = true;
+                }
+                None => {}
+            }
+        }
+        if undecided {
+            continue;
+        }
+        if hash.is_some() {
+            // Its own transaction is not mined, nor any void: something else used the nonce.
+            tracing::error!(withdrawal = %id, nonce, "the nonce of a withdrawal being voided was used by a transaction that is neither it nor a void of it");
+            continue;
+        }
+        changed += record_original(app, &id, crate::withdrawals::Original::Confirmed(None)).await;
     }
     Ok(changed)
+}
+
+/// Records what became of the original of voids; 1 when it changed. A failure (a race
+/// lost to another process, storage) is logged and left for the next pass.
+async fn record_original(app: &App, id: &str, outcome: crate::withdrawals::Original<'_>) -> usize {
+    match crate::withdrawals::original_went_out(app, id, outcome).await {
+        Ok(true) => 1,
+        Ok(false) => 0,
+        Err(e) => {
+            tracing::warn!(withdrawal = %id, error = %e, "could not record the original of a void");
+            0
+        }
+    }
 }
 
 /// A presigning plan an operator registers after the ceremony.

@@ -410,6 +410,9 @@ pub fn render(kind: &str, payload: &serde_json::Value) -> (String, String) {
         "security.anti_phishing_code_changed" => "Your anti-phishing code was changed".to_owned(),
         "withdrawal.failed" => "Your withdrawal failed".to_owned(),
         "withdrawal.cancelled" => "Your withdrawal was cancelled".to_owned(),
+        "withdrawal.void_failed" => {
+            "A withdrawal being voided was sent from answers outside the coordinator".to_owned()
+        }
         "policy.installed" => "A new withdrawal policy was installed".to_owned(),
         other => format!("Security notice: {other}"),
     };

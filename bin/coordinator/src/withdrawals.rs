@@ -1418,10 +1418,18 @@ async fn btc_void(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<VoidTx, ApiErr
     wallet.prepare_change_after(change_index);
     let fee_rate = FeeRate::from_sat_per_vb(app.config.wallet.fee_rate_sat_vb)
         .unwrap_or(FeeRate::BROADCAST_MIN);
+    // The original's signed weight, as the signers compute it.
+    let replaced_weight =
+        custody_bitcoin::inspect_psbt(&wallet.descriptor, &original, &InspectPolicy::default())
+            .map(|i| bitcoin::Weight::from_wu(i.weight_wu))
+            .map_err(|e| {
+                ApiError::internal(format!("withdrawal {} does not inspect: {e}", w.id))
+            })?;
     let psbt = custody_bitcoin::build_replacement(
         &wallet.descriptor,
         &coins,
         replaced_fee,
+        replaced_weight,
         &BuildOptions::new(fee_rate, change_index),
     )
     .map_err(|e| ApiError::conflict("cannot_build", format!("cannot build the void: {e}")))?;
@@ -1523,11 +1531,30 @@ pub async fn void(
             ))
         }
     }
-    if let Some(v) = live_void(tx, &w.id).await? {
-        return Err(ApiError::conflict(
-            "void_exists",
-            format!("withdrawal {} is already being voided by {v}", w.id),
-        ));
+    // Another void only once every live one's round is out (its answers may be lost, or a
+    // signer may refuse it): they all conflict with the original, the first mined wins.
+    for (v, state, _) in live_voids(tx, &w.id).await? {
+        if !matches!(state.as_str(), "signing" | "signed") {
+            return Err(ApiError::conflict(
+                "void_exists",
+                format!("withdrawal {} is already being voided by {v} ({state}); cancel that void before its round, or let it go on", w.id),
+            ));
+        }
+    }
+    // The original's version moves, so a broadcast or another void racing this request
+    // fails its own compare-and-set (or this one does).
+    let bumped = sqlx::query(
+        "UPDATE withdrawals SET version = version + 1, updated_at = $1 \
+         WHERE id = $2 AND state = $3 AND version = $4",
+    )
+    .bind(now)
+    .bind(&w.id)
+    .bind(&w.state)
+    .bind(w.version)
+    .execute(&mut **tx)
+    .await?;
+    if bumped.rows_affected() != 1 {
+        return Err(concurrent_change(&w.id));
     }
     let made = if w.is_eth() {
         eth_void(app, &w)?
@@ -1546,7 +1573,10 @@ pub async fn void(
         Verdict::Deny { reason } => {
             return Err(ApiError::refused(
                 "policy_denied",
-                format!("the policy in force does not allow an internal transfer of {}: {reason}; the admins need a rule for it that covers amount 0", made.asset),
+                format!(
+                "the policy in force does not allow the void, an internal transfer of {}: {reason}",
+                made.asset
+            ),
             ))
         }
     };
@@ -1591,6 +1621,15 @@ pub async fn void(
             "void": void_id, "by": who.role.as_str(), "reason": reason, "from": w.state,
             "to": made.address, "transaction": made.details,
         }),
+    )
+    .await?;
+    crate::audit::append(
+        tx,
+        now,
+        "withdrawal.void_created",
+        &who.id,
+        &void_id,
+        &serde_json::json!({ "voids": w.id, "required_approvals": required }),
     )
     .await?;
     let v = load(tx, &void_id).await?;
@@ -1715,6 +1754,19 @@ pub(crate) async fn gates(
 ) -> Result<(Decision, std::sync::Arc<VerifiedPolicy>), ApiError> {
     let now = app.now();
     risk::ensure_not_frozen(tx, &w.principal_id).await?;
+    // A void only while its original can still be voided.
+    if let Some(original) = &w.voids {
+        let o = load(tx, original).await?;
+        if !matches!(o.state.as_str(), "signing" | "signed") {
+            return Err(ApiError::conflict(
+                "original_moved",
+                format!(
+                    "the withdrawal this void replaces, {}, is {}: there is nothing to void",
+                    o.id, o.state
+                ),
+            ));
+        }
+    }
     // The active holds, and the end of the latest hold that applied to this withdrawal
     // (once none is active, all have passed: signers refuse before it by their own clocks).
     let (holds, ended) = risk::holds_for(tx, &w.principal_id, &w.id, now).await?;
@@ -2267,17 +2319,87 @@ pub(crate) async fn record_confirmed(
 /// # Errors
 /// Storage failure.
 pub(crate) async fn live_void(tx: &mut Tx<'_>, id: &str) -> Result<Option<String>, ApiError> {
-    let row = sqlx::query(
-        "SELECT id FROM withdrawals WHERE voids = $1 \
-         AND state NOT IN ('cancelled', 'failed', 'rejected') ORDER BY created_at LIMIT 1",
+    Ok(live_voids(tx, id)
+        .await?
+        .into_iter()
+        .next()
+        .map(|(v, _, _)| v))
+}
+
+/// The voids of `id` that are not cancelled, failed or rejected, oldest first: id, state
+/// and txid (Bitcoin: from the start; Ethereum: once signed).
+///
+/// # Errors
+/// Storage failure.
+pub(crate) async fn live_voids(
+    tx: &mut Tx<'_>,
+    id: &str,
+) -> Result<Vec<(String, String, Option<String>)>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT id, state, txid FROM withdrawals WHERE voids = $1 \
+         AND state NOT IN ('cancelled', 'failed', 'rejected') ORDER BY created_at, id",
     )
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(match row {
-        Some(r) => Some(text(&r, "id")?),
-        None => None,
-    })
+    rows.iter()
+        .map(|r| Ok((text(r, "id")?, text(r, "state")?, opt_text(r, "txid")?)))
+        .collect()
+}
+
+/// Forgets coins the wallet learnt of from `txid` while it was unconfirmed and that no
+/// withdrawal took: the transaction lost to a conflicting one, so they never exist.
+async fn forget_outputs_of(tx: &mut Tx<'_>, txid: Option<&str>) -> Result<u64, ApiError> {
+    let Some(txid) = txid.filter(|t| !t.starts_with("0x")) else {
+        return Ok(0);
+    };
+    Ok(sqlx::query(
+        "DELETE FROM utxos WHERE outpoint LIKE $1 AND reserved_by IS NULL AND spent_by IS NULL",
+    )
+    .bind(format!("{txid}:%"))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// Fails the live voids of `original` other than `except`, with `why` (another
+/// transaction with their coins or nonce was mined). Returns them.
+async fn fail_voids(
+    tx: &mut Tx<'_>,
+    app: &App,
+    original: &str,
+    except: Option<&str>,
+    why: &str,
+) -> Result<Vec<String>, ApiError> {
+    let now = app.now();
+    let mut failed = Vec::new();
+    for (id, state, txid) in live_voids(tx, original).await? {
+        if Some(id.as_str()) == except || state == "confirmed" {
+            continue;
+        }
+        let v = load(tx, &id).await?;
+        transition(
+            tx,
+            &v,
+            "failed",
+            now,
+            "failure",
+            &[Val::Text(Some(why.to_owned()))],
+        )
+        .await?;
+        forget_outputs_of(tx, txid.as_deref()).await?;
+        crate::audit::append(
+            tx,
+            now,
+            "withdrawal.void_failed",
+            "system",
+            &id,
+            &serde_json::json!({ "original": original, "from": state, "reason": why }),
+        )
+        .await?;
+        failed.push(id);
+    }
+    Ok(failed)
 }
 
 /// The void `v` confirmed: its original can never confirm now (its coins are spent), so
@@ -2286,9 +2408,14 @@ async fn voided(tx: &mut Tx<'_>, app: &App, original: &str, v: &Row_) -> Result<
     let now = app.now();
     let w = load(tx, original).await?;
     if !matches!(w.state.as_str(), "signing" | "signed") {
-        // Nothing else moves an original while its void is live; say so if it happens.
-        tracing::error!(withdrawal = %w.id, state = %w.state, void = %v.id, "a void confirmed for a withdrawal that is no longer signing or signed");
-        return Ok(());
+        // Nothing moves an original while a void of it is live (its version moved when the
+        // void was made; it is never broadcast meanwhile). Recording both would contradict
+        // the chain: keep the void `broadcast` and say so at every pass.
+        tracing::error!(withdrawal = %w.id, state = %w.state, void = %v.id, "a void confirmed for a withdrawal that is no longer signing or signed; check both on chain");
+        return Err(ApiError::internal(format!(
+            "void {} confirmed but its original {} is {}",
+            v.id, w.id, w.state
+        )));
     }
     let why = format!(
         "voided: replaced by {} (transaction {}), which spent its coins back to the wallet",
@@ -2304,13 +2431,22 @@ async fn voided(tx: &mut Tx<'_>, app: &App, original: &str, v: &Row_) -> Result<
         &[Val::Text(Some(why.clone()))],
     )
     .await?;
+    let others = fail_voids(
+        tx,
+        app,
+        &w.id,
+        Some(&v.id),
+        &format!("another void of {}, {}, was mined first", w.id, v.id),
+    )
+    .await?;
+    forget_outputs_of(tx, w.txid.as_deref()).await?;
     crate::audit::append(
         tx,
         now,
         "withdrawal.voided",
         "system",
         &w.id,
-        &serde_json::json!({ "void": v.id, "txid": v.txid, "from": w.state }),
+        &serde_json::json!({ "void": v.id, "txid": v.txid, "from": w.state, "other_voids_failed": others }),
     )
     .await?;
     crate::notify::enqueue(
@@ -2324,40 +2460,69 @@ async fn voided(tx: &mut Tx<'_>, app: &App, original: &str, v: &Row_) -> Result<
     Ok(())
 }
 
-/// The original of a live void confirmed instead (someone holding every signer's answer
-/// broadcast it): it is confirmed, its coins spent by it, and the void failed, in one
-/// transaction. Returns false when another process recorded it first.
-pub(crate) async fn original_confirmed(
+/// What became of the original of live voids on chain.
+pub(crate) enum Original<'a> {
+    /// Mined and confirmed: its transaction (`None` on Ethereum when the coordinator never
+    /// had every answer, so never learnt its hash).
+    Confirmed(Option<&'a str>),
+    /// Mined and reverted (Ethereum): its nonce and gas are spent, nothing was paid.
+    Reverted(&'a str),
+}
+
+/// The original of live voids went out instead of them (someone holding every signer's
+/// answer broadcast it): it is recorded as confirmed (or failed, if it reverted), every
+/// live void of it failed, coins learnt from the voids forgotten, its customer told and
+/// operations alerted, in one transaction. Returns false when there was nothing left to
+/// record (another process did, or it moved meanwhile).
+///
+/// # Errors
+/// Storage failure.
+pub(crate) async fn original_went_out(
     app: &App,
     id: &str,
-    void_id: &str,
-    txid: Option<&str>,
+    outcome: Original<'_>,
 ) -> Result<bool, ApiError> {
-    let shown = match txid {
-        Some(t) => format!("transaction {t}"),
-        None => "a transaction with its nonce that this coordinator never saw".to_owned(),
-    };
     let now = app.now();
     let mut tx = app.db.begin().await?;
     let w = load(&mut tx, id).await?;
-    let v = load(&mut tx, void_id).await?;
-    if !matches!(w.state.as_str(), "signing" | "signed")
-        || matches!(
-            v.state.as_str(),
-            "cancelled" | "failed" | "rejected" | "confirmed"
-        )
+    if !matches!(w.state.as_str(), "signing" | "signed") || live_void(&mut tx, id).await?.is_none()
     {
         return Ok(false);
     }
-    transition(
-        &mut tx,
-        &w,
-        "confirmed",
-        now,
-        "confirmed_at",
-        &[Val::Int(now)],
-    )
-    .await?;
+    let (txid, shown) = match &outcome {
+        Original::Confirmed(Some(t)) | Original::Reverted(t) => {
+            (Some(*t), format!("transaction {t}"))
+        }
+        Original::Confirmed(None) => (
+            None,
+            "a transaction with its nonce that this coordinator never saw".to_owned(),
+        ),
+    };
+    match &outcome {
+        Original::Confirmed(_) => {
+            transition(
+                &mut tx,
+                &w,
+                "confirmed",
+                now,
+                "confirmed_at",
+                &[Val::Int(now)],
+            )
+            .await?;
+        }
+        Original::Reverted(_) => {
+            let reason = "the transaction reverted (gas and nonce spent, nothing paid)".to_owned();
+            transition(
+                &mut tx,
+                &w,
+                "failed",
+                now,
+                "failure",
+                &[Val::Text(Some(reason))],
+            )
+            .await?;
+        }
+    }
     if let Some(t) = txid.filter(|_| w.is_eth()) {
         sqlx::query("UPDATE withdrawals SET txid = $1 WHERE id = $2")
             .bind(t.to_owned())
@@ -2369,46 +2534,43 @@ pub(crate) async fn original_confirmed(
         .bind(&w.id)
         .execute(&mut *tx)
         .await?;
-    transition(
+    let failed = fail_voids(
         &mut tx,
-        &v,
-        "failed",
-        now,
-        "failure",
-        &[Val::Text(Some(format!(
-            "the withdrawal it was to void, {}, confirmed first ({shown})",
+        app,
+        &w.id,
+        None,
+        &format!(
+            "the withdrawal it was to void, {}, was mined first ({shown})",
             w.id
-        )))],
+        ),
     )
     .await?;
+    let (kind, customer) = match outcome {
+        Original::Confirmed(_) => ("withdrawal.confirmed", "withdrawal.broadcast"),
+        Original::Reverted(_) => ("withdrawal.failed", "withdrawal.failed"),
+    };
     crate::audit::append(
         &mut tx,
         now,
-        "withdrawal.confirmed",
+        kind,
         "system",
         &w.id,
-        &serde_json::json!({ "txid": txid, "nonce": w.eth_nonce, "broadcast_by": "not this coordinator", "void": v.id }),
+        &serde_json::json!({ "txid": txid, "nonce": w.eth_nonce, "broadcast_by": "not this coordinator", "voids_failed": failed }),
     )
     .await?;
-    crate::audit::append(
-        &mut tx,
-        now,
-        "withdrawal.void_failed",
-        "system",
-        &v.id,
-        &serde_json::json!({ "original": w.id, "txid": txid }),
-    )
-    .await?;
-    let mut sent = serde_json::json!({ "withdrawal": w.id });
+    let mut told = serde_json::json!({ "withdrawal": w.id });
     if let Some(t) = txid {
-        sent["txid"] = t.into();
+        told["txid"] = t.into();
     }
+    crate::notify::enqueue(&mut tx, app, Some(&w.principal_id), customer, told).await?;
+    // A void that lost means the original's answers were complete somewhere else: for the
+    // security team, not only the log.
     crate::notify::enqueue(
         &mut tx,
         app,
-        Some(&w.principal_id),
-        "withdrawal.broadcast",
-        sent,
+        None,
+        "withdrawal.void_failed",
+        serde_json::json!({ "withdrawal": w.id, "voids": failed, "txid": txid }),
     )
     .await?;
     tx.commit().await?;
@@ -2433,8 +2595,9 @@ pub async fn resume(app: &App) -> Result<usize, ApiError> {
     .fetch_all(app.db.pool())
     .await?;
     let mut changed = eth_changed;
+    // The originals of live voids: one mined first went out instead of them.
     let originals = sqlx::query(
-        "SELECT v.id AS void_id, w.id AS id, w.txid AS txid FROM withdrawals v \
+        "SELECT DISTINCT w.id AS id, w.txid AS txid FROM withdrawals v \
          JOIN withdrawals w ON w.id = v.voids \
          WHERE v.voids IS NOT NULL AND v.state NOT IN ('cancelled', 'failed', 'rejected', 'confirmed') \
          AND w.state IN ('signing', 'signed') AND w.eth_intent IS NULL",
@@ -2446,9 +2609,14 @@ pub async fn resume(app: &App) -> Result<usize, ApiError> {
             continue;
         };
         if let Ok(custody_chain::TxStatus::Confirmed { .. }) = chain.tx_status(&txid).await {
-            let (id, void_id) = (text(r, "id")?, text(r, "void_id")?);
-            if original_confirmed(app, &id, &void_id, Some(&txid.to_string())).await? {
-                changed += 1;
+            let (id, txid) = (text(r, "id")?, txid.to_string());
+            match original_went_out(app, &id, Original::Confirmed(Some(&txid))).await {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                // Another process recorded it meanwhile, or storage failed: next pass.
+                Err(e) => {
+                    tracing::warn!(withdrawal = %id, error = %e, "could not record the original of a void")
+                }
             }
         }
     }

@@ -863,9 +863,11 @@ async fn a_signed_ether_withdrawal_is_voided_with_its_nonce(engine: Engine) {
 }
 on_both!(a_signed_ether_withdrawal_is_voided_with_its_nonce);
 
-/// The original of a void goes out first, from answers the coordinator never saw in full:
-/// its nonce is used while the void is not mined, so it is recorded as confirmed (its
-/// hash unknown) and the void fails; the void's round is refused from then on.
+/// The original of a void goes out first, from answers the coordinator never saw in full.
+/// While the void's round is out without all its answers nothing can tell which of them
+/// used the nonce, so nothing is recorded (and a second void may be started); once the
+/// void's answers are in and its transaction is not mined, the original is recorded as
+/// confirmed (its hash unknown) and both voids fail; their rounds are refused from then.
 async fn an_ether_original_sent_behind_the_coordinators_back_fails_its_void(engine: Engine) {
     let Some(mut e) = setup(engine).await else {
         return;
@@ -878,6 +880,13 @@ async fn an_ether_original_sent_behind_the_coordinators_back_fails_its_void(engi
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     let p2 = e.sign(1, &round).expect("signer 2");
     let void_id = e.void_approved(&id).await;
+    let (st, void_round) = e.round(&void_id).await;
+    assert_eq!(st, StatusCode::OK, "{void_round}");
+    assert_eq!(
+        void_round["eth"]["summary"]["internal_transfer"], true,
+        "{void_round}"
+    );
+    let v1 = e.sign(0, &void_round).expect("signer 1 signs the void");
     // Someone holding both answers finishes and sends the original.
     let raw = hex::decode(round["eth"]["transaction"].as_str().unwrap()).unwrap();
     let tx = EthTransaction::decode_unsigned(&raw).unwrap();
@@ -897,6 +906,17 @@ async fn an_ether_original_sent_behind_the_coordinators_back_fails_its_void(engi
     e.chain.send_raw(&signed.encoded()).await.unwrap();
     e.file.as_ref().unwrap().mine(1).await.unwrap();
     custody_coordinator::tick(&e.h.app).await.unwrap();
+    assert_eq!(e.get(&id).await["state"], "signing", "undecided");
+    assert_eq!(e.get(&void_id).await["state"], "signing");
+    // Its round is out: another void may be started (the first may never complete).
+    let second = e.void_approved(&id).await;
+    // The first void's answers come in: its transaction is known and not mined.
+    let (st, v) = e.submit(&void_id, &v1).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let v2 = e.sign(1, &void_round).expect("signer 2 signs the void");
+    let (st, v) = e.submit(&void_id, &v2).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    custody_coordinator::tick(&e.h.app).await.unwrap();
     let original = e.get(&id).await;
     assert_eq!(original["state"], "confirmed", "{original}");
     let failed = e.get(&void_id).await;
@@ -905,8 +925,19 @@ async fn an_ether_original_sent_behind_the_coordinators_back_fails_its_void(engi
         failed["failure"].as_str().unwrap().contains("never saw"),
         "{failed}"
     );
-    assert_eq!(e.h.audit_count("withdrawal.void_failed").await, 1);
-    let (st, v) = e.round(&void_id).await;
+    assert_eq!(e.get(&second).await["state"], "failed");
+    assert_eq!(e.h.audit_count("withdrawal.void_failed").await, 2);
+    let (st, v) = e.round(&second).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    let (st, v) =
+        e.h.call(
+            "POST",
+            &format!("/v1/withdrawals/{void_id}/broadcast"),
+            Some(&e.operator.token),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     let dest: Address = ETH_DEST.parse().unwrap();
     assert_eq!(e.chain.balance(dest).await.unwrap(), U256::from(ETHER));

@@ -395,10 +395,13 @@ pub fn build_psbt(
 /// the wallet's change address `options.change_index`, so nothing leaves the wallet; once
 /// it confirms, the replaced transaction can no longer confirm.
 ///
-/// Its fee is the larger of `options.fee_rate` over its weight and `replaced_fee` plus the
-/// minimum relay fee rate (1 sat/vB) over its weight: what BIP125 asks of a replacement, so
-/// that it also displaces the replaced transaction from any mempool that holds it (it
-/// spends the same coins and pays a higher fee, at a higher rate since it is smaller).
+/// Its fee is the largest of `options.fee_rate` over its weight, `replaced_fee` plus the
+/// minimum relay fee rate (1 sat/vB) over its weight, and the replaced transaction's fee
+/// rate (`replaced_fee` over `replaced_weight`, its signed weight) over its weight plus
+/// that relay fee: what BIP125 and Bitcoin Core ask of a replacement (more fee in all,
+/// paying for its own relay, and a higher rate, which its size alone does not give when
+/// its change output is larger than the outputs it replaces), so that it also displaces
+/// the replaced transaction from any mempool that holds it.
 /// Inputs signal RBF; the PSBT carries the same BIP174/BIP371 fields as [`build_psbt`]'s,
 /// so a signer proves the single output is change.
 ///
@@ -410,6 +413,7 @@ pub fn build_replacement(
     wallet: &WalletDescriptor,
     utxos: &[WalletUtxo],
     replaced_fee: Amount,
+    replaced_weight: Weight,
     options: &BuildOptions,
 ) -> Result<Psbt, BuildError> {
     if utxos.is_empty() {
@@ -471,7 +475,17 @@ pub fn build_replacement(
     let bump = FeeRate::BROADCAST_MIN
         .fee_wu(weight)
         .ok_or(overflow.clone())?;
-    let fee = at_rate.max(replaced_fee.checked_add(bump).ok_or(overflow)?);
+    // The replaced rate over this weight, rounded up.
+    let at_replaced_rate = replaced_fee
+        .to_sat()
+        .checked_mul(weight.to_wu())
+        .map(|f| f.div_ceil(replaced_weight.to_wu().max(1)))
+        .and_then(|f| f.checked_add(bump.to_sat()))
+        .map(Amount::from_sat)
+        .ok_or(overflow.clone())?;
+    let fee = at_rate
+        .max(replaced_fee.checked_add(bump).ok_or(overflow)?)
+        .max(at_replaced_rate);
     let dust = Amount::from_sat(TR_DUST_RELAY_MIN_VALUE);
     let needed = fee.checked_add(dust).unwrap_or(Amount::MAX);
     if spent < needed {

@@ -305,11 +305,13 @@ fn a_replacement_spends_the_same_coins_back_to_the_wallet_and_outbids_the_origin
         })
         .collect();
     let replaced_fee = Amount::from_sat(first.fee_sat);
+    let replaced_weight = bitcoin::Weight::from_wu(first.weight_wu);
     // A lower configured rate still outbids the original.
     let mut psbt = custody_bitcoin::build_replacement(
         &wallet,
         &coins,
         replaced_fee,
+        replaced_weight,
         &BuildOptions::new(FeeRate::from_sat_per_vb_u32(2), 7),
     )
     .expect("replacement");
@@ -332,6 +334,7 @@ fn a_replacement_spends_the_same_coins_back_to_the_wallet_and_outbids_the_origin
         &wallet,
         &coins,
         replaced_fee,
+        replaced_weight,
         &BuildOptions::new(FeeRate::from_sat_per_vb_u32(50), 7),
     )
     .expect("replacement");
@@ -378,20 +381,78 @@ fn a_replacement_spends_the_same_coins_back_to_the_wallet_and_outbids_the_origin
     // Refusals: nothing to spend, a coin that is not the wallet's, too little for the fee.
     let opts = BuildOptions::new(FeeRate::from_sat_per_vb_u32(2), 7);
     assert!(matches!(
-        custody_bitcoin::build_replacement(&wallet, &[], replaced_fee, &opts),
+        custody_bitcoin::build_replacement(&wallet, &[], replaced_fee, replaced_weight, &opts),
         Err(custody_bitcoin::BuildError::NothingToReplace)
     ));
     let mut foreign = coins[0].clone();
     foreign.index += 1;
     assert!(matches!(
-        custody_bitcoin::build_replacement(&wallet, &[foreign], replaced_fee, &opts),
+        custody_bitcoin::build_replacement(
+            &wallet,
+            &[foreign],
+            replaced_fee,
+            replaced_weight,
+            &opts
+        ),
         Err(custody_bitcoin::BuildError::ForeignUtxo { .. })
     ));
-    let err =
-        custody_bitcoin::build_replacement(&wallet, &coins, Amount::from_sat(79_999_700), &opts)
-            .expect_err("the fee eats the coins");
+    let err = custody_bitcoin::build_replacement(
+        &wallet,
+        &coins,
+        Amount::from_sat(79_999_700),
+        replaced_weight,
+        &opts,
+    )
+    .expect_err("the fee eats the coins");
     assert!(
         err.to_string().contains("short of the payments plus fee"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_replacement_larger_than_the_original_still_pays_a_higher_rate() {
+    let shares = dkg(2, 3, Network::Regtest, 5);
+    let group = shares[0].group().clone();
+    let wallet = WalletDescriptor::for_group(&group, None).expect("descriptor");
+    let (_funding, utxos) = fund(&wallet, &[(Branch::Receive, 0, 1_000_000)], 13);
+    let policy = InspectPolicy::default();
+    // The whole coin to a P2WPKH address (31-byte output): no change.
+    let unsigned = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: utxos[0].outpoint,
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: bitcoin::Witness::new(),
+        }],
+        output: vec![bitcoin::TxOut {
+            value: Amount::from_sat(1_000_000 - 1_100),
+            script_pubkey: external_address(Network::Regtest, 9).script_pubkey(),
+        }],
+    };
+    // Its signed weight: one key-path input's witness (66 wu) and the segwit marker.
+    let replaced_weight = unsigned.weight() + bitcoin::Weight::from_wu(2 + 66);
+    let replaced_fee = Amount::from_sat(1_100);
+    let psbt = custody_bitcoin::build_replacement(
+        &wallet,
+        &utxos,
+        replaced_fee,
+        replaced_weight,
+        &BuildOptions::new(FeeRate::from_sat_per_vb_u32(1), 0),
+    )
+    .expect("replacement");
+    let shown = inspect_psbt(&wallet, &psbt, &policy).expect("inspect");
+    assert!(
+        shown.weight_wu > replaced_weight.to_wu(),
+        "the void is the larger one"
+    );
+    assert!(shown.fee_sat >= 1_100 + shown.vsize);
+    // Strictly higher rate: fee / weight above the original's.
+    assert!(
+        u128::from(shown.fee_sat) * u128::from(replaced_weight.to_wu())
+            > 1_100 * u128::from(shown.weight_wu),
+        "{shown}"
     );
 }

@@ -18,13 +18,13 @@ pub struct Payment {
 /// What a signer knows about a withdrawal from inspecting the transaction itself.
 ///
 /// Build it from the signer's own inspection (for Bitcoin,
-/// `custody_bitcoin::inspect::Inspection`: the outputs that are not ours, since change back
-/// to the wallet is not a payment), never from the coordinator's request.
+/// `custody_bitcoin::inspect::Inspection`: every output not proved change, since change
+/// back to the wallet is not a payment), never from the coordinator's request.
 ///
 /// A withdrawal without payments is an *internal transfer* ([`Withdrawal::is_internal`]):
 /// a transaction that moves nothing out of the wallet, such as the replacement spend that
 /// voids a withdrawal whose signing round was already exported
-/// (`docs/adr/0030-cancellation-ends-at-the-signing-round.md`).
+/// (`docs/adr/0031-voids-replace-a-round-that-must-not-complete.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Withdrawal {
     /// The asset identifier, e.g. `"BTC"`.
