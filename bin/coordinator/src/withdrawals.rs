@@ -918,24 +918,10 @@ async fn build_and_reserve(
             break;
         }
     }
-    let mut utxos = Vec::with_capacity(take);
-    for r in &rows[..take] {
-        let outpoint = OutPoint::from_str(&text(r, "outpoint")?).map_err(ApiError::internal)?;
-        let script = ScriptBuf::from_hex(&text(r, "script")?).map_err(ApiError::internal)?;
-        let branch =
-            custody_bitcoin::Branch::from_number(u32::try_from(int(r, "branch")?).unwrap_or(9))
-                .ok_or_else(|| ApiError::internal("bad branch in utxos"))?;
-        utxos.push(WalletUtxo {
-            outpoint,
-            txout: TxOut {
-                value: Amount::from_sat(u64::try_from(int(r, "amount")?).unwrap_or(0)),
-                script_pubkey: script,
-            },
-            branch,
-            index: u32::try_from(int(r, "address_index")?).unwrap_or(0),
-            prev_tx: None,
-        });
-    }
+    let utxos = rows[..take]
+        .iter()
+        .map(wallet_utxo)
+        .collect::<Result<Vec<_>, _>>()?;
     wallet.prepare_change_after(change_index);
     let payment = Payment {
         address: Address::from_str(address)
@@ -973,6 +959,22 @@ async fn build_and_reserve(
     };
     let txid = psbt.unsigned_tx.compute_txid();
     Ok((psbt, txid, reserved))
+}
+
+/// A coin of the `utxos` table (`outpoint, amount, script, branch, address_index`) as coin
+/// selection and PSBT building take it.
+fn wallet_utxo<R: crate::db::Columns>(r: &R) -> Result<WalletUtxo, ApiError> {
+    Ok(WalletUtxo {
+        outpoint: OutPoint::from_str(&text(r, "outpoint")?).map_err(ApiError::internal)?,
+        txout: TxOut {
+            value: Amount::from_sat(u64::try_from(int(r, "amount")?).unwrap_or(0)),
+            script_pubkey: ScriptBuf::from_hex(&text(r, "script")?).map_err(ApiError::internal)?,
+        },
+        branch: custody_bitcoin::Branch::from_number(u32::try_from(int(r, "branch")?).unwrap_or(9))
+            .ok_or_else(|| ApiError::internal("bad branch in utxos"))?,
+        index: u32::try_from(int(r, "address_index")?).unwrap_or(0),
+        prev_tx: None,
+    })
 }
 
 /// How many change indexes a coordinator process claims at once on PostgreSQL.
@@ -1384,22 +1386,9 @@ async fn btc_void(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<VoidTx, ApiErr
                 format!("coin {outpoint} of withdrawal {} is already spent by {by}; there is nothing to void", w.id),
             ));
         }
-        let amount = Amount::from_sat(u64::try_from(int(r, "amount")?).unwrap_or(0));
-        spent_in += amount;
-        coins.push(WalletUtxo {
-            outpoint: input.previous_output,
-            txout: TxOut {
-                value: amount,
-                script_pubkey: ScriptBuf::from_hex(&text(r, "script")?)
-                    .map_err(ApiError::internal)?,
-            },
-            branch: custody_bitcoin::Branch::from_number(
-                u32::try_from(int(r, "branch")?).unwrap_or(9),
-            )
-            .ok_or_else(|| ApiError::internal("bad branch in utxos"))?,
-            index: u32::try_from(int(r, "address_index")?).unwrap_or(0),
-            prev_tx: None,
-        });
+        let coin = wallet_utxo(r)?;
+        spent_in += coin.txout.value;
+        coins.push(coin);
     }
     let paid: Amount = original.unsigned_tx.output.iter().map(|o| o.value).sum();
     let replaced_fee = spent_in.checked_sub(paid).ok_or_else(|| {
