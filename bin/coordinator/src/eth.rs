@@ -874,7 +874,8 @@ pub async fn track(app: &App) -> Result<usize, ApiError> {
     )
     .fetch_all(app.db.pool())
     .await?;
-    let mut changed = originals_of_voids(app, &wallet).await?;
+    let mut changed = voids_sent_elsewhere(app, &wallet).await?;
+    changed += originals_of_voids(app, &wallet).await?;
     for r in &rows {
         let id = text(r, "id")?;
         if text(r, "state")? == "broadcasting" {
@@ -1024,6 +1025,35 @@ async fn originals_of_voids(app: &App, wallet: &EthWallet) -> Result<usize, ApiE
             continue;
         }
         changed += record_original(app, &id, crate::withdrawals::Original::Confirmed(None)).await;
+    }
+    Ok(changed)
+}
+
+/// `signed` voids whose transaction someone else sent and the chain mined (confirmed
+/// as deep as the configured confirmations): recorded as broadcast and confirmed, which
+/// cancels their originals (`withdrawals::adopt_mined_void`). Returns how many changed.
+async fn voids_sent_elsewhere(app: &App, wallet: &EthWallet) -> Result<usize, ApiError> {
+    let rows = sqlx::query(
+        "SELECT id, txid FROM withdrawals WHERE voids IS NOT NULL AND state = 'signed' \
+         AND eth_intent IS NOT NULL",
+    )
+    .fetch_all(app.db.pool())
+    .await?;
+    let mut changed = 0;
+    for r in &rows {
+        let Some(txid) = crate::db::opt_text(r, "txid")? else {
+            continue;
+        };
+        let Ok(hash) = txid.parse::<B256>() else {
+            continue;
+        };
+        if let Ok(Some(receipt)) = wallet.chain.receipt(hash).await {
+            if receipt.outcome == custody_evm::TxOutcome::Success
+                && receipt.confirmations >= wallet.confirmations
+            {
+                changed += crate::withdrawals::adopt_mined_void(app, &text(r, "id")?, &txid).await;
+            }
+        }
     }
     Ok(changed)
 }

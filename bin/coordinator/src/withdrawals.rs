@@ -2449,6 +2449,45 @@ async fn voided(tx: &mut Tx<'_>, app: &App, original: &str, v: &Row_) -> Result<
     Ok(())
 }
 
+/// A `signed` void whose transaction someone else sent and the chain mined: recorded as
+/// if the coordinator had broadcast it (`broadcasting`, `broadcast` with its coins spent,
+/// `confirmed`, which cancels its original), each step audited as found on chain. The
+/// caller has checked the transaction is mined deep enough. Returns 1 when it changed; a
+/// failure (a race lost to another process, storage) is logged and left for the next
+/// pass.
+pub(crate) async fn adopt_mined_void(app: &App, id: &str, txid: &str) -> usize {
+    let found = serde_json::json!({ "txid": txid, "broadcast_by": "not this coordinator" });
+    let adopted = async {
+        let now = app.now();
+        let mut tx = app.db.begin().await?;
+        let v = load(&mut tx, id).await?;
+        if v.state != "signed" || v.voids.is_none() {
+            return Ok::<bool, ApiError>(false);
+        }
+        transition(&mut tx, &v, "broadcasting", now, "", &[]).await?;
+        crate::audit::append(
+            &mut tx,
+            now,
+            "withdrawal.broadcasting",
+            "system",
+            id,
+            &found,
+        )
+        .await?;
+        tx.commit().await?;
+        record_broadcast(app, id, txid, &found).await?;
+        record_confirmed(app, id, &found).await
+    };
+    match adopted.await {
+        Ok(true) => 1,
+        Ok(false) => 0,
+        Err(e) => {
+            tracing::warn!(withdrawal = %id, error = %e, "could not record a void found on chain");
+            0
+        }
+    }
+}
+
 /// What became of the original of live voids on chain.
 pub(crate) enum Original<'a> {
     /// Mined and confirmed: its transaction (`None` on Ethereum when the coordinator never
@@ -2584,6 +2623,21 @@ pub async fn resume(app: &App) -> Result<usize, ApiError> {
     .fetch_all(app.db.pool())
     .await?;
     let mut changed = eth_changed;
+    // Voids signed here but sent by someone else.
+    let sent_elsewhere = sqlx::query(
+        "SELECT id, txid FROM withdrawals WHERE voids IS NOT NULL AND state = 'signed' \
+         AND eth_intent IS NULL",
+    )
+    .fetch_all(app.db.pool())
+    .await?;
+    for r in &sent_elsewhere {
+        let Some(txid) = opt_text(r, "txid")?.and_then(|t| bitcoin::Txid::from_str(&t).ok()) else {
+            continue;
+        };
+        if let Ok(custody_chain::TxStatus::Confirmed { .. }) = chain.tx_status(&txid).await {
+            changed += adopt_mined_void(app, &text(r, "id")?, &txid.to_string()).await;
+        }
+    }
     // The originals of live voids: one mined first went out instead of them.
     let originals = sqlx::query(
         "SELECT DISTINCT w.id AS id, w.txid AS txid FROM withdrawals v \

@@ -946,3 +946,38 @@ async fn an_ether_original_sent_behind_the_coordinators_back_fails_its_void(engi
         .expect("log intact");
 }
 on_both!(an_ether_original_sent_behind_the_coordinators_back_fails_its_void);
+
+/// An Ethereum void signed here but sent by someone else is found on chain: recorded as
+/// broadcast and confirmed, and its original cancelled.
+async fn an_ether_void_sent_outside_the_coordinator_is_recorded(engine: Engine) {
+    let Some(mut e) = setup(engine).await else {
+        return;
+    };
+    let (id, _) = e.signed("ETH", ETHER).await;
+    let void_id = e.void_approved(&id).await;
+    let (st, round) = e.round(&void_id).await;
+    assert_eq!(st, StatusCode::OK, "{round}");
+    for i in 0..2 {
+        let partial = e.sign(i, &round).expect("signer accepts");
+        let (st, v) = e.submit(&void_id, &partial).await;
+        assert!(st.is_success(), "{v}");
+    }
+    let raw: String = sqlx::query_scalar("SELECT final_tx FROM withdrawals WHERE id = $1")
+        .bind(void_id.clone())
+        .fetch_one(e.h.app.db.pool())
+        .await
+        .unwrap();
+    e.chain
+        .send_raw(&hex::decode(raw.trim_start_matches("0x")).unwrap())
+        .await
+        .unwrap();
+    e.file.as_ref().unwrap().mine(1).await.unwrap();
+    custody_coordinator::tick(&e.h.app).await.unwrap();
+    assert_eq!(e.get(&void_id).await["state"], "confirmed");
+    assert_eq!(e.get(&id).await["state"], "cancelled");
+    assert_eq!(e.h.audit_count("withdrawal.voided").await, 1);
+    custody_coordinator::audit::verify(&e.h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(an_ether_void_sent_outside_the_coordinator_is_recorded);

@@ -1948,3 +1948,48 @@ async fn racing_voids_and_broadcasts_let_one_through(engine: Engine) {
     totals_agree(&h).await;
 }
 on_both!(racing_voids_and_broadcasts_let_one_through);
+
+/// A void signed here but sent by someone else is found on chain: recorded as broadcast
+/// and confirmed, and its original cancelled, as if the coordinator had sent it.
+async fn a_void_sent_outside_the_coordinator_is_recorded(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let mut f = h.signed(5_000_000).await;
+    h.relogin(&mut f.operator).await;
+    h.relogin(&mut f.user).await;
+    for a in &mut f.approvers {
+        h.relogin(a).await;
+    }
+    let coins = reserved_coins(&h, &f.id).await;
+    let (st, v) = void(&h, &f.operator, &f.id, json!({ "reason": "ticket 4413" })).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let fv = void_through(&mut h, &f, &v).await;
+    let raw: String = sqlx::query_scalar("SELECT final_tx FROM withdrawals WHERE id = $1")
+        .bind(fv.id.clone())
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap();
+    let signed: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&raw).unwrap();
+    custody_chain::ChainBackend::broadcast(&h.chain, &signed)
+        .await
+        .unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&fv).await, "signed", "not mined yet");
+    h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&fv).await, "confirmed");
+    assert_eq!(h.state(&f).await, "cancelled");
+    assert_eq!(h.audit_count("withdrawal.voided").await, 1);
+    let spent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM utxos WHERE spent_by = $1")
+        .bind(fv.id.clone())
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(spent, coins);
+    totals_agree(&h).await;
+    custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(a_void_sent_outside_the_coordinator_is_recorded);
