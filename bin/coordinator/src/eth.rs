@@ -357,19 +357,10 @@ struct Replaced {
     priority_fee: u128,
 }
 
-/// The nonce and fees of `original`'s round, which must still be out (`signing` or
-/// `signed`).
+/// The nonce and fees of `original`'s round (the gates, which run next in the same
+/// transaction, refuse a void whose original is no longer `signing` or `signed`).
 async fn replaced_round(tx: &mut Tx<'_>, original: &str) -> Result<Replaced, ApiError> {
     let o = load(tx, original).await?;
-    if !matches!(o.state.as_str(), "signing" | "signed") {
-        return Err(ApiError::conflict(
-            "original_moved",
-            format!(
-                "the withdrawal this void replaces, {}, is {}: there is nothing to void",
-                o.id, o.state
-            ),
-        ));
-    }
     let nonce = o
         .eth_nonce
         .and_then(|n| u64::try_from(n).ok())
