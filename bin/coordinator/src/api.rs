@@ -321,6 +321,7 @@ pub fn router(app: App) -> Router {
         .routes(routes!(approve_withdrawal))
         .routes(routes!(cancel_withdrawal))
         .routes(routes!(void_withdrawal))
+        .routes(routes!(accelerate_withdrawal))
         .routes(routes!(export_round))
         .routes(routes!(import_shares))
         .routes(routes!(broadcast_withdrawal))
@@ -367,11 +368,12 @@ pub fn router(app: App) -> Router {
 
 /// Routes whose handlers keep their idempotency record in the same transaction as the
 /// change (the withdrawal lifecycle); the middleware leaves them alone.
-const TRANSACTIONAL_IDEMPOTENCY: [&str; 6] = [
+const TRANSACTIONAL_IDEMPOTENCY: [&str; 7] = [
     "/v1/withdrawals",
     "/v1/withdrawals/{id}/approvals",
     "/v1/withdrawals/{id}/cancel",
     "/v1/withdrawals/{id}/void",
+    "/v1/withdrawals/{id}/accelerate",
     "/v1/withdrawals/{id}/round",
     "/v1/withdrawals/{id}/shares",
 ];
@@ -936,6 +938,42 @@ async fn void_withdrawal(
                 .map(Answer::from)
         })
     })
+    .await
+}
+
+/// Starts the acceleration of a Bitcoin withdrawal sent but stuck unconfirmed: a child
+/// transaction (answered here, 201) that spends its change back to the wallet with the
+/// fee that brings both to the asked rate, to be approved, signed and broadcast like any
+/// other withdrawal. Operators and admins, signed in, with a fee rate and a reason
+/// (ADR 0032).
+#[utoipa::path(post, path = "/v1/withdrawals/{id}/accelerate", params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = crate::accelerate::NewAcceleration, responses((status = 201, body = WithdrawalView, description = "the child"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "not a Bitcoin withdrawal sent and unconfirmed, no change output or it is taken, an acceleration under way, a rate not above what it pays, or too few coins"), (status = 422, body = ErrorBody, description = "a fee the signers refuse, or the policy allows no internal transfer")))]
+async fn accelerate_withdrawal(
+    State(app): State<App>,
+    Auth(p, _t): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let r: crate::accelerate::NewAcceleration =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_json(&e))?;
+    let key = idem_key(&headers)?;
+    let fp =
+        serde_json::json!({ "id": id, "reason": r.reason, "fee_rate_sat_vb": r.fee_rate_sat_vb });
+    idempotent(
+        app.clone(),
+        p.id.clone(),
+        key,
+        "accelerate",
+        &fp,
+        move |tx| {
+            let (app, p, id, r) = (app.clone(), p.clone(), id.clone(), r.clone());
+            Box::pin(async move {
+                crate::accelerate::accelerate(tx, &app, &p, &id, &r)
+                    .await
+                    .map(Answer::from)
+            })
+        },
+    )
     .await
 }
 

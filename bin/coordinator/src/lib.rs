@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod accelerate;
 pub mod accounts;
 pub mod api;
 pub mod api_security;

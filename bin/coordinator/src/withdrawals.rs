@@ -134,6 +134,13 @@ pub struct WithdrawalView {
     /// is cancelled; the coordinator does not broadcast this one meanwhile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voided_by: Option<String>,
+    /// For an acceleration: the withdrawal whose stuck transaction it pays for (a child
+    /// spending its change; ADR 0032).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerates: Option<String>,
+    /// The acceleration under way for this withdrawal, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerated_by: Option<String>,
 }
 
 pub(crate) struct Row_ {
@@ -156,13 +163,15 @@ pub(crate) struct Row_ {
     risk_reasons: String,
     policy_hash: String,
     required_approvals: i64,
-    psbt: Option<String>,
+    pub(crate) psbt: Option<String>,
     pub(crate) txid: Option<String>,
     pub(crate) signers: Option<String>,
     pub(crate) final_tx: Option<String>,
     failure: Option<String>,
     /// For a void: the withdrawal it replaces (ADR 0031).
     pub(crate) voids: Option<String>,
+    /// For an acceleration: the withdrawal it pays for (ADR 0032).
+    pub(crate) accelerates: Option<String>,
 }
 
 impl Row_ {
@@ -172,6 +181,12 @@ impl Row_ {
             Some(t) => t.parse().unwrap_or(0),
             None => u128::from(u64::try_from(self.amount).unwrap_or(0)),
         }
+    }
+
+    /// Whether a customer asked for it: not a void or an acceleration, which staff start
+    /// and which have no customer to tell.
+    pub(crate) fn has_customer(&self) -> bool {
+        self.voids.is_none() && self.accelerates.is_none()
     }
 
     /// Whether this is an Ethereum withdrawal (ETH or ERC-20).
@@ -184,8 +199,8 @@ pub(crate) async fn load(tx: &mut Tx<'_>, id: &str) -> Result<Row_, ApiError> {
     let r = sqlx::query(
         "SELECT id, principal_id, state, version, asset, address, amount, created_at, risk_score, \
          risk_reasons, policy_hash, required_approvals, psbt, txid, signers, final_tx, failure, \
-         amount_text, eth_intent, eth_tx, eth_nonce, presign_batch, presign_index, partials, voids \
-         FROM withdrawals WHERE id = $1",
+         amount_text, eth_intent, eth_tx, eth_nonce, presign_batch, presign_index, partials, voids, \
+         accelerates FROM withdrawals WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut **tx)
@@ -217,6 +232,7 @@ pub(crate) async fn load(tx: &mut Tx<'_>, id: &str) -> Result<Row_, ApiError> {
         final_tx: opt_text(&r, "final_tx")?,
         failure: opt_text(&r, "failure")?,
         voids: opt_text(&r, "voids")?,
+        accelerates: opt_text(&r, "accelerates")?,
     })
 }
 
@@ -303,6 +319,13 @@ pub(crate) async fn view(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<Withdra
     if matches!(w.state.as_str(), "signing" | "signed") {
         v.voided_by = live_void(tx, &w.id).await?;
     }
+    if w.state == "broadcast" && !w.is_eth() {
+        v.accelerated_by = crate::accelerate::live_children(tx, &w.id)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(c, _)| c);
+    }
     Ok(v)
 }
 
@@ -348,6 +371,8 @@ fn view_with(
         failure: w.failure.clone(),
         voids: w.voids.clone(),
         voided_by: None,
+        accelerates: w.accelerates.clone(),
+        accelerated_by: None,
     })
 }
 
@@ -722,6 +747,7 @@ pub(crate) async fn request(
         final_tx: None,
         failure: None,
         voids: None,
+        accelerates: None,
     };
     writes
         .push(
@@ -963,7 +989,7 @@ async fn build_and_reserve(
 
 /// A coin of the `utxos` table (`outpoint, amount, script, branch, address_index`) as coin
 /// selection and PSBT building take it.
-fn wallet_utxo<R: crate::db::Columns>(r: &R) -> Result<WalletUtxo, ApiError> {
+pub(crate) fn wallet_utxo<R: crate::db::Columns>(r: &R) -> Result<WalletUtxo, ApiError> {
     Ok(WalletUtxo {
         outpoint: OutPoint::from_str(&text(r, "outpoint")?).map_err(ApiError::internal)?,
         txout: TxOut {
@@ -1009,6 +1035,28 @@ fn covers(rows: &[crate::db::BatchRow], amount: u64) -> Result<bool, ApiError> {
 /// wait for the one before it). An index whose request fails, or whose transaction needs
 /// no change, is skipped; that is harmless because coin sync watches every change index
 /// below `next_change_index` plus the gap.
+/// A fresh change index, outside the intake path: claimed in `tx` on SQLite, from the
+/// process's block on PostgreSQL.
+///
+/// # Errors
+/// Storage failure.
+pub(crate) async fn claim_change_index(
+    tx: &mut Tx<'_>,
+    app: &App,
+    wallet: &crate::app::Wallet,
+) -> Result<u32, ApiError> {
+    match app.db.side_pool() {
+        None => {
+            let row = sqlx::query(CLAIM_CHANGE)
+                .bind(1i64)
+                .fetch_one(&mut **tx)
+                .await?;
+            Ok(claimed_index(Some(&row))?.saturating_sub(1))
+        }
+        Some(_) => claim_change_block(app, wallet).await,
+    }
+}
+
 async fn claim_change_block(app: &App, wallet: &crate::app::Wallet) -> Result<u32, ApiError> {
     let side = app
         .db
@@ -1163,7 +1211,7 @@ pub async fn approve(
         )
         .await?;
     }
-    if count >= w.required_approvals && w.voids.is_none() {
+    if count >= w.required_approvals && w.has_customer() {
         crate::notify::enqueue(
             tx,
             app,
@@ -1195,7 +1243,7 @@ const MAX_CANCEL_REASON: usize = 500;
 
 /// A staff member's reason, trimmed: `None` when absent or blank; 400 when longer than
 /// [`MAX_CANCEL_REASON`] characters or not one line of printable text.
-fn one_line_reason(reason: Option<&str>) -> Result<Option<&str>, ApiError> {
+pub(crate) fn one_line_reason(reason: Option<&str>) -> Result<Option<&str>, ApiError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > MAX_CANCEL_REASON) {
         return Err(ApiError::bad_request(format!(
@@ -1309,7 +1357,7 @@ pub async fn cancel(
         &serde_json::json!({ "from": w.state, "by": who.role.as_str(), "reason": reason, "coins_released": released }),
     )
     .await?;
-    if w.voids.is_none() {
+    if w.has_customer() {
         crate::notify::enqueue(
             tx,
             app,
@@ -1394,16 +1442,7 @@ async fn btc_void(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Result<VoidTx, ApiErr
     let replaced_fee = spent_in.checked_sub(paid).ok_or_else(|| {
         ApiError::internal(format!("withdrawal {} pays more than it spends", w.id))
     })?;
-    let change_index = match app.db.side_pool() {
-        None => {
-            let row = sqlx::query(CLAIM_CHANGE)
-                .bind(1i64)
-                .fetch_one(&mut **tx)
-                .await?;
-            claimed_index(Some(&row))?.saturating_sub(1)
-        }
-        Some(_) => claim_change_block(app, &wallet).await?,
-    };
+    let change_index = claim_change_index(tx, app, &wallet).await?;
     wallet.prepare_change_after(change_index);
     let fee_rate = FeeRate::from_sat_per_vb(app.config.wallet.fee_rate_sat_vb)
         .unwrap_or(FeeRate::BROADCAST_MIN);
@@ -1743,6 +1782,8 @@ pub(crate) async fn gates(
 ) -> Result<(Decision, std::sync::Arc<VerifiedPolicy>), ApiError> {
     let now = app.now();
     risk::ensure_not_frozen(tx, &w.principal_id).await?;
+    // A child only while what it pays for can still confirm.
+    crate::accelerate::gate(tx, w).await?;
     // A void only while its original can still be voided.
     if let Some(original) = &w.voids {
         let o = load(tx, original).await?;
@@ -2180,7 +2221,19 @@ async fn send(
 ) -> Result<serde_json::Value, ApiError> {
     let mut tx = app.db.begin().await?;
     let w = load(&mut tx, id).await?;
+    let parents = crate::accelerate::parents_to_send(&mut tx, &w).await?;
     tx.commit().await?;
+    // A child's parents first: a node that dropped them would refuse the child. They were
+    // sent before; sending one again is harmless, and its refusal shows in the child's.
+    for (parent, raw) in parents {
+        let Ok(txn) = bitcoin::consensus::encode::deserialize_hex::<bitcoin::Transaction>(&raw)
+        else {
+            continue;
+        };
+        if let Err(e) = chain.broadcast(&txn).await {
+            tracing::warn!(withdrawal = %parent, child = %id, error = %e, "the chain backend did not take a child's parent again");
+        }
+    }
     let raw = w
         .final_tx
         .clone()
@@ -2232,7 +2285,7 @@ pub(crate) async fn record_broadcast(
                 .await?;
         }
         crate::audit::append(&mut tx, now, "withdrawal.broadcast", "system", &w.id, audit).await?;
-        if w.voids.is_none() {
+        if w.has_customer() {
             crate::notify::enqueue(
                 &mut tx,
                 app,
@@ -2296,6 +2349,7 @@ pub(crate) async fn record_confirmed(
     )
     .await?;
     crate::audit::append(&mut tx, now, "withdrawal.confirmed", "system", id, audit).await?;
+    crate::accelerate::parent_confirmed(&mut tx, app, &w).await?;
     if let Some(original) = &w.voids {
         voided(&mut tx, app, original, &w).await?;
     }

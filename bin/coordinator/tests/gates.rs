@@ -1993,3 +1993,274 @@ async fn a_void_sent_outside_the_coordinator_is_recorded(engine: Engine) {
         .expect("log intact");
 }
 on_both!(a_void_sent_outside_the_coordinator_is_recorded);
+
+async fn accelerate(
+    h: &Harness,
+    who: &common::Session,
+    id: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    h.call(
+        "POST",
+        &format!("/v1/withdrawals/{id}/accelerate"),
+        Some(&who.token),
+        Some(&common::new_key()),
+        Some(body),
+    )
+    .await
+}
+
+/// The PSBT a withdrawal stores, as the signers will see it.
+async fn inspected(h: &Harness, id: &str) -> (bitcoin::Transaction, custody_bitcoin::Inspection) {
+    let b64: String = sqlx::query_scalar("SELECT psbt FROM withdrawals WHERE id = $1")
+        .bind(id.to_owned())
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap();
+    let psbt = bitcoin::psbt::Psbt::deserialize(&B64.decode(b64).unwrap()).unwrap();
+    let shown =
+        custody_bitcoin::inspect_psbt(&h.wallet, &psbt, &custody_bitcoin::InspectPolicy::default())
+            .unwrap();
+    (psbt.unsigned_tx, shown)
+}
+
+/// A withdrawal sent at too low a fee is sped up by a child: a withdrawal of its own that
+/// spends the stuck transaction's change back to the wallet with the fee that brings the
+/// pair to the asked rate, approved, signed and broadcast like any other. The customer's
+/// withdrawal keeps its transaction; both confirm together.
+async fn a_stuck_withdrawal_is_accelerated_by_a_child_that_pays_for_both(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let mut f = h.signed(5_000_000).await;
+    let (st, b) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    // A day later it still sits in the mempool: everyone signs in again.
+    h.relogin(&mut f.operator).await;
+    h.relogin(&mut f.user).await;
+    for a in &mut f.approvers {
+        h.relogin(a).await;
+    }
+    let (parent_tx, parent) = inspected(&h, &f.id).await;
+    // What it pays, rounded down: asking that is asking for nothing faster.
+    let paying = parent.fee_sat / parent.vsize;
+    // Who may, and with what.
+    let body = json!({ "reason": "stuck since yesterday's fee spike", "fee_rate_sat_vb": 40 });
+    let (st, v) = accelerate(&h, &f.user, &f.id, body.clone()).await;
+    assert!(
+        st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND,
+        "{v}"
+    );
+    let (st, v) = accelerate(&h, &f.approvers[0], &f.id, body.clone()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = accelerate(&h, &f.operator, &f.id, json!({ "fee_rate_sat_vb": 40 })).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a reason is required: {v}");
+    let (st, v) = accelerate(&h, &f.operator, &f.id, json!({ "reason": "stuck" })).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a rate is required: {v}");
+    let (st, v) = accelerate(
+        &h,
+        &f.operator,
+        &f.id,
+        json!({ "reason": "stuck", "fee_rate_sat_vb": paying }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "not_faster", "{v}");
+    // Only a withdrawal that was sent and is unconfirmed.
+    let (st, other) = another(&h, &f, 1_000_000).await;
+    assert_eq!(st, StatusCode::CREATED, "{other}");
+    let (st, v) = accelerate(&h, &f.operator, other["id"].as_str().unwrap(), body.clone()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "not_broadcast");
+
+    let (st, v) = accelerate(&h, &f.operator, &f.id, body.clone()).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["accelerates"], json!(f.id));
+    assert_eq!(v["state"], "pending_approval");
+    assert_eq!(v["amount"], 0);
+    assert_eq!(v["required_approvals"], 2, "the policy's rule for amount 0");
+    let child_id = v["id"].as_str().unwrap().to_owned();
+    assert_eq!(h.view(&f).await["accelerated_by"], json!(child_id));
+    assert_eq!(h.audit_count("withdrawal.acceleration_requested").await, 1);
+    let (st, e) = accelerate(&h, &f.operator, &f.id, body.clone()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["error"]["code"], "acceleration_exists");
+    // The child spends the parent's change, to the wallet's own change, and the pair pays
+    // the asked rate.
+    let (child_tx, child) = inspected(&h, &child_id).await;
+    let change_vout = parent
+        .outputs
+        .iter()
+        .find(|o| matches!(o.ownership, custody_bitcoin::Ownership::Change { .. }))
+        .unwrap()
+        .index;
+    assert_eq!(
+        child_tx.input[0].previous_output,
+        bitcoin::OutPoint::new(
+            parent_tx.compute_txid(),
+            u32::try_from(change_vout).unwrap()
+        )
+    );
+    assert_eq!(child.outputs.len(), 1);
+    assert!(child.outputs[0].ownership.is_ours());
+    assert_eq!(child.sent_sat, 0, "nothing leaves the wallet");
+    let package_rate =
+        (parent.fee_sat + child.fee_sat) as f64 / (parent.vsize + child.vsize) as f64;
+    assert!(
+        (40.0..41.0).contains(&package_rate),
+        "the pair pays the asked 40 sat/vB: {package_rate}"
+    );
+    assert_eq!(reserved_coins(&h, &child_id).await, 1);
+
+    let fc = void_through(&mut h, &f, &v).await;
+    let (st, b) = h.broadcast(&fc).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&fc).await, "confirmed");
+    let parent_view = h.view(&f).await;
+    assert_eq!(parent_view["state"], "confirmed");
+    assert_eq!(
+        parent_view["txid"],
+        json!(parent_tx.compute_txid().to_string()),
+        "the customer's withdrawal keeps its transaction"
+    );
+    for kind in ["withdrawal.approved", "withdrawal.broadcast"] {
+        assert_eq!(
+            outbox_for(&h, kind, &f.operator.id).await,
+            0,
+            "a child has no customer to tell: {kind}"
+        );
+    }
+    let spent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM utxos WHERE spent_by = $1")
+        .bind(child_id.clone())
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(spent, 1, "the change output, spent by the child");
+    totals_agree(&h).await;
+    custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(a_stuck_withdrawal_is_accelerated_by_a_child_that_pays_for_both);
+
+/// A withdrawal that confirms on its own before its child's round is out does not need
+/// the child: it is cancelled and its coins are free again. A child whose round is out
+/// is left alone (its answers may be anywhere; it is still a transfer to the wallet).
+async fn an_acceleration_not_needed_any_more_is_cancelled(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let mut f = h.signed(5_000_000).await;
+    let (st, b) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    h.relogin(&mut f.operator).await;
+    let (st, v) = accelerate(
+        &h,
+        &f.operator,
+        &f.id,
+        json!({ "reason": "stuck", "fee_rate_sat_vb": 30 }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let child = common::Flow {
+        id: v["id"].as_str().unwrap().to_owned(),
+        digest: v["approval_digest"].as_str().unwrap().to_owned(),
+        ..f.clone()
+    };
+    assert_eq!(reserved_coins(&h, &child.id).await, 1);
+    h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&f).await, "confirmed");
+    let c = h.view(&child).await;
+    assert_eq!(c["state"], "cancelled", "{c}");
+    assert!(
+        c["failure"]
+            .as_str()
+            .unwrap()
+            .contains("confirmed without it"),
+        "{c}"
+    );
+    assert_eq!(reserved_coins(&h, &child.id).await, 0, "its coins are free");
+    // A confirmed withdrawal is not accelerated.
+    let (st, e) = accelerate(
+        &h,
+        &f.operator,
+        &f.id,
+        json!({ "reason": "stuck", "fee_rate_sat_vb": 30 }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["error"]["code"], "not_broadcast");
+    totals_agree(&h).await;
+    custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(an_acceleration_not_needed_any_more_is_cancelled);
+
+/// A child whose stuck parent's change is too small for the fee adds the wallet's largest
+/// free coin, takes it for itself, and is signed and mined with its parent like any other.
+async fn a_child_adds_a_coin_when_the_change_cannot_pay(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    // Almost all of one 0.5 BTC coin: about 10 000 sat of change.
+    let mut f = h.signed(49_990_000).await;
+    let (st, b) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    h.relogin(&mut f.operator).await;
+    for a in &mut f.approvers {
+        h.relogin(a).await;
+    }
+    let (parent_tx, parent) = inspected(&h, &f.id).await;
+    let change = parent
+        .outputs
+        .iter()
+        .find(|o| matches!(o.ownership, custody_bitcoin::Ownership::Change { .. }))
+        .expect("the withdrawal has change");
+    assert!(change.amount_sat < 20_000, "{parent}");
+    let (st, v) = accelerate(
+        &h,
+        &f.operator,
+        &f.id,
+        json!({ "reason": "stuck", "fee_rate_sat_vb": 200 }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let child_id = v["id"].as_str().unwrap().to_owned();
+    let (child_tx, child) = inspected(&h, &child_id).await;
+    assert_eq!(child_tx.input.len(), 2, "{child}");
+    assert_eq!(
+        child_tx.input[0].previous_output.txid,
+        parent_tx.compute_txid()
+    );
+    let other = h
+        .funded
+        .iter()
+        .find(|o| parent_tx.input.iter().all(|i| i.previous_output != **o))
+        .unwrap();
+    assert_eq!(child_tx.input[1].previous_output, *other);
+    assert_eq!(reserved_coins(&h, &child_id).await, 2);
+    assert!(child.fee_sat > change.amount_sat, "{child}");
+    let package_rate =
+        (parent.fee_sat + child.fee_sat) as f64 / (parent.vsize + child.vsize) as f64;
+    assert!((200.0..201.0).contains(&package_rate), "{package_rate}");
+    // Another withdrawal cannot have the coin the child took.
+    let (st, w) = another(&h, &f, 40_000_000).await;
+    assert_ne!(st, StatusCode::CREATED, "{w}");
+
+    let fc = void_through(&mut h, &f, &v).await;
+    let (st, b) = h.broadcast(&fc).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&fc).await, "confirmed");
+    assert_eq!(h.state(&f).await, "confirmed");
+    totals_agree(&h).await;
+    custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(a_child_adds_a_coin_when_the_change_cannot_pay);

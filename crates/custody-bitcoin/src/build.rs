@@ -146,6 +146,23 @@ pub enum BuildError {
     /// A replacement was asked for without coins to spend.
     #[error("a replacement spends at least one coin")]
     NothingToReplace,
+    /// A child-pays-for-parent transaction was asked for without coins to spend.
+    #[error("a child spends at least one coin: the parent's change output")]
+    NoParentOutput,
+    /// The fee rate asked of a child-pays-for-parent transaction is not above the rate its
+    /// unconfirmed ancestors already pay, so the child cannot speed them up.
+    #[error(
+        "the unconfirmed transactions already pay {} sat/vB; a child only speeds them up at \
+         a higher rate, asked {} sat/vB",
+        sat_per_vb(*.ancestors),
+        sat_per_vb(*.asked)
+    )]
+    PackageAlreadyFaster {
+        /// The ancestors' own rate (their total fee over their total weight, rounded up).
+        ancestors: FeeRate,
+        /// The rate asked for the package.
+        asked: FeeRate,
+    },
     /// The wallet has no recovery leaf but [`SpendPath::Recovery`] was asked for.
     #[error("the wallet has no recovery leaf")]
     NoRecoveryLeaf,
@@ -163,6 +180,16 @@ pub enum BuildError {
         /// `miniscript`'s message.
         reason: String,
     },
+}
+
+/// A fee rate in sat/vB for people: to the nearest hundredth, without decimals when whole.
+fn sat_per_vb(rate: FeeRate) -> String {
+    // sat/vB = sat/kwu / 250, so hundredths of a sat/vB are sat/kwu × 2 / 5.
+    let hundredths = (u128::from(rate.to_sat_per_kwu()) * 4 + 5) / 10;
+    match hundredths % 100 {
+        0 => format!("{}", hundredths / 100),
+        frac => format!("{}.{frac:02}", hundredths / 100),
+    }
 }
 
 fn cs_fee_rate(rate: FeeRate) -> CsFeeRate {
@@ -419,6 +446,93 @@ pub fn build_replacement(
     if utxos.is_empty() {
         return Err(BuildError::NothingToReplace);
     }
+    spend_to_change(wallet, utxos, options, |weight| {
+        let overflow = BuildError::SelectionCheck("fee overflows");
+        let at_rate = options.fee_rate.fee_wu(weight).ok_or(overflow.clone())?;
+        let bump = FeeRate::BROADCAST_MIN
+            .fee_wu(weight)
+            .ok_or(overflow.clone())?;
+        // The replaced rate over this weight, rounded up.
+        let at_replaced_rate = replaced_fee
+            .to_sat()
+            .checked_mul(weight.to_wu())
+            .map(|f| f.div_ceil(replaced_weight.to_wu().max(1)))
+            .and_then(|f| f.checked_add(bump.to_sat()))
+            .map(Amount::from_sat)
+            .ok_or(overflow.clone())?;
+        Ok(at_rate
+            .max(replaced_fee.checked_add(bump).ok_or(overflow)?)
+            .max(at_replaced_rate))
+    })
+}
+
+/// Builds an unsigned *child-pays-for-parent* transaction that speeds up the wallet's
+/// unconfirmed transactions: it spends exactly `utxos` (the parent's change output first,
+/// then any wallet coins added because that change alone cannot pay, in that order) to one
+/// output, the wallet's change address `options.change_index`, so nothing leaves the
+/// wallet.
+///
+/// `ancestors_fee` and `ancestors_weight` are the total fee and total signed weight of all
+/// the unconfirmed transactions the child depends on. The child's fee lifts that package
+/// (ancestors and child) to `options.fee_rate`, and is never below the minimum relay fee
+/// rate (1 sat/vB) over the child's own weight:
+/// `max(fee_rate × (ancestors_weight + child) − ancestors_fee, 1 sat/vB × child weight)`,
+/// rounded up, where the child counts in whole virtual bytes as nodes rate it.
+/// `options.long_term_fee_rate` is not used.
+/// Inputs signal RBF (or carry the recovery leaf's timelock); the PSBT carries the same
+/// BIP174/BIP371 fields as [`build_psbt`]'s, so a signer proves the single output is change.
+///
+/// # Errors
+/// [`BuildError::NoParentOutput`] without coins, [`BuildError::PackageAlreadyFaster`] when
+/// `options.fee_rate` is not above the ancestors' own rate (such a child speeds nothing
+/// up), [`BuildError::InsufficientFunds`] when the coins do not cover the fee and a change
+/// output above the dust limit, and the coin errors of [`build_replacement`].
+pub fn build_child(
+    wallet: &WalletDescriptor,
+    utxos: &[WalletUtxo],
+    ancestors_fee: Amount,
+    ancestors_weight: Weight,
+    options: &BuildOptions,
+) -> Result<Psbt, BuildError> {
+    if utxos.is_empty() {
+        return Err(BuildError::NoParentOutput);
+    }
+    let asked = options.fee_rate;
+    // Zero weight (no ancestors) counts as 1 wu so the rate is defined: 0 without a fee.
+    let ancestors_wu = u128::from(ancestors_weight.to_wu().max(1));
+    let ancestors_fee_milli = u128::from(ancestors_fee.to_sat()) * 1000;
+    if ancestors_fee_milli >= u128::from(asked.to_sat_per_kwu()) * ancestors_wu {
+        let ancestors = u64::try_from(ancestors_fee_milli.div_ceil(ancestors_wu))
+            .map_or(FeeRate::MAX, FeeRate::from_sat_per_kwu);
+        return Err(BuildError::PackageAlreadyFaster { ancestors, asked });
+    }
+    spend_to_change(wallet, utxos, options, |weight| {
+        let overflow = BuildError::SelectionCheck("fee overflows");
+        // Nodes rate a package over each transaction's virtual size, rounded up.
+        let child_vbytes = Weight::from_vb(weight.to_vbytes_ceil()).ok_or(overflow.clone())?;
+        let package = ancestors_weight
+            .checked_add(child_vbytes)
+            .ok_or(overflow.clone())?;
+        let for_package = asked
+            .fee_wu(package)
+            .ok_or(overflow.clone())?
+            .checked_sub(ancestors_fee)
+            .unwrap_or(Amount::ZERO);
+        let relay = FeeRate::BROADCAST_MIN.fee_wu(weight).ok_or(overflow)?;
+        Ok(for_package.max(relay))
+    })
+}
+
+/// Spends exactly `utxos`, in their order, to the wallet's change address
+/// `options.change_index`, paying the fee `fee_for` asks for the transaction's signed
+/// weight along `options.spend_path`: the common part of [`build_replacement`] and
+/// [`build_child`]. `utxos` must not be empty (the callers name that error).
+fn spend_to_change(
+    wallet: &WalletDescriptor,
+    utxos: &[WalletUtxo],
+    options: &BuildOptions,
+    fee_for: impl FnOnce(Weight) -> Result<Amount, BuildError>,
+) -> Result<Psbt, BuildError> {
     let sequence = match options.spend_path {
         SpendPath::KeyPath => Sequence::ENABLE_RBF_NO_LOCKTIME,
         SpendPath::Recovery => Sequence::from_height(
@@ -470,22 +584,7 @@ pub fn build_replacement(
     for d in &derived {
         weight += satisfaction_weight(d, options.spend_path)?;
     }
-    let overflow = BuildError::SelectionCheck("fee overflows");
-    let at_rate = options.fee_rate.fee_wu(weight).ok_or(overflow.clone())?;
-    let bump = FeeRate::BROADCAST_MIN
-        .fee_wu(weight)
-        .ok_or(overflow.clone())?;
-    // The replaced rate over this weight, rounded up.
-    let at_replaced_rate = replaced_fee
-        .to_sat()
-        .checked_mul(weight.to_wu())
-        .map(|f| f.div_ceil(replaced_weight.to_wu().max(1)))
-        .and_then(|f| f.checked_add(bump.to_sat()))
-        .map(Amount::from_sat)
-        .ok_or(overflow.clone())?;
-    let fee = at_rate
-        .max(replaced_fee.checked_add(bump).ok_or(overflow)?)
-        .max(at_replaced_rate);
+    let fee = fee_for(weight)?;
     let dust = Amount::from_sat(TR_DUST_RELAY_MIN_VALUE);
     let needed = fee.checked_add(dust).unwrap_or(Amount::MAX);
     if spent < needed {

@@ -8,6 +8,8 @@
 //!   `importdescriptors` JSON.
 //! - [`build_psbt`] (coordinator): coin selection with `bdk_coin_select`, change on the
 //!   change branch, all BIP174/BIP371 fields.
+//! - [`build_replacement`] and [`build_child`] (coordinator): given coins back to a change
+//!   address, to void an unconfirmed transaction or to speed it up (child pays for parent).
 //! - [`inspect_psbt`] (signer and humans): inputs, outputs, amounts, fee, fee rate, which
 //!   outputs are provably ours; refuses what is unsafe to sign.
 //! - [`request_signatures`] / [`sign_psbt`] / [`aggregate_psbt`]: one air-gap trip per
@@ -34,7 +36,8 @@ pub mod recovery;
 pub mod sign;
 
 pub use build::{
-    build_psbt, build_replacement, BuildError, BuildOptions, Payment, SpendPath, WalletUtxo,
+    build_child, build_psbt, build_replacement, BuildError, BuildOptions, Payment, SpendPath,
+    WalletUtxo,
 };
 pub use consensus::{verify_input, verify_transaction, ConsensusError, ScriptFailure};
 pub use descriptor::{

@@ -9,7 +9,7 @@ use common::*;
 use custody_bitcoin::{
     absorb_response, aggregate_psbt, build_psbt, extract_verified, finalize_psbt, inspect_psbt,
     request_signatures, sign_psbt, Branch, BuildOptions, InspectPolicy, Ownership, Payment,
-    WalletDescriptor,
+    WalletDescriptor, WalletUtxo,
 };
 
 #[test]
@@ -454,5 +454,245 @@ fn a_replacement_larger_than_the_original_still_pays_a_higher_rate() {
         u128::from(shown.fee_sat) * u128::from(replaced_weight.to_wu())
             > 1_100 * u128::from(shown.weight_wu),
         "{shown}"
+    );
+}
+
+/// Signs `psbt` on the key path with signers 1 and 2 in one trip each, finalizes it and
+/// returns the transaction libbitcoinconsensus accepted.
+fn sign_with_1_and_2(
+    wallet: &WalletDescriptor,
+    group: &custody_threshold::GroupKey,
+    devs: &mut [Device],
+    pool: &mut custody_threshold::CommitmentPool,
+    mut psbt: bitcoin::psbt::Psbt,
+    session: u8,
+) -> bitcoin::Transaction {
+    let policy = InspectPolicy::default();
+    request_signatures(
+        wallet,
+        group,
+        &mut psbt,
+        &[1, 2],
+        pool,
+        [session; 16],
+        &policy,
+    )
+    .expect("request");
+    for d in devs
+        .iter_mut()
+        .filter(|d| [1, 2].contains(&d.share.index()))
+    {
+        let mut received = through_air_gap(&psbt);
+        sign_psbt(
+            wallet,
+            &d.share,
+            &d.seed,
+            &mut d.store,
+            &mut received,
+            &policy,
+        )
+        .expect("signer accepts");
+        absorb_response(&mut psbt, &through_air_gap(&received)).expect("absorb");
+    }
+    aggregate_psbt(wallet, group, &mut psbt, &policy).expect("aggregate");
+    finalize_psbt(&mut psbt).expect("finalize");
+    extract_verified(&psbt).expect("libbitcoinconsensus accepts every input")
+}
+
+/// The parent's change output as a wallet coin.
+fn change_coin(parent: &bitcoin::Transaction, wallet: &WalletDescriptor, index: u32) -> WalletUtxo {
+    let script = wallet
+        .address(Branch::Change, index)
+        .expect("derive")
+        .script_pubkey();
+    let vout = parent
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == script)
+        .expect("the parent has change");
+    WalletUtxo {
+        outpoint: bitcoin::OutPoint {
+            txid: parent.compute_txid(),
+            vout: vout as u32,
+        },
+        txout: parent.output[vout].clone(),
+        branch: Branch::Change,
+        index,
+        prev_tx: Some(parent.clone()),
+    }
+}
+
+#[test]
+fn a_child_spends_the_parents_change_back_to_the_wallet_and_lifts_the_package_to_the_asked_rate() {
+    let shares = dkg(2, 3, Network::Regtest, 7);
+    let group = shares[0].group().clone();
+    let wallet = WalletDescriptor::for_group(&group, None).expect("descriptor");
+    let (funding, utxos) = fund(&wallet, &[(Branch::Receive, 0, 1_000_000)], 17);
+    let policy = InspectPolicy::default();
+    let mut devs = devices(shares, 700);
+    let mut pool = pool(&group, &mut devs, 10);
+
+    // The parent: a withdrawal at 2 sat/vB with change at index 3, stuck in mempools.
+    let payment = Payment {
+        address: external_address(Network::Regtest, 9),
+        amount: Amount::from_sat(400_000),
+    };
+    let parent = build_psbt(
+        &wallet,
+        &utxos,
+        &[payment],
+        &BuildOptions::new(FeeRate::from_sat_per_vb_u32(2), 3),
+    )
+    .expect("build");
+    let parent_shown = inspect_psbt(&wallet, &parent, &policy).expect("inspect");
+    assert!(parent_shown.fee_rate_sat_vb < 3.0, "{parent_shown}");
+    let parent_tx = sign_with_1_and_2(&wallet, &group, &mut devs, &mut pool, parent, 1);
+    custody_bitcoin::verify_transaction(&parent_tx, &funding.output)
+        .expect("the parent verifies against the funding output");
+    assert_eq!(parent_tx.weight().to_wu(), parent_shown.weight_wu);
+
+    // The child spends the parent's change back to change index 8 at 20 sat/vB.
+    let coin = change_coin(&parent_tx, &wallet, 3);
+    let child = custody_bitcoin::build_child(
+        &wallet,
+        std::slice::from_ref(&coin),
+        Amount::from_sat(parent_shown.fee_sat),
+        bitcoin::Weight::from_wu(parent_shown.weight_wu),
+        &BuildOptions::new(FeeRate::from_sat_per_vb_u32(20), 8),
+    )
+    .expect("child");
+    let shown = inspect_psbt(&wallet, &child, &policy).expect("inspect");
+    assert_eq!(shown.inputs.len(), 1);
+    assert_eq!(shown.inputs[0].outpoint, coin.outpoint.to_string());
+    assert_eq!(
+        shown.inputs[0].sequence,
+        bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME.to_consensus_u32()
+    );
+    assert_eq!(shown.outputs.len(), 1);
+    assert_eq!(shown.outputs[0].ownership, Ownership::Change { index: 8 });
+    assert_eq!(shown.sent_sat, 0, "nothing leaves the wallet");
+    // The package pays 20 sat/vB over both virtual sizes, and not a vbyte more.
+    let package_fee = parent_shown.fee_sat + shown.fee_sat;
+    let package_vsize = parent_shown.vsize + shown.vsize;
+    assert!(package_fee >= 20 * package_vsize, "{shown}");
+    assert!(package_fee <= 20 * package_vsize + 2, "{shown}");
+    assert!(shown.fee_rate_sat_vb >= 1.0, "{shown}");
+    assert!(
+        shown.fee_sat > 20 * shown.vsize,
+        "the child pays for its parent"
+    );
+
+    let child_tx = sign_with_1_and_2(&wallet, &group, &mut devs, &mut pool, child, 2);
+    assert_eq!(child_tx.weight().to_wu(), shown.weight_wu);
+    custody_bitcoin::verify_transaction(&child_tx, std::slice::from_ref(&coin.txout))
+        .expect("the child verifies against the parent's change output");
+}
+
+#[test]
+fn a_child_adds_a_wallet_coin_after_the_parents_change_when_the_change_cannot_pay() {
+    let shares = dkg(2, 3, Network::Regtest, 9);
+    let wallet = WalletDescriptor::for_group(shares[0].group(), None).expect("descriptor");
+    // An unconfirmed parent (142 vB at 1 sat/vB) whose change is 1000 sat.
+    let (_parent, change) = fund(&wallet, &[(Branch::Change, 2, 1_000)], 19);
+    let (_funding, extra) = fund(&wallet, &[(Branch::Receive, 5, 100_000)], 21);
+    let (ancestors_fee, ancestors_weight) = (
+        Amount::from_sat(142),
+        bitcoin::Weight::from_vb_unchecked(142),
+    );
+    let options = BuildOptions::new(FeeRate::from_sat_per_vb_u32(20), 0);
+    let policy = InspectPolicy::default();
+
+    let err =
+        custody_bitcoin::build_child(&wallet, &change, ancestors_fee, ancestors_weight, &options)
+            .expect_err("1000 sat cannot pay for the package");
+    // One key-path input to one Taproot output: 111 vB; 20 × (142 + 111) − 142 = 4918 sat,
+    // plus the 330 sat the change output must keep.
+    assert_eq!(
+        err,
+        custody_bitcoin::BuildError::InsufficientFunds {
+            missing: Amount::from_sat(4_918 + 330 - 1_000)
+        }
+    );
+
+    let coins = [change[0].clone(), extra[0].clone()];
+    let child =
+        custody_bitcoin::build_child(&wallet, &coins, ancestors_fee, ancestors_weight, &options)
+            .expect("the extra coin pays");
+    assert_eq!(
+        child.unsigned_tx.input[0].previous_output,
+        change[0].outpoint
+    );
+    assert_eq!(
+        child.unsigned_tx.input[1].previous_output,
+        extra[0].outpoint
+    );
+    let shown = inspect_psbt(&wallet, &child, &policy).expect("inspect");
+    assert_eq!(shown.outputs.len(), 1);
+    assert_eq!(shown.outputs[0].ownership, Ownership::Change { index: 0 });
+    assert_eq!(shown.sent_sat, 0);
+    assert_eq!(shown.total_in_sat, 101_000);
+    // Two key-path inputs weigh 674 wu, 168.5 vB; nodes count 169 vB, and so does the fee
+    // (10 sat more than 20 sat/vB over 168.5 vB).
+    assert_eq!(shown.weight_wu, 674);
+    assert_eq!(shown.vsize, 169);
+    assert_eq!(shown.fee_sat, 20 * (142 + 169) - 142);
+}
+
+#[test]
+fn a_child_refuses_a_rate_not_above_the_parents_no_coins_a_coin_twice_and_a_foreign_coin() {
+    let shares = dkg(2, 3, Network::Regtest, 11);
+    let wallet = WalletDescriptor::for_group(shares[0].group(), None).expect("descriptor");
+    let (_parent, coins) = fund(&wallet, &[(Branch::Change, 2, 100_000)], 23);
+    // The ancestors pay 1001 sat for 500 vB: 2.002 sat/vB.
+    let fee = Amount::from_sat(1_001);
+    let weight = bitcoin::Weight::from_vb_unchecked(500);
+    let at = |sat_per_kwu| BuildOptions::new(FeeRate::from_sat_per_kwu(sat_per_kwu), 0);
+    use custody_bitcoin::{build_child, BuildError};
+
+    let err = build_child(&wallet, &coins, fee, weight, &at(500)).expect_err("2 sat/vB is lower");
+    assert_eq!(
+        err,
+        BuildError::PackageAlreadyFaster {
+            ancestors: FeeRate::from_sat_per_kwu(501),
+            asked: FeeRate::from_sat_per_kwu(500),
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the unconfirmed transactions already pay 2 sat/vB; a child only speeds them up at a \
+         higher rate, asked 2 sat/vB"
+    );
+    // Exactly the ancestors' rate is refused too; a hair above it is not.
+    let equal = build_child(&wallet, &coins, Amount::from_sat(1_000), weight, &at(500));
+    assert!(
+        matches!(equal, Err(BuildError::PackageAlreadyFaster { .. })),
+        "{equal:?}"
+    );
+    build_child(&wallet, &coins, fee, weight, &at(501)).expect("above the ancestors' rate");
+
+    assert_eq!(
+        build_child(&wallet, &[], fee, weight, &at(5_000)),
+        Err(BuildError::NoParentOutput)
+    );
+    let twice = [coins[0].clone(), coins[0].clone()];
+    assert_eq!(
+        build_child(&wallet, &twice, fee, weight, &at(5_000)),
+        Err(BuildError::DuplicateUtxo(coins[0].outpoint))
+    );
+    let mut foreign = coins[0].clone();
+    foreign.index += 1;
+    assert_eq!(
+        build_child(&wallet, &[foreign], fee, weight, &at(5_000)),
+        Err(BuildError::ForeignUtxo {
+            outpoint: coins[0].outpoint,
+            branch: Branch::Change,
+            index: 3
+        })
+    );
+    let mut recovery = at(5_000);
+    recovery.spend_path = custody_bitcoin::SpendPath::Recovery;
+    assert_eq!(
+        build_child(&wallet, &coins, fee, weight, &recovery),
+        Err(BuildError::NoRecoveryLeaf)
     );
 }
