@@ -377,12 +377,22 @@ fn bench_engine(c: &mut Criterion, engine: Engine, name: &str) {
 fn warm_up(rt: &tokio::runtime::Runtime, s: &Setup, counter: &std::sync::atomic::AtomicU64) {
     rt.block_on(raw_round(s, counter));
     rt.block_on(intake_round(s));
-    let statement = match s.h.app.db.engine() {
-        custody_coordinator::db::Engine::Postgres => "VACUUM ANALYZE",
-        custody_coordinator::db::Engine::Sqlite => "ANALYZE",
-    };
     rt.block_on(async {
-        sqlx::query(statement)
+        let statement = match s.h.app.db.engine() {
+            // The coordinator's own tables: the system catalogs are the server owner's
+            // (vacuuming them as the coordinator's role only warns, once per catalog).
+            custody_coordinator::db::Engine::Postgres => {
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename",
+                )
+                .fetch_all(s.h.app.db.pool())
+                .await
+                .unwrap();
+                format!("VACUUM ANALYZE {}", tables.join(", "))
+            }
+            custody_coordinator::db::Engine::Sqlite => "ANALYZE".to_owned(),
+        };
+        sqlx::query(&statement)
             .execute(s.h.app.db.pool())
             .await
             .unwrap();

@@ -16,7 +16,9 @@ use std::str::FromStr;
 use base64::Engine as _;
 use bitcoin::psbt::Psbt;
 use bitcoin::{Amount, FeeRate, OutPoint, Weight};
-use custody_bitcoin::{BuildError, BuildOptions, InspectPolicy, Ownership, WalletUtxo};
+use custody_bitcoin::{
+    BuildError, BuildOptions, InspectError, InspectPolicy, Ownership, WalletUtxo,
+};
 use custody_policy::{Verdict, Withdrawal};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -47,15 +49,12 @@ pub struct NewAcceleration {
     pub reason: Option<String>,
 }
 
-/// A withdrawal sent and not yet confirmed, as the child sees it.
-struct Unconfirmed {
-    id: String,
-    fee: Amount,
-    weight: Weight,
-}
+/// How many unconfirmed transactions a child may depend on: nodes refuse longer chains
+/// (`-limitancestorcount`, 25 with the child).
+const MAX_ANCESTORS: usize = 24;
 
 /// The fee and signed weight (in whole virtual bytes) of a Bitcoin withdrawal's
-/// transaction, from its PSBT.
+/// transaction, and its PSBT.
 fn fee_and_weight(app: &App, w: &Row_) -> Result<(Amount, Weight, Psbt), ApiError> {
     let wallet = app.wallet()?;
     let psbt = Psbt::deserialize(
@@ -73,39 +72,90 @@ fn fee_and_weight(app: &App, w: &Row_) -> Result<(Amount, Weight, Psbt), ApiErro
     ))
 }
 
-/// `w` and the withdrawals it accelerates, in turn, while they are sent and unconfirmed:
-/// the transactions a child of `w` pays for.
-async fn unconfirmed_chain(
+/// A withdrawal sent and not yet confirmed that a transaction depends on.
+pub(crate) struct Unconfirmed {
+    /// The withdrawal.
+    pub(crate) row: Row_,
+    fee: Amount,
+    weight: Weight,
+    /// The withdrawals among these whose outputs it spends.
+    parents: Vec<String>,
+}
+
+/// The withdrawals, sent and unconfirmed, whose transactions `w`'s transaction depends on
+/// through its inputs, in turn (a coin from an unconfirmed change output, a child's
+/// parent); `w` first when `include_self`. In an order where each comes after the ones
+/// it spends from.
+///
+/// # Errors
+/// 409 when the chain is longer than nodes relay; storage failure.
+pub(crate) async fn unconfirmed_ancestors(
     tx: &mut Tx<'_>,
     app: &App,
-    w: &Row_,
+    w: Row_,
 ) -> Result<Vec<Unconfirmed>, ApiError> {
-    let (fee, weight, _) = fee_and_weight(app, w)?;
-    let mut chain = vec![Unconfirmed {
-        id: w.id.clone(),
-        fee,
-        weight,
-    }];
-    let mut next = w.accelerates.clone();
-    while let Some(id) = next {
-        if chain.iter().any(|u| u.id == id) {
-            return Err(ApiError::internal(format!(
-                "withdrawal {id} accelerates itself"
-            )));
+    let mut found: Vec<Unconfirmed> = Vec::new();
+    let mut queue = vec![w];
+    while let Some(row) = queue.pop() {
+        if found.iter().any(|u| u.row.id == row.id) {
+            continue;
         }
-        let p = load(tx, &id).await?;
-        if p.state != "broadcast" {
-            break;
+        if found.len() > MAX_ANCESTORS {
+            return Err(ApiError::conflict(
+                "chain_too_long",
+                format!(
+                    "more than {MAX_ANCESTORS} unconfirmed transactions of this wallet are chained here; nodes relay no child of them"
+                ),
+            ));
         }
-        let (fee, weight, _) = fee_and_weight(app, &p)?;
-        chain.push(Unconfirmed {
-            id: p.id.clone(),
+        let (fee, weight, psbt) = fee_and_weight(app, &row)?;
+        let mut parents = Vec::new();
+        let mut txids: Vec<String> = psbt
+            .unsigned_tx
+            .input
+            .iter()
+            .map(|i| i.previous_output.txid.to_string())
+            .collect();
+        txids.sort_unstable();
+        txids.dedup();
+        for txid in txids {
+            let parent = sqlx::query(
+                // The `IN` term lets both engines use the in-flight partial index.
+                "SELECT id FROM withdrawals WHERE state IN ('broadcasting', 'broadcast') \
+                 AND state = 'broadcast' AND txid = $1 AND eth_intent IS NULL",
+            )
+            .bind(txid)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if let Some(p) = parent {
+                let pid = text(&p, "id")?;
+                parents.push(pid.clone());
+                queue.push(load(tx, &pid).await?);
+            }
+        }
+        found.push(Unconfirmed {
+            row,
             fee,
             weight,
+            parents,
         });
-        next = p.accelerates.clone();
     }
-    Ok(chain)
+    // Parents before the transactions that spend them.
+    let mut ordered: Vec<Unconfirmed> = Vec::with_capacity(found.len());
+    while !found.is_empty() {
+        let ready = found
+            .iter()
+            .position(|u| {
+                u.parents.iter().all(|p| {
+                    ordered.iter().any(|o| &o.row.id == p) || !found.iter().any(|f| &f.row.id == p)
+                })
+            })
+            .ok_or_else(|| {
+                ApiError::internal("unconfirmed withdrawals spend each other in a cycle")
+            })?;
+        ordered.push(found.remove(ready));
+    }
+    Ok(ordered)
 }
 
 /// The accelerations of `id` that are not cancelled, failed or rejected: id and state.
@@ -172,13 +222,28 @@ pub async fn accelerate(
                 "an acceleration needs fee_rate_sat_vb: the rate, in sat/vB, the stuck transaction and its child are to reach together",
             )
         })?;
+    let limit = InspectPolicy::default().max_fee_rate.to_sat_per_vb_floor();
+    if asked > limit {
+        return Err(ApiError::bad_request(format!(
+            "fee rate {asked} sat/vB is above the {limit} sat/vB a signer accepts"
+        )));
+    }
     let target = FeeRate::from_sat_per_vb(asked)
         .ok_or_else(|| ApiError::bad_request(format!("fee rate {asked} sat/vB is out of range")))?;
     let w = load(tx, id).await?;
     if w.is_eth() {
         return Err(ApiError::conflict(
             "not_bitcoin",
-            "an Ethereum transaction has no child to pay for it; void it and request it again instead",
+            "an Ethereum transaction has no child to pay for it",
+        ));
+    }
+    if let Some(original) = &w.voids {
+        return Err(ApiError::conflict(
+            "is_a_void",
+            format!(
+                "withdrawal {} is the void of {original}; a void is not accelerated (if its original is mined first, a child of it could never confirm)",
+                w.id
+            ),
         ));
     }
     if w.state != "broadcast" {
@@ -199,14 +264,29 @@ pub async fn accelerate(
             ),
         ));
     }
+    // The stuck withdrawal's version moves, so its confirmation recorded meanwhile (which
+    // cancels children not yet needed) and this request cannot both pass unseen.
+    let bumped = sqlx::query(
+        "UPDATE withdrawals SET version = version + 1, updated_at = $1 \
+         WHERE id = $2 AND state = 'broadcast' AND version = $3",
+    )
+    .bind(now)
+    .bind(&w.id)
+    .bind(w.version)
+    .execute(&mut **tx)
+    .await?;
+    if bumped.rows_affected() != 1 {
+        return Err(withdrawals::concurrent_change(&w.id));
+    }
     let wallet = app.wallet()?.clone();
-    let chain = unconfirmed_chain(tx, app, &w).await?;
+    let (_, _, psbt) = fee_and_weight(app, &w)?;
+    let again = load(tx, &w.id).await?;
+    let chain = unconfirmed_ancestors(tx, app, again).await?;
     let ancestors_fee = chain.iter().map(|u| u.fee).sum::<Amount>();
     let ancestors_weight = chain.iter().fold(Weight::ZERO, |sum, u| sum + u.weight);
     // What the stuck transactions pay now, for the log.
     let paying = ancestors_fee.to_sat() as f64 * 4.0 / ancestors_weight.to_wu().max(1) as f64;
     // The withdrawal's change output: the largest output proved to be the wallet's change.
-    let (_, _, psbt) = fee_and_weight(app, &w)?;
     let shown = custody_bitcoin::inspect_psbt(&wallet.descriptor, &psbt, &InspectPolicy::default())
         .map_err(|e| ApiError::internal(format!("withdrawal {} does not inspect: {e}", w.id)))?;
     let change = shown
@@ -265,12 +345,12 @@ pub async fn accelerate(
             Some(r) => opt_text(r, "spent_by")?.or(opt_text(r, "reserved_by")?),
             None => None,
         };
+        let by = by.as_deref().unwrap_or("unknown");
         return Err(ApiError::conflict(
             "change_taken",
             format!(
-                "the change output {outpoint} of withdrawal {} is already taken by withdrawal {}; accelerate that one instead (its fee counts for both)",
-                w.id,
-                by.as_deref().unwrap_or("unknown")
+                "the change output {outpoint} of withdrawal {} is already taken by withdrawal {by}: accelerate {by} once it is sent (a child of it pays for both)",
+                w.id
             ),
         ));
     }
@@ -284,39 +364,62 @@ pub async fn accelerate(
     let change_to = withdrawals::claim_change_index(tx, app, &wallet).await?;
     wallet.prepare_change_after(change_to);
     let options = BuildOptions::new(target, change_to);
-    // More coins, largest first, only while the change alone does not cover the fee.
+    // More coins, largest first, only while the change alone does not cover the fee (or
+    // leaves the child alone above the rate a signer accepts). Never an unconfirmed output
+    // of another withdrawal: the package would be larger than counted.
     let extra = sqlx::query(
-        "SELECT outpoint, amount, script, branch, address_index FROM utxos \
-         WHERE reserved_by IS NULL AND spent_by IS NULL ORDER BY amount DESC, outpoint LIMIT $1",
+        "SELECT outpoint, amount, script, branch, address_index FROM utxos u \
+         WHERE reserved_by IS NULL AND spent_by IS NULL AND NOT EXISTS ( \
+           SELECT 1 FROM withdrawals s WHERE s.state IN ('broadcasting', 'broadcast') \
+           AND s.eth_intent IS NULL AND s.txid IS NOT NULL AND u.outpoint LIKE s.txid || ':%') \
+         ORDER BY amount DESC, outpoint LIMIT $1",
     )
     .bind(i64::try_from(MAX_EXTRA_COINS).unwrap_or(8))
     .fetch_all(&mut **tx)
     .await?;
     let mut extra = extra.iter();
-    let child = loop {
-        match custody_bitcoin::build_child(
+    let inspect = |psbt: &Psbt| {
+        custody_bitcoin::inspect_psbt(&wallet.descriptor, psbt, &InspectPolicy::default())
+    };
+    let (child, child_shown) = loop {
+        let built = custody_bitcoin::build_child(
             &wallet.descriptor,
             &coins,
             ancestors_fee,
             ancestors_weight,
             &options,
-        ) {
-            Ok(child) => break child,
-            Err(BuildError::InsufficientFunds { missing }) => match extra.next() {
-                Some(r) => coins.push(withdrawals::wallet_utxo(r)?),
-                None => {
-                    return Err(ApiError::conflict(
-                        "insufficient_funds",
-                        format!(
-                            "the change output and the wallet's {MAX_EXTRA_COINS} largest free coins are {missing} short of the child's fee"
-                        ),
-                    ))
-                }
-            },
-            Err(e @ BuildError::PackageAlreadyFaster { .. }) => {
+        );
+        let shown = built.as_ref().ok().map(inspect);
+        let more = matches!(built, Err(BuildError::InsufficientFunds { .. }))
+            || matches!(shown, Some(Err(InspectError::FeeRateTooHigh { .. })));
+        if more {
+            if let Some(r) = extra.next() {
+                coins.push(withdrawals::wallet_utxo(r)?);
+                continue;
+            }
+        }
+        match (built, shown) {
+            (Ok(child), Some(Ok(shown))) => break (child, shown),
+            // What the signers would refuse is refused here, not in the signing room.
+            (Ok(_), Some(Err(e))) => {
+                return Err(ApiError::refused(
+                    "fee_too_high",
+                    format!("the child would be refused by the signers: {e}"),
+                ))
+            }
+            (Ok(_), None) => return Err(ApiError::internal("child built but not inspected")),
+            (Err(BuildError::InsufficientFunds { missing }), _) => {
+                return Err(ApiError::conflict(
+                    "insufficient_funds",
+                    format!(
+                        "the change output and the wallet's {MAX_EXTRA_COINS} largest free confirmed coins are {missing} short of the child's fee"
+                    ),
+                ))
+            }
+            (Err(e @ BuildError::PackageAlreadyFaster { .. }), _) => {
                 return Err(ApiError::conflict("not_faster", e.to_string()))
             }
-            Err(e) => {
+            (Err(e), _) => {
                 return Err(ApiError::conflict(
                     "cannot_build",
                     format!("cannot build the child: {e}"),
@@ -346,15 +449,6 @@ pub async fn accelerate(
             ));
         }
     }
-    // What the signers will check: a fee no signer accepts is refused here, not there.
-    let child_shown =
-        custody_bitcoin::inspect_psbt(&wallet.descriptor, &child, &InspectPolicy::default())
-            .map_err(|e| {
-                ApiError::refused(
-                    "fee_too_high",
-                    format!("the child would be refused by the signers: {e}"),
-                )
-            })?;
     let child_txid = child.unsigned_tx.compute_txid().to_string();
     let to = wallet
         .descriptor
@@ -418,7 +512,7 @@ pub async fn accelerate(
         &serde_json::json!({
             "child": child_id, "by": who.role.as_str(), "reason": reason,
             "fee_rate_sat_vb": asked, "paying_sat_vb": (paying * 100.0).round() / 100.0,
-            "unconfirmed": chain.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+            "unconfirmed": chain.iter().map(|u| u.row.id.clone()).collect::<Vec<_>>(),
         }),
     )
     .await?;
@@ -443,53 +537,85 @@ pub async fn accelerate(
     ))
 }
 
-/// The gate of a child: every withdrawal it pays for must still be sent or confirmed (a
-/// child of a transaction that will never confirm can never confirm either).
+/// The gate of a child. Its signing round goes out only while what it pays for is still
+/// sent and unconfirmed; once signed it may also be broadcast after that confirmed (it is
+/// then a transfer to the wallet itself, the cheapest way to free its coins). Never once
+/// what it pays for is anything else: a child of a transaction that will never confirm
+/// can never confirm either.
 ///
 /// # Errors
-/// 409 `parent_gone`; storage failure.
+/// 409 `not_needed` or `parent_gone`; storage failure.
 pub(crate) async fn gate(tx: &mut Tx<'_>, w: &Row_) -> Result<(), ApiError> {
-    if let Some(parent) = &w.accelerates {
-        let p = load(tx, parent).await?;
-        if !matches!(p.state.as_str(), "broadcast" | "confirmed") {
-            return Err(ApiError::conflict(
-                "parent_gone",
-                format!(
-                    "the withdrawal this child pays for, {}, is {}: the child can never confirm",
-                    p.id, p.state
-                ),
-            ));
-        }
+    let Some(parent) = &w.accelerates else {
+        return Ok(());
+    };
+    let p = load(tx, parent).await?;
+    match p.state.as_str() {
+        "broadcast" => Ok(()),
+        "confirmed" if w.state != "approved" => Ok(()),
+        "confirmed" => Err(ApiError::conflict(
+            "not_needed",
+            format!(
+                "the withdrawal this child pays for, {}, confirmed without it; cancel the child",
+                p.id
+            ),
+        )),
+        other => Err(ApiError::conflict(
+            "parent_gone",
+            format!(
+                "the withdrawal this child pays for, {}, is {other}: the child can never confirm",
+                p.id
+            ),
+        )),
     }
-    Ok(())
 }
 
-/// The stuck transactions a child pays for, oldest first, as signed: sent again before
+/// The stuck transactions a child depends on, parents first, as signed: sent again before
 /// the child, so a node that dropped them takes the child.
 ///
 /// # Errors
 /// Storage failure.
 pub(crate) async fn parents_to_send(
     tx: &mut Tx<'_>,
+    app: &App,
     w: &Row_,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let mut out = Vec::new();
-    let mut next = w.accelerates.clone();
-    while let Some(id) = next {
-        if out.len() > 64 {
-            break;
-        }
-        let p = load(tx, &id).await?;
-        if p.state != "broadcast" {
-            break;
-        }
-        if let Some(raw) = p.final_tx.clone() {
-            out.push((p.id.clone(), raw));
-        }
-        next = p.accelerates.clone();
+    if w.accelerates.is_none() || w.is_eth() {
+        return Ok(Vec::new());
     }
-    out.reverse();
-    Ok(out)
+    let again = load(tx, &w.id).await?;
+    let chain = unconfirmed_ancestors(tx, app, again).await?;
+    Ok(chain
+        .into_iter()
+        .filter(|u| u.row.id != w.id)
+        .filter_map(|u| u.row.final_tx.clone().map(|raw| (u.row.id.clone(), raw)))
+        .collect())
+}
+
+/// A child is cancelled: the change output it took is forgotten unless what it paid for
+/// confirmed (the output exists only while that transaction does; the next coin sync
+/// brings it back if it is there). Its other coins are released by the caller.
+///
+/// # Errors
+/// Storage failure.
+pub(crate) async fn forget_parent_change(tx: &mut Tx<'_>, w: &Row_) -> Result<(), ApiError> {
+    let Some(parent) = &w.accelerates else {
+        return Ok(());
+    };
+    let p = load(tx, parent).await?;
+    if p.state == "confirmed" {
+        return Ok(());
+    }
+    if let Some(txid) = &p.txid {
+        sqlx::query(
+            "DELETE FROM utxos WHERE reserved_by = $1 AND spent_by IS NULL AND outpoint LIKE $2",
+        )
+        .bind(&w.id)
+        .bind(format!("{txid}:%"))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// A withdrawal confirmed: its accelerations whose signing round is not out yet are no

@@ -218,6 +218,10 @@ pub struct WorkerConfig {
     /// Where checkpoints go (relative paths under `data_dir`); ship this directory off the
     /// box. Default `checkpoints`.
     pub checkpoint_dir: PathBuf,
+    /// Minutes after its broadcast a withdrawal still unconfirmed is reported to operations
+    /// as stuck (`withdrawal.stuck`, once; the `custody_withdrawals_stuck` gauge meanwhile).
+    /// Default 360; 0 disables.
+    pub stuck_after_minutes: i64,
 }
 
 impl Default for WorkerConfig {
@@ -226,6 +230,7 @@ impl Default for WorkerConfig {
             utxo_sync_secs: 60,
             checkpoint_minutes: 60,
             checkpoint_dir: PathBuf::from("checkpoints"),
+            stuck_after_minutes: 360,
         }
     }
 }

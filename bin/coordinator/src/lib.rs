@@ -238,6 +238,7 @@ pub async fn tick(app: &App) -> Result<(), error::ApiError> {
         && started.elapsed() < Duration::from_millis(1500)
     {}
     withdrawals::resume(app).await?;
+    withdrawals::report_stuck(app).await?;
     let now = app.now();
     let w = &app.config.worker;
     if app.chain.is_some()

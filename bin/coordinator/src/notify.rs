@@ -413,6 +413,7 @@ pub fn render(kind: &str, payload: &serde_json::Value) -> (String, String) {
         "withdrawal.void_failed" => {
             "A withdrawal being voided was sent from answers outside the coordinator".to_owned()
         }
+        "withdrawal.stuck" => "A withdrawal sent is still unconfirmed".to_owned(),
         "policy.installed" => "A new withdrawal policy was installed".to_owned(),
         other => format!("Security notice: {other}"),
     };

@@ -1341,6 +1341,7 @@ pub async fn cancel(
         &[Val::Text(Some(why.clone()))],
     )
     .await?;
+    crate::accelerate::forget_parent_change(tx, &w).await?;
     let released = sqlx::query(
         "UPDATE utxos SET reserved_by = NULL WHERE reserved_by = $1 AND spent_by IS NULL",
     )
@@ -2221,7 +2222,7 @@ async fn send(
 ) -> Result<serde_json::Value, ApiError> {
     let mut tx = app.db.begin().await?;
     let w = load(&mut tx, id).await?;
-    let parents = crate::accelerate::parents_to_send(&mut tx, &w).await?;
+    let parents = crate::accelerate::parents_to_send(&mut tx, app, &w).await?;
     tx.commit().await?;
     // A child's parents first: a node that dropped them would refuse the child. They were
     // sent before; sending one again is harmless, and its refusal shows in the child's.
@@ -2492,14 +2493,16 @@ async fn voided(tx: &mut Tx<'_>, app: &App, original: &str, v: &Row_) -> Result<
         &serde_json::json!({ "void": v.id, "txid": v.txid, "from": w.state, "other_voids_failed": others }),
     )
     .await?;
-    crate::notify::enqueue(
-        tx,
-        app,
-        Some(&w.principal_id),
-        "withdrawal.cancelled",
-        serde_json::json!({ "withdrawal": w.id, "reason": why }),
-    )
-    .await?;
+    if w.has_customer() {
+        crate::notify::enqueue(
+            tx,
+            app,
+            Some(&w.principal_id),
+            "withdrawal.cancelled",
+            serde_json::json!({ "withdrawal": w.id, "reason": why }),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -2644,7 +2647,9 @@ pub(crate) async fn original_went_out(
     if let Some(t) = txid {
         told["txid"] = t.into();
     }
-    crate::notify::enqueue(&mut tx, app, Some(&w.principal_id), customer, told).await?;
+    if w.has_customer() {
+        crate::notify::enqueue(&mut tx, app, Some(&w.principal_id), customer, told).await?;
+    }
     // A void that lost means the original's answers were complete somewhere else: for the
     // security team, not only the log.
     crate::notify::enqueue(
@@ -2734,14 +2739,83 @@ pub async fn resume(app: &App) -> Result<usize, ApiError> {
                 if let Ok(custody_chain::TxStatus::Confirmed { .. }) = chain.tx_status(&txid).await
                 {
                     let audit = serde_json::json!({ "txid": txid.to_string() });
-                    if record_confirmed(app, &id, &audit).await? {
-                        changed += 1;
+                    match record_confirmed(app, &id, &audit).await {
+                        Ok(true) => changed += 1,
+                        Ok(false) => {}
+                        // Moved meanwhile (an acceleration of it, another process) or
+                        // storage failed: the next pass, without holding up the others.
+                        Err(e) => {
+                            tracing::warn!(withdrawal = %id, error = %e, "could not record a confirmation")
+                        }
                     }
                 }
             }
         }
     }
     Ok(changed)
+}
+
+/// Tells operations once about each withdrawal sent more than
+/// `worker.stuck_after_minutes` ago and still unconfirmed (`withdrawal.stuck`, to the
+/// webhook and file sinks: a Bitcoin one is accelerated, ADR 0032), and sets the
+/// `custody_withdrawals_stuck` gauge to how many there are. Returns how many were
+/// reported now.
+///
+/// # Errors
+/// Storage failure.
+pub async fn report_stuck(app: &App) -> Result<usize, ApiError> {
+    let after = app.config.worker.stuck_after_minutes;
+    if after <= 0 {
+        return Ok(0);
+    }
+    let now = app.now();
+    let since = now.saturating_sub(after.saturating_mul(60));
+    // The `IN` term is the in-flight partial index's own predicate, which SQLite needs to
+    // see to use it (every two seconds, on a table of every withdrawal ever made).
+    let rows = sqlx::query(
+        "SELECT id, asset, txid, broadcast_at, stuck_alerted_at FROM withdrawals \
+         WHERE state IN ('broadcasting', 'broadcast') AND state = 'broadcast' \
+         AND broadcast_at <= $1 ORDER BY broadcast_at, id",
+    )
+    .bind(since)
+    .fetch_all(app.db.pool())
+    .await?;
+    metrics::gauge!("custody_withdrawals_stuck").set(rows.len() as f64);
+    let mut reported = 0;
+    for r in &rows {
+        if opt_int(r, "stuck_alerted_at")?.is_some() {
+            continue;
+        }
+        let id = text(r, "id")?;
+        let sent = opt_int(r, "broadcast_at")?.unwrap_or(since);
+        let mut tx = app.db.begin().await?;
+        // Once, even with several coordinator processes.
+        let first = sqlx::query(
+            "UPDATE withdrawals SET stuck_alerted_at = $1 WHERE id = $2 AND stuck_alerted_at IS NULL",
+        )
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        if first.rows_affected() != 1 {
+            continue;
+        }
+        crate::notify::enqueue(
+            &mut tx,
+            app,
+            None,
+            "withdrawal.stuck",
+            serde_json::json!({
+                "withdrawal": id, "asset": text(r, "asset")?, "txid": opt_text(r, "txid")?,
+                "broadcast_at": sent, "unconfirmed_minutes": (now - sent) / 60,
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::warn!(withdrawal = %id, minutes = (now - sent) / 60, "a withdrawal sent is still unconfirmed");
+        reported += 1;
+    }
+    Ok(reported)
 }
 
 /// Adds a signer's commitment batch (encoded `CommitmentBatch`, as carried in the signer's
@@ -2850,25 +2924,24 @@ pub async fn sync_utxos(app: &App, gap: u32) -> Result<usize, ApiError> {
         let Some((branch, i)) = index_of.get(&u.script_pubkey) else {
             continue;
         };
-        let exists = sqlx::query("SELECT outpoint FROM utxos WHERE outpoint = $1")
-            .bind(u.outpoint.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            sqlx::query("INSERT INTO utxos (outpoint, amount, script, branch, address_index) VALUES ($1, $2, $3, $4, $5)")
-                .bind(u.outpoint.to_string())
-                .bind(i64::try_from(u.value.to_sat()).unwrap_or(0))
-                .bind(u.script_pubkey.to_hex_string())
-                .bind(i64::from(branch.number()))
-                .bind(i64::from(*i))
+        // A coin an acceleration added meanwhile (its parent's change) is kept as it is.
+        let added = sqlx::query(
+            "INSERT INTO utxos (outpoint, amount, script, branch, address_index) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (outpoint) DO NOTHING",
+        )
+        .bind(u.outpoint.to_string())
+        .bind(i64::try_from(u.value.to_sat()).unwrap_or(0))
+        .bind(u.script_pubkey.to_hex_string())
+        .bind(i64::from(branch.number()))
+        .bind(i64::from(*i))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if added == 1 && *branch == custody_bitcoin::Branch::Receive {
+            sqlx::query("UPDATE wallet_state SET next_receive_index = $1 WHERE id = 1 AND next_receive_index < $1")
+                .bind(i64::from(*i) + 1)
                 .execute(&mut *tx)
                 .await?;
-            if *branch == custody_bitcoin::Branch::Receive {
-                sqlx::query("UPDATE wallet_state SET next_receive_index = $1 WHERE id = 1 AND next_receive_index < $1")
-                    .bind(i64::from(*i) + 1)
-                    .execute(&mut *tx)
-                    .await?;
-            }
         }
     }
     let n = sqlx::query("SELECT COUNT(*) AS n FROM utxos WHERE spent_by IS NULL")

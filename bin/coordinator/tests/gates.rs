@@ -2061,6 +2061,18 @@ async fn a_stuck_withdrawal_is_accelerated_by_a_child_that_pays_for_both(engine:
         &h,
         &f.operator,
         &f.id,
+        json!({ "reason": "stuck", "fee_rate_sat_vb": 2000 }),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::BAD_REQUEST,
+        "above what a signer accepts: {v}"
+    );
+    let (st, v) = accelerate(
+        &h,
+        &f.operator,
+        &f.id,
         json!({ "reason": "stuck", "fee_rate_sat_vb": paying }),
     )
     .await;
@@ -2115,9 +2127,43 @@ async fn a_stuck_withdrawal_is_accelerated_by_a_child_that_pays_for_both(engine:
     let fc = void_through(&mut h, &f, &v).await;
     let (st, b) = h.broadcast(&fc).await;
     assert_eq!(st, StatusCode::OK, "{b}");
+    // Still not enough: the child is accelerated in turn, and its own child pays for all
+    // three.
+    let (st, g) = accelerate(
+        &h,
+        &f.operator,
+        &fc.id,
+        json!({ "reason": "still stuck", "fee_rate_sat_vb": 80 }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let grandchild = g["id"].as_str().unwrap().to_owned();
+    let (g_tx, g_shown) = inspected(&h, &grandchild).await;
+    assert_eq!(g_tx.input[0].previous_output.txid, child_tx.compute_txid());
+    let three = (parent.fee_sat + child.fee_sat + g_shown.fee_sat) as f64
+        / (parent.vsize + child.vsize + g_shown.vsize) as f64;
+    assert!(
+        (80.0..81.0).contains(&three),
+        "the grandchild pays for its parent and grandparent too: {three}"
+    );
     h.chain.mine(1).await.unwrap();
     custody_coordinator::tick(&h.app).await.unwrap();
     assert_eq!(h.state(&fc).await, "confirmed");
+    let g_view = h
+        .call(
+            "GET",
+            &format!("/v1/withdrawals/{grandchild}"),
+            Some(&f.operator.token),
+            None,
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(
+        g_view["state"], "cancelled",
+        "not needed once the child confirmed: {g_view}"
+    );
+    assert_eq!(reserved_coins(&h, &grandchild).await, 0);
     let parent_view = h.view(&f).await;
     assert_eq!(parent_view["state"], "confirmed");
     assert_eq!(
@@ -2170,6 +2216,39 @@ async fn an_acceleration_not_needed_any_more_is_cancelled(engine: Engine) {
         ..f.clone()
     };
     assert_eq!(reserved_coins(&h, &child.id).await, 1);
+    // Cancelled before its round: the change output it took is forgotten while the parent
+    // is unconfirmed (the next coin sync brings it back if it is there).
+    let (st, c) = h
+        .call(
+            "POST",
+            &format!("/v1/withdrawals/{}/cancel", child.id),
+            Some(&f.operator.token),
+            Some(&common::new_key()),
+            Some(json!({ "reason": "fees fell" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    let txid = h.view(&f).await["txid"].as_str().unwrap().to_owned();
+    let change_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM utxos WHERE outpoint LIKE $1")
+        .bind(format!("{txid}:%"))
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(change_rows, 0, "{c}");
+    // Another one, which the confirmation makes unnecessary.
+    let (st, v) = accelerate(
+        &h,
+        &f.operator,
+        &f.id,
+        json!({ "reason": "stuck again", "fee_rate_sat_vb": 30 }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let child = common::Flow {
+        id: v["id"].as_str().unwrap().to_owned(),
+        digest: v["approval_digest"].as_str().unwrap().to_owned(),
+        ..f.clone()
+    };
     h.chain.mine(1).await.unwrap();
     custody_coordinator::tick(&h.app).await.unwrap();
     assert_eq!(h.state(&f).await, "confirmed");
@@ -2211,6 +2290,7 @@ async fn a_child_adds_a_coin_when_the_change_cannot_pay(engine: Engine) {
     let (st, b) = h.broadcast(&f).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     h.relogin(&mut f.operator).await;
+    h.relogin(&mut f.user).await;
     for a in &mut f.approvers {
         h.relogin(a).await;
     }
@@ -2249,7 +2329,12 @@ async fn a_child_adds_a_coin_when_the_change_cannot_pay(engine: Engine) {
     assert!((200.0..201.0).contains(&package_rate), "{package_rate}");
     // Another withdrawal cannot have the coin the child took.
     let (st, w) = another(&h, &f, 40_000_000).await;
-    assert_ne!(st, StatusCode::CREATED, "{w}");
+    assert_eq!(st, StatusCode::CONFLICT, "{w}");
+    assert_eq!(w["error"]["code"], "cannot_build", "{w}");
+    assert!(
+        w["error"]["message"].as_str().unwrap().contains("short"),
+        "no free coin is left: {w}"
+    );
 
     let fc = void_through(&mut h, &f, &v).await;
     let (st, b) = h.broadcast(&fc).await;
@@ -2264,3 +2349,50 @@ async fn a_child_adds_a_coin_when_the_change_cannot_pay(engine: Engine) {
         .expect("log intact");
 }
 on_both!(a_child_adds_a_coin_when_the_change_cannot_pay);
+
+/// A withdrawal sent and still unconfirmed after `worker.stuck_after_minutes` is reported
+/// to operations once (no customer is told), with its transaction, for someone to
+/// accelerate it.
+async fn a_withdrawal_unconfirmed_for_hours_is_reported_once(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let f = h.signed(5_000_000).await;
+    let (st, b) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let stuck = |h: &Harness| {
+        let pool = h.app.db.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT payload FROM outbox WHERE kind = 'withdrawal.stuck' AND principal_id IS NULL",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    h.clock.advance(5 * 3600);
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert!(stuck(&h).await.is_empty(), "not yet: six hours by default");
+    h.clock.advance(3600 + 60);
+    custody_coordinator::tick(&h.app).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    let reported = stuck(&h).await;
+    assert_eq!(reported.len(), 1, "once: {reported:?}");
+    let payload: serde_json::Value = serde_json::from_str(&reported[0]).unwrap();
+    assert_eq!(payload["withdrawal"], json!(f.id));
+    assert_eq!(payload["txid"], h.view(&f).await["txid"]);
+    assert!(
+        payload["unconfirmed_minutes"].as_i64().unwrap() >= 360,
+        "{payload}"
+    );
+    assert_eq!(outbox_for(&h, "withdrawal.stuck", &f.user.id).await, 0);
+    // Confirmed: nothing more.
+    h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&f).await, "confirmed");
+    h.clock.advance(24 * 3600);
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(stuck(&h).await.len(), 1);
+}
+on_both!(a_withdrawal_unconfirmed_for_hours_is_reported_once);
