@@ -49,8 +49,8 @@ pub struct NewAcceleration {
     pub reason: Option<String>,
 }
 
-/// How many unconfirmed transactions a child may depend on: nodes refuse longer chains
-/// (`-limitancestorcount`, 25 with the child).
+/// How many unconfirmed transactions a child may depend on: nodes refuse a transaction
+/// with more than 24 unconfirmed ancestors (`-limitancestorcount`, 25 with itself).
 const MAX_ANCESTORS: usize = 24;
 
 /// The fee and signed weight (in whole virtual bytes) of a Bitcoin withdrawal's
@@ -84,53 +84,54 @@ pub(crate) struct Unconfirmed {
 
 /// The withdrawals, sent and unconfirmed, whose transactions `w`'s transaction depends on
 /// through its inputs, in turn (a coin from an unconfirmed change output, a child's
-/// parent); `w` first when `include_self`. In an order where each comes after the ones
-/// it spends from.
+/// parent), and `w` itself: parents before the transactions that spend them, `w` last.
 ///
 /// # Errors
-/// 409 when the chain is longer than nodes relay; storage failure.
+/// 409 `chain_too_long` when they are more than `limit`; storage failure.
 pub(crate) async fn unconfirmed_ancestors(
     tx: &mut Tx<'_>,
     app: &App,
     w: Row_,
+    limit: usize,
 ) -> Result<Vec<Unconfirmed>, ApiError> {
+    // The wallet's sent, unconfirmed transactions, once (the in-flight partial index; the
+    // `IN` term lets SQLite use it).
+    let in_flight = sqlx::query(
+        "SELECT id, txid FROM withdrawals WHERE state IN ('broadcasting', 'broadcast') \
+         AND state = 'broadcast' AND eth_intent IS NULL AND txid IS NOT NULL",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut by_txid = std::collections::HashMap::new();
+    for r in &in_flight {
+        by_txid.insert(text(r, "txid")?, text(r, "id")?);
+    }
     let mut found: Vec<Unconfirmed> = Vec::new();
     let mut queue = vec![w];
     while let Some(row) = queue.pop() {
         if found.iter().any(|u| u.row.id == row.id) {
             continue;
         }
-        if found.len() > MAX_ANCESTORS {
+        if found.len() >= limit {
             return Err(ApiError::conflict(
                 "chain_too_long",
                 format!(
-                    "more than {MAX_ANCESTORS} unconfirmed transactions of this wallet are chained here; nodes relay no child of them"
+                    "more than {limit} unconfirmed transactions of this wallet are chained here; nodes relay no child of them"
                 ),
             ));
         }
         let (fee, weight, psbt) = fee_and_weight(app, &row)?;
-        let mut parents = Vec::new();
-        let mut txids: Vec<String> = psbt
+        let mut parents: Vec<String> = psbt
             .unsigned_tx
             .input
             .iter()
-            .map(|i| i.previous_output.txid.to_string())
+            .filter_map(|i| by_txid.get(&i.previous_output.txid.to_string()).cloned())
             .collect();
-        txids.sort_unstable();
-        txids.dedup();
-        for txid in txids {
-            let parent = sqlx::query(
-                // The `IN` term lets both engines use the in-flight partial index.
-                "SELECT id FROM withdrawals WHERE state IN ('broadcasting', 'broadcast') \
-                 AND state = 'broadcast' AND txid = $1 AND eth_intent IS NULL",
-            )
-            .bind(txid)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if let Some(p) = parent {
-                let pid = text(&p, "id")?;
-                parents.push(pid.clone());
-                queue.push(load(tx, &pid).await?);
+        parents.sort_unstable();
+        parents.dedup();
+        for p in &parents {
+            if !found.iter().any(|u| &u.row.id == p) {
+                queue.push(load(tx, p).await?);
             }
         }
         found.push(Unconfirmed {
@@ -281,7 +282,7 @@ pub async fn accelerate(
     let wallet = app.wallet()?.clone();
     let (_, _, psbt) = fee_and_weight(app, &w)?;
     let again = load(tx, &w.id).await?;
-    let chain = unconfirmed_ancestors(tx, app, again).await?;
+    let chain = unconfirmed_ancestors(tx, app, again, MAX_ANCESTORS).await?;
     let ancestors_fee = chain.iter().map(|u| u.fee).sum::<Amount>();
     let ancestors_weight = chain.iter().fold(Weight::ZERO, |sum, u| sum + u.weight);
     // What the stuck transactions pay now, for the log.
@@ -365,19 +366,35 @@ pub async fn accelerate(
     wallet.prepare_change_after(change_to);
     let options = BuildOptions::new(target, change_to);
     // More coins, largest first, only while the change alone does not cover the fee (or
-    // leaves the child alone above the rate a signer accepts). Never an unconfirmed output
-    // of another withdrawal: the package would be larger than counted.
-    let extra = sqlx::query(
-        "SELECT outpoint, amount, script, branch, address_index FROM utxos u \
-         WHERE reserved_by IS NULL AND spent_by IS NULL AND NOT EXISTS ( \
-           SELECT 1 FROM withdrawals s WHERE s.state IN ('broadcasting', 'broadcast') \
-           AND s.eth_intent IS NULL AND s.txid IS NOT NULL AND u.outpoint LIKE s.txid || ':%') \
-         ORDER BY amount DESC, outpoint LIMIT $1",
+    // leaves the child alone above the rate a signer accepts). Never an output of another
+    // of the wallet's transactions that may be unconfirmed — sent, or signed and perhaps
+    // sent by whoever holds the answers: the package would be larger than counted.
+    let unsettled: std::collections::HashSet<String> = sqlx::query(
+        "SELECT txid FROM withdrawals WHERE asset = $1 \
+         AND state IN ('signing', 'signed', 'broadcasting', 'broadcast') AND txid IS NOT NULL",
     )
-    .bind(i64::try_from(MAX_EXTRA_COINS).unwrap_or(8))
+    .bind(withdrawals::ASSET_BTC)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| text(r, "txid"))
+    .collect::<Result<_, _>>()?;
+    let candidates = sqlx::query(
+        "SELECT outpoint, amount, script, branch, address_index FROM utxos \
+         WHERE reserved_by IS NULL AND spent_by IS NULL ORDER BY amount DESC, outpoint LIMIT $1",
+    )
+    .bind(i64::try_from(MAX_EXTRA_COINS * 8).unwrap_or(64))
     .fetch_all(&mut **tx)
     .await?;
-    let mut extra = extra.iter();
+    let mut extra = Vec::with_capacity(MAX_EXTRA_COINS);
+    for r in &candidates {
+        let outpoint = text(r, "outpoint")?;
+        let from = outpoint.split(':').next().unwrap_or_default();
+        if !unsettled.contains(from) && extra.len() < MAX_EXTRA_COINS {
+            extra.push(withdrawals::wallet_utxo(r)?);
+        }
+    }
+    let mut extra = extra.into_iter();
     let inspect = |psbt: &Psbt| {
         custody_bitcoin::inspect_psbt(&wallet.descriptor, psbt, &InspectPolicy::default())
     };
@@ -393,8 +410,8 @@ pub async fn accelerate(
         let more = matches!(built, Err(BuildError::InsufficientFunds { .. }))
             || matches!(shown, Some(Err(InspectError::FeeRateTooHigh { .. })));
         if more {
-            if let Some(r) = extra.next() {
-                coins.push(withdrawals::wallet_utxo(r)?);
+            if let Some(coin) = extra.next() {
+                coins.push(coin);
                 continue;
             }
         }
@@ -571,25 +588,28 @@ pub(crate) async fn gate(tx: &mut Tx<'_>, w: &Row_) -> Result<(), ApiError> {
 }
 
 /// The stuck transactions a child depends on, parents first, as signed: sent again before
-/// the child, so a node that dropped them takes the child.
-///
-/// # Errors
-/// Storage failure.
-pub(crate) async fn parents_to_send(
-    tx: &mut Tx<'_>,
-    app: &App,
-    w: &Row_,
-) -> Result<Vec<(String, String)>, ApiError> {
+/// the child, so a node that dropped them takes the child. Best effort: what cannot be
+/// read is left out (the node decides on the child).
+pub(crate) async fn parents_to_send(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Vec<(String, String)> {
     if w.accelerates.is_none() || w.is_eth() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let again = load(tx, &w.id).await?;
-    let chain = unconfirmed_ancestors(tx, app, again).await?;
-    Ok(chain
-        .into_iter()
-        .filter(|u| u.row.id != w.id)
-        .filter_map(|u| u.row.final_tx.clone().map(|raw| (u.row.id.clone(), raw)))
-        .collect())
+    let found = async {
+        let again = load(tx, &w.id).await?;
+        unconfirmed_ancestors(tx, app, again, MAX_ANCESTORS + 1).await
+    }
+    .await;
+    match found {
+        Ok(chain) => chain
+            .into_iter()
+            .filter(|u| u.row.id != w.id)
+            .filter_map(|u| u.row.final_tx.clone().map(|raw| (u.row.id.clone(), raw)))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(withdrawal = %w.id, error = %e, "could not read the transactions a child pays for; sending the child alone");
+            Vec::new()
+        }
+    }
 }
 
 /// A child is cancelled: the change output it took is forgotten unless what it paid for

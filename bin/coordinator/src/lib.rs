@@ -238,7 +238,9 @@ pub async fn tick(app: &App) -> Result<(), error::ApiError> {
         && started.elapsed() < Duration::from_millis(1500)
     {}
     withdrawals::resume(app).await?;
-    withdrawals::report_stuck(app).await?;
+    if let Err(e) = withdrawals::report_stuck(app).await {
+        tracing::warn!(error = %e, "stuck withdrawals not reported; next tick");
+    }
     let now = app.now();
     let w = &app.config.worker;
     if app.chain.is_some()

@@ -410,6 +410,18 @@ async fn ether_withdrawal_is_signed_broadcast_and_confirmed(engine: Engine) {
     let dest: Address = ETH_DEST.parse().unwrap();
     custody_coordinator::tick(&e.h.app).await.unwrap();
     assert_eq!(e.get(&id).await["state"], "broadcast", "not mined yet");
+    // An account has no children: a sent Ethereum withdrawal is not accelerated.
+    let (st, a) =
+        e.h.call(
+            "POST",
+            &format!("/v1/withdrawals/{id}/accelerate"),
+            Some(&e.operator.token),
+            Some(&common::new_key()),
+            Some(json!({ "reason": "stuck", "fee_rate_sat_vb": 50 })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{a}");
+    assert_eq!(a["error"]["code"], "not_bitcoin", "{a}");
     e.file.as_ref().unwrap().mine(1).await.unwrap();
     assert_eq!(e.chain.balance(dest).await.unwrap(), U256::from(amount));
     custody_coordinator::tick(&e.h.app).await.unwrap();

@@ -1699,6 +1699,16 @@ async fn a_signed_withdrawal_is_voided_by_spending_its_coins_back_to_the_wallet(
         "signed",
         "cancelled only once the void confirms"
     );
+    // A void sent is not accelerated: its original may still be mined first.
+    let (st, e) = accelerate(
+        &h,
+        &f.operator,
+        &fv.id,
+        json!({ "reason": "x", "fee_rate_sat_vb": 50 }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["error"]["code"], "is_a_void");
     h.chain.mine(1).await.unwrap();
     custody_coordinator::tick(&h.app).await.unwrap();
     assert_eq!(h.state(&fv).await, "confirmed");
@@ -2125,6 +2135,23 @@ async fn a_stuck_withdrawal_is_accelerated_by_a_child_that_pays_for_both(engine:
     assert_eq!(reserved_coins(&h, &child_id).await, 1);
 
     let fc = void_through(&mut h, &f, &v).await;
+    // Measured on the signed transactions, not on the estimate the child was built from.
+    let signed_vsize = |id: String| {
+        let pool = h.app.db.pool().clone();
+        async move {
+            let raw: String = sqlx::query_scalar("SELECT final_tx FROM withdrawals WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            bitcoin::consensus::encode::deserialize_hex::<bitcoin::Transaction>(&raw)
+                .unwrap()
+                .vsize() as u64
+        }
+    };
+    let real = (parent.fee_sat + child.fee_sat) as f64
+        / (signed_vsize(f.id.clone()).await + signed_vsize(fc.id.clone()).await) as f64;
+    assert!(real >= 40.0, "the signed pair pays 40 sat/vB: {real}");
     let (st, b) = h.broadcast(&fc).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     // Still not enough: the child is accelerated in turn, and its own child pays for all
@@ -2396,3 +2423,117 @@ async fn a_withdrawal_unconfirmed_for_hours_is_reported_once(engine: Engine) {
     assert_eq!(stuck(&h).await.len(), 1);
 }
 on_both!(a_withdrawal_unconfirmed_for_hours_is_reported_once);
+
+/// A child is sent with the transactions it pays for: a node that dropped the stuck one
+/// gets it again first. A child signed before its parent confirmed on its own may still be
+/// sent afterwards (it moves coins within the wallet and frees them). A child never takes
+/// as an extra coin the unconfirmed change of another withdrawal sent.
+async fn a_child_is_sent_with_its_parent_and_may_follow_it_late(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let mut f = h.signed(49_990_000).await;
+    // The node as it was before the stuck withdrawal reached it.
+    let path = h.chain.path().to_owned();
+    let before = std::fs::read(&path).unwrap();
+    let (st, b) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    h.relogin(&mut f.operator).await;
+    h.relogin(&mut f.user).await;
+    for a in &mut f.approvers {
+        h.relogin(a).await;
+    }
+    let parent_txid = common::parse_txid(h.view(&f).await["txid"].as_str().unwrap());
+    // Another withdrawal, sent, with a large unconfirmed change output the wallet learns.
+    let (st, w2) = another(&h, &f, 1_000_000).await;
+    assert_eq!(st, StatusCode::CREATED, "{w2}");
+    let f2 = void_through(&mut h, &f, &w2).await;
+    let (st, b) = h.broadcast(&f2).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (st, s) = h
+        .call(
+            "POST",
+            "/v1/admin/utxos/sync",
+            Some(&f.operator.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{s}");
+    // The stuck one's change is too small for a high rate, and the only other coin is that
+    // unconfirmed change: not taken.
+    let (st, e) = accelerate(
+        &h,
+        &f.operator,
+        &f.id,
+        json!({ "reason": "stuck", "fee_rate_sat_vb": 200 }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["error"]["code"], "insufficient_funds", "{e}");
+    // A rate the change can pay.
+    let (st, v) = accelerate(
+        &h,
+        &f.operator,
+        &f.id,
+        json!({ "reason": "stuck", "fee_rate_sat_vb": 20 }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (child_tx, _) = inspected(&h, v["id"].as_str().unwrap()).await;
+    assert_eq!(child_tx.input.len(), 1, "the change alone");
+    let fc = void_through(&mut h, &f, &v).await;
+    // The node lost the stuck transaction (and the other one): broadcasting the child
+    // sends its parent again first.
+    std::fs::write(&path, &before).unwrap();
+    assert!(h.chain.transaction(&parent_txid).await.unwrap().is_none());
+    let (st, b) = h.broadcast(&fc).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert!(h.chain.transaction(&parent_txid).await.unwrap().is_some());
+    h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&f).await, "confirmed");
+    assert_eq!(h.state(&fc).await, "confirmed");
+
+    // The other withdrawal's transaction is gone with the node's memory; a child of it,
+    // signed, then its parent confirmed on its own (sent again here, mined).
+    let (st, v2) = accelerate(
+        &h,
+        &f.operator,
+        &f2.id,
+        json!({ "reason": "stuck", "fee_rate_sat_vb": 20 }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v2}");
+    let fc2 = void_through(&mut h, &f, &v2).await;
+    let raw: String = sqlx::query_scalar("SELECT final_tx FROM withdrawals WHERE id = $1")
+        .bind(f2.id.clone())
+        .fetch_one(h.app.db.pool())
+        .await
+        .unwrap();
+    let tx2: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&raw).unwrap();
+    use custody_chain::ChainBackend as _;
+    h.chain.broadcast(&tx2).await.unwrap();
+    h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&f2).await, "confirmed");
+    assert_eq!(
+        h.state(&fc2).await,
+        "signed",
+        "its round was out: left alone"
+    );
+    let (st, b) = h.broadcast(&fc2).await;
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "a transfer within the wallet, still valid: {b}"
+    );
+    h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&fc2).await, "confirmed");
+    totals_agree(&h).await;
+    custody_coordinator::audit::verify(&h.app.db)
+        .await
+        .expect("log intact");
+}
+on_both!(a_child_is_sent_with_its_parent_and_may_follow_it_late);

@@ -1,6 +1,13 @@
 //! A development chain kept in one JSON file (`docs/formats/dev-chain.md`).
+//!
+//! Its mempool behaves like Bitcoin Core 28's with full RBF (`mempoolfullrbf=1`): a
+//! transaction that spends what mempool transactions already spend replaces them, and their
+//! descendants, when it pays enough under the BIP125 rules as Core applies them
+//! (<https://github.com/bitcoin/bips/blob/master/bip-0125.mediawiki>); a spend conflicting
+//! with a confirmed transaction is always refused.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -27,14 +34,32 @@ const FUNDING_TAG: &[u8] = b"coinport dev-chain funding";
 /// A development and test chain in one JSON file.
 ///
 /// It behaves like a tiny node with a perfect view of its own chain: `fund` creates deposits
-/// out of thin air, `broadcast` checks that every input spends a known unspent output
-/// (refusing double spends with the node's usual reason), and `mine` confirms everything in
-/// the mempool. Scripts and signatures are **not** verified; the coordinator verifies
-/// transactions with `custody-bitcoin` before broadcasting them.
+/// out of thin air, `broadcast` checks that every input spends a known unspent output, and
+/// `mine` confirms everything in the mempool. Scripts and signatures are **not** verified;
+/// the coordinator verifies transactions with `custody-bitcoin` before broadcasting them.
+///
+/// Double spends follow Bitcoin Core 28 with full RBF (no signalling needed). Spending an
+/// output that a *confirmed* transaction spent is refused (`bad-txns-inputs-missingorspent`,
+/// naming the spender). Spending one that *mempool* transactions spend replaces them and
+/// their mempool descendants if the new transaction
+/// - does not spend an output of a transaction it would evict
+///   (`bad-txns-spends-conflicting-tx`),
+/// - pays a strictly higher fee rate than each transaction it conflicts with directly
+///   (`insufficient fee`),
+/// - evicts at most 100 transactions (`too many potential replacements`), and
+/// - pays at least the evicted transactions' fees plus 1 sat/vB of its own virtual size
+///   (`insufficient fee`);
+///
+/// otherwise it is refused with that reason, followed by the conflicting spend
+/// (`txn-mempool-conflict: … (double spend)`). A replacement removes the evicted
+/// transactions and their outputs, and gives back as unspent the outputs they spent that
+/// nothing else spends. Fees are input values (from the chain's known transactions) minus
+/// output values; sizes are [`Transaction::vsize`].
 ///
 /// Every operation takes an advisory lock on `<file>.lock` and rewrites the file atomically
 /// (temporary file, `fsync`, rename, directory `fsync`), so several handles and several
-/// processes can share one chain, and of two conflicting spends exactly one is accepted.
+/// processes can share one chain, and of two conflicting spends exactly one ends up in the
+/// mempool (the first, or the second if it replaces the first).
 ///
 /// # Panics
 /// The async methods run their blocking file work with `tokio::task::spawn_blocking`, so
@@ -398,6 +423,9 @@ fn reject(txid: Txid, reason: String) -> ChainError {
 }
 
 /// Checks `tx` against the chain and applies it; returns its txid.
+///
+/// A transaction spending outputs that mempool transactions already spend replaces them if
+/// it passes [`check_replacement`].
 fn accept(doc: &mut ChainDoc, tx: &Transaction) -> Result<Txid, ChainError> {
     let txid = tx.compute_txid();
     if doc.entry(&txid).is_some() {
@@ -411,6 +439,7 @@ fn accept(doc: &mut ChainDoc, tx: &Transaction) -> Result<Txid, ChainError> {
     }
     let mut spent = HashSet::new();
     let mut in_value = Amount::ZERO;
+    let mut conflicts: Vec<Conflict> = Vec::new();
     for (index, input) in tx.input.iter().enumerate() {
         let prevout = input.previous_output;
         if !spent.insert(prevout) {
@@ -425,45 +454,62 @@ fn accept(doc: &mut ChainDoc, tx: &Transaction) -> Result<Txid, ChainError> {
                 format!("input {index} is unsigned (empty witness and script_sig)"),
             ));
         }
-        match doc.utxo(&prevout) {
-            Some(utxo) => {
-                in_value = in_value
-                    .checked_add(utxo.value)
-                    .ok_or_else(|| reject(txid, "bad-txns-inputvalues-outofrange".into()))?;
-            }
-            None => {
-                return Err(reject(
-                    txid,
-                    match doc.spender(&prevout) {
-                        Some((spender, None)) => format!(
-                            "txn-mempool-conflict: input {index} spends {prevout}, already spent \
-                             by {spender} in the mempool (double spend)"
-                        ),
-                        Some((spender, Some(height))) => format!(
+        let unknown = || {
+            reject(
+                txid,
+                format!(
+                    "bad-txns-inputs-missingorspent: input {index} spends unknown output \
+                     {prevout}"
+                ),
+            )
+        };
+        let value = if let Some(utxo) = doc.utxo(&prevout) {
+            utxo.value
+        } else {
+            match doc.spender(&prevout) {
+                Some((spender, None)) => {
+                    if !conflicts.iter().any(|c| c.spender == spender) {
+                        conflicts.push(Conflict {
+                            input: index,
+                            prevout,
+                            spender,
+                        });
+                    }
+                    doc.output(&prevout).ok_or_else(unknown)?.value
+                }
+                Some((spender, Some(height))) => {
+                    return Err(reject(
+                        txid,
+                        format!(
                             "bad-txns-inputs-missingorspent: input {index} spends {prevout}, \
-                             already spent by {spender} confirmed at height {height} (double spend)"
+                             already spent by {spender} confirmed at height {height} (double \
+                             spend)"
                         ),
-                        None => format!(
-                            "bad-txns-inputs-missingorspent: input {index} spends unknown output \
-                             {prevout}"
-                        ),
-                    },
-                ));
+                    ));
+                }
+                None => return Err(unknown()),
             }
-        }
+        };
+        in_value = in_value
+            .checked_add(value)
+            .ok_or_else(|| reject(txid, "bad-txns-inputvalues-outofrange".into()))?;
     }
     let out_value = tx
         .output
         .iter()
         .try_fold(Amount::ZERO, |sum, out| sum.checked_add(out.value))
         .ok_or_else(|| reject(txid, "bad-txns-txouttotal-toolarge".into()))?;
-    if out_value > in_value {
+    let Some(fee) = in_value.checked_sub(out_value) else {
         return Err(reject(
             txid,
             format!("bad-txns-in-belowout: outputs {out_value} exceed inputs {in_value}"),
         ));
-    }
+    };
 
+    if !conflicts.is_empty() {
+        let evicted = check_replacement(doc, tx, fee, &conflicts)?;
+        evict(doc, &evicted);
+    }
     doc.utxos.retain(|u| !spent.contains(&u.outpoint()));
     for (vout, out) in (0u32..).zip(&tx.output) {
         if out.script_pubkey.is_op_return() {
@@ -484,6 +530,207 @@ fn accept(doc: &mut ChainDoc, tx: &Transaction) -> Result<Txid, ChainError> {
         tx: tx.clone(),
     });
     Ok(txid)
+}
+
+/// Bitcoin Core's limit on the transactions one replacement may evict
+/// (`MAX_REPLACEMENT_CANDIDATES`).
+const MAX_REPLACEMENT_CANDIDATES: usize = 100;
+/// What a replacement must pay for its own relay on top of the fees it evicts, in sat/vB
+/// (Core's `-incrementalrelayfee` default, equal to the minimum relay fee).
+const INCREMENTAL_RELAY_FEE_SAT_VB: u64 = 1;
+
+/// An input of a new transaction that spends an output a mempool transaction already spends.
+struct Conflict {
+    input: usize,
+    prevout: OutPoint,
+    spender: Txid,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "txn-mempool-conflict: input {} spends {}, already spent by {} in the mempool \
+             (double spend)",
+            self.input, self.prevout, self.spender
+        )
+    }
+}
+
+/// A fee rate in sat/kvB, truncated, compared and shown as Bitcoin Core's `CFeeRate` is.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct CoreFeeRate(u64);
+
+impl CoreFeeRate {
+    fn new(fee: Amount, vsize: usize) -> Self {
+        let vsize = u64::try_from(vsize.max(1)).unwrap_or(u64::MAX);
+        Self(fee.to_sat().saturating_mul(1000) / vsize)
+    }
+}
+
+impl fmt::Display for CoreFeeRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:03} sat/vB", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+/// Applies Bitcoin Core's replacement rules (BIP125 as Core 28 enforces them with full RBF,
+/// so no signalling is needed) to `tx`, which pays `fee` and spends what the mempool
+/// transactions in `conflicts` spend. Returns the transactions it evicts: the direct
+/// conflicts and all their mempool descendants.
+///
+/// The checks run in Core's order: the replacement must not spend an output of a transaction
+/// it evicts, must pay a strictly higher fee rate than every direct conflict, may evict at
+/// most [`MAX_REPLACEMENT_CANDIDATES`] transactions, and must pay at least the evicted fees
+/// plus its own relay at [`INCREMENTAL_RELAY_FEE_SAT_VB`].
+///
+/// # Errors
+/// [`ChainError::Rejected`] with Core's reason when a rule is broken, followed by the first
+/// conflict (or the one whose fee rate was not beaten); [`ChainError::BadChainFile`] if a
+/// mempool transaction's fee cannot be computed from the document.
+fn check_replacement(
+    doc: &ChainDoc,
+    tx: &Transaction,
+    fee: Amount,
+    conflicts: &[Conflict],
+) -> Result<Vec<Txid>, ChainError> {
+    let txid = tx.compute_txid();
+    let Some(first) = conflicts.first() else {
+        return Ok(Vec::new());
+    };
+    let evicted = with_descendants(doc, conflicts.iter().map(|c| c.spender).collect());
+    if let Some(parent) = tx
+        .input
+        .iter()
+        .map(|i| i.previous_output.txid)
+        .find(|parent| evicted.contains(parent))
+    {
+        return Err(reject(
+            txid,
+            format!(
+                "bad-txns-spends-conflicting-tx: {txid} spends conflicting transaction \
+                 {parent}; {first}"
+            ),
+        ));
+    }
+
+    let vsize = tx.vsize();
+    let new_rate = CoreFeeRate::new(fee, vsize);
+    for conflict in conflicts {
+        let old = doc.mempool_entry(&conflict.spender)?;
+        let old_rate = CoreFeeRate::new(doc.fee(old)?, old.tx.vsize());
+        if new_rate <= old_rate {
+            return Err(reject(
+                txid,
+                format!(
+                    "insufficient fee: rejecting replacement {txid}; new feerate {new_rate} <= \
+                     old feerate {old_rate}; {conflict}"
+                ),
+            ));
+        }
+    }
+
+    if evicted.len() > MAX_REPLACEMENT_CANDIDATES {
+        return Err(reject(
+            txid,
+            format!(
+                "too many potential replacements: rejecting replacement {txid}; too many \
+                 potential replacements ({} > {MAX_REPLACEMENT_CANDIDATES}); {first}",
+                evicted.len()
+            ),
+        ));
+    }
+
+    let mut evicted_fees = Amount::ZERO;
+    for spender in &evicted {
+        let fee = doc.fee(doc.mempool_entry(spender)?)?;
+        evicted_fees = evicted_fees
+            .checked_add(fee)
+            .ok_or_else(|| bad_doc(format!("fees evicted by {txid} overflow")))?;
+    }
+    let Some(additional) = fee.checked_sub(evicted_fees) else {
+        return Err(reject(
+            txid,
+            format!(
+                "insufficient fee: rejecting replacement {txid}, less fees than conflicting \
+                 txs; {fee} < {evicted_fees}; {first}"
+            ),
+        ));
+    };
+    let vsize_u64 = u64::try_from(vsize).unwrap_or(u64::MAX);
+    let relay = Amount::from_sat(vsize_u64.saturating_mul(INCREMENTAL_RELAY_FEE_SAT_VB));
+    if additional < relay {
+        return Err(reject(
+            txid,
+            format!(
+                "insufficient fee: rejecting replacement {txid}, not enough additional fees to \
+                 relay; {additional} < {relay}; {first}"
+            ),
+        ));
+    }
+    Ok(evicted)
+}
+
+/// Returns `roots` followed by every mempool transaction that spends their outputs,
+/// recursively, each once.
+fn with_descendants(doc: &ChainDoc, roots: Vec<Txid>) -> Vec<Txid> {
+    let mut seen: HashSet<Txid> = roots.iter().copied().collect();
+    let mut all = roots;
+    let mut next = 0;
+    while let Some(&parent) = all.get(next) {
+        next += 1;
+        for entry in &doc.transactions {
+            let spends_parent = entry
+                .tx
+                .input
+                .iter()
+                .any(|i| i.previous_output.txid == parent);
+            if entry.height.is_none() && spends_parent && seen.insert(entry.txid) {
+                all.push(entry.txid);
+            }
+        }
+    }
+    all
+}
+
+/// Removes the mempool transactions `evicted` (a set closed under descendants): their outputs
+/// leave the UTXO set, and the outputs they spent that no remaining transaction spends become
+/// unspent again, at their creating transaction's height.
+fn evict(doc: &mut ChainDoc, evicted: &[Txid]) {
+    let evicted: HashSet<Txid> = evicted.iter().copied().collect();
+    let freed: Vec<OutPoint> = doc
+        .transactions
+        .iter()
+        .filter(|t| evicted.contains(&t.txid))
+        .flat_map(|t| t.tx.input.iter().map(|i| i.previous_output))
+        .filter(|prevout| !evicted.contains(&prevout.txid))
+        .collect();
+    doc.transactions.retain(|t| !evicted.contains(&t.txid));
+    doc.utxos.retain(|u| !evicted.contains(&u.txid));
+    for outpoint in freed {
+        if doc.spender(&outpoint).is_some() || doc.utxo(&outpoint).is_some() {
+            continue;
+        }
+        let (Some(out), Some(parent)) = (doc.output(&outpoint), doc.entry(&outpoint.txid)) else {
+            continue;
+        };
+        let utxo = UtxoEntry {
+            txid: outpoint.txid,
+            vout: outpoint.vout,
+            value: out.value,
+            script_pubkey: out.script_pubkey.clone(),
+            height: parent.height,
+        };
+        doc.utxos.push(utxo);
+    }
+}
+
+/// A [`ChainError::BadChainFile`] whose path [`FileBackend::with_path`] fills in.
+fn bad_doc(reason: String) -> ChainError {
+    ChainError::BadChainFile {
+        path: PathBuf::new(),
+        reason,
+    }
 }
 
 #[async_trait::async_trait]
@@ -614,6 +861,42 @@ impl ChainDoc {
 
     fn utxo(&self, outpoint: &OutPoint) -> Option<&UtxoEntry> {
         self.utxos.iter().find(|u| u.outpoint() == *outpoint)
+    }
+
+    /// The output `outpoint` names, if the document knows its transaction.
+    fn output(&self, outpoint: &OutPoint) -> Option<&TxOut> {
+        let vout = usize::try_from(outpoint.vout).ok()?;
+        self.entry(&outpoint.txid)?.tx.output.get(vout)
+    }
+
+    /// The unconfirmed transaction `txid`.
+    fn mempool_entry(&self, txid: &Txid) -> Result<&TxEntry, ChainError> {
+        self.entry(txid)
+            .filter(|e| e.height.is_none())
+            .ok_or_else(|| bad_doc(format!("mempool transaction {txid} is not listed")))
+    }
+
+    /// The fee a known transaction pays: the values of the outputs it spends, looked up in
+    /// the known transactions, minus what it pays out.
+    fn fee(&self, entry: &TxEntry) -> Result<Amount, ChainError> {
+        let txid = entry.txid;
+        let mut in_value = Amount::ZERO;
+        for input in &entry.tx.input {
+            let prevout = input.previous_output;
+            let value = self
+                .output(&prevout)
+                .ok_or_else(|| bad_doc(format!("transaction {txid} spends unknown {prevout}")))?
+                .value;
+            in_value = in_value
+                .checked_add(value)
+                .ok_or_else(|| bad_doc(format!("input values of {txid} overflow")))?;
+        }
+        entry
+            .tx
+            .output
+            .iter()
+            .try_fold(in_value, |rest, out| rest.checked_sub(out.value))
+            .ok_or_else(|| bad_doc(format!("transaction {txid} pays out more than it spends")))
     }
 
     /// The known transaction spending `outpoint` and its confirmation height.

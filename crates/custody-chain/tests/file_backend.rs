@@ -1,5 +1,5 @@
-//! The development chain file: deposits, spends, double-spend refusal, mining, persistence
-//! and two handles racing on one file.
+//! The development chain file: deposits, spends, double-spend refusal, full-RBF replacement,
+//! mining, persistence and two handles racing on one file.
 
 use std::path::PathBuf;
 
@@ -289,8 +289,10 @@ async fn two_handles_racing_conflicting_spends_accept_exactly_one() {
             .expect("fund");
         let a = FileBackend::open(&path).expect("first handle");
         let b = FileBackend::open(&path).expect("second handle");
+        // Equal fee rates: whichever comes second cannot replace the first (full RBF needs
+        // a strictly higher rate), so exactly one is accepted.
         let to_a = spend(&[funded], &[(script(100 + round), 49_000)]);
-        let to_b = spend(&[funded], &[(script(200 - round), 48_000)]);
+        let to_b = spend(&[funded], &[(script(200 - round), 49_000)]);
 
         let task_a = tokio::spawn(async move { a.broadcast(&to_a).await });
         let task_b = tokio::spawn(async move { b.broadcast(&to_b).await });
@@ -398,5 +400,399 @@ fn a_tampered_transaction_is_detected_on_open() {
             assert!(reason.contains("does not hash to its txid"), "{reason}")
         }
         other => panic!("expected a bad chain file, got {other:?}"),
+    }
+}
+
+// Full RBF: a conflicting mempool spend is replaced when the new one pays enough (Bitcoin
+// Core 28's default `mempoolfullrbf=1`, BIP125's rules as Core applies them).
+
+/// The outpoints, values and heights paying `scripts`, sorted, to compare whole sets.
+async fn coins(chain: &FileBackend, scripts: &[ScriptBuf]) -> Vec<(OutPoint, u64, Option<u32>)> {
+    let mut coins: Vec<_> = chain
+        .utxos(scripts)
+        .await
+        .expect("utxos")
+        .into_iter()
+        .map(|u| (u.outpoint, u.value.to_sat(), u.height))
+        .collect();
+    coins.sort();
+    coins
+}
+
+async fn status(chain: &FileBackend, tx: &Transaction) -> TxStatus {
+    chain.tx_status(&tx.compute_txid()).await.expect("status")
+}
+
+#[tokio::test]
+async fn a_replacement_paying_more_evicts_the_original_and_confirms() {
+    let (_dir, _path, chain) = chain();
+    let (wallet, payee, bumped) = (script(1), script(3), script(5));
+    let funded = chain
+        .fund(&wallet, Amount::from_sat(100_000))
+        .await
+        .expect("fund");
+    chain.mine(1).await.expect("mine");
+    let original = spend(&[funded], &[(payee.clone(), 99_000)]);
+    chain.broadcast(&original).await.expect("broadcast");
+
+    // 2,000 sat at 111 vB beats 1,000 sat at 111 vB and adds more than 111 sat of relay fee.
+    let replacement = spend(&[funded], &[(bumped.clone(), 98_000)]);
+    let txid = chain.broadcast(&replacement).await.expect("replacement");
+    assert_eq!(txid, replacement.compute_txid());
+
+    assert_eq!(status(&chain, &original).await, TxStatus::Unknown);
+    assert_eq!(
+        chain
+            .transaction(&original.compute_txid())
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(status(&chain, &replacement).await, TxStatus::InMempool);
+    assert_eq!(
+        coins(&chain, &[wallet, payee, bumped.clone()]).await,
+        [(OutPoint { txid, vout: 0 }, 98_000, None)]
+    );
+    // Sending the replacement again is still idempotent.
+    assert_eq!(chain.broadcast(&replacement).await.expect("again"), txid);
+
+    chain.mine(1).await.expect("mine");
+    assert_eq!(
+        status(&chain, &replacement).await,
+        TxStatus::Confirmed {
+            height: 2,
+            confirmations: 1
+        }
+    );
+    assert_eq!(
+        coins(&chain, &[bumped]).await,
+        [(OutPoint { txid, vout: 0 }, 98_000, Some(2))]
+    );
+}
+
+#[tokio::test]
+async fn a_replacement_evicts_descendants_and_gives_back_only_coins_it_leaves_unspent() {
+    let (_dir, _path, chain) = chain();
+    let (wallet, payee, change, onward, bumped) =
+        (script(1), script(3), script(2), script(6), script(5));
+    let a = chain
+        .fund(&wallet, Amount::from_sat(100_000))
+        .await
+        .expect("fund a");
+    let c = chain
+        .fund(&wallet, Amount::from_sat(20_000))
+        .await
+        .expect("fund c");
+    chain.mine(1).await.expect("mine");
+    let b = chain
+        .fund(&wallet, Amount::from_sat(50_000))
+        .await
+        .expect("fund b");
+
+    // original spends a; the child spends original's change and the coins b and c.
+    let original = spend(&[a], &[(payee.clone(), 60_000), (change.clone(), 39_000)]);
+    let original_txid = chain.broadcast(&original).await.expect("original");
+    let change_coin = OutPoint {
+        txid: original_txid,
+        vout: 1,
+    };
+    let child = spend(&[change_coin, b, c], &[(onward.clone(), 108_000)]);
+    chain.broadcast(&child).await.expect("child");
+    assert_eq!(status(&chain, &child).await, TxStatus::InMempool);
+
+    // Evicted fees are 1,000 + 1,000; 5,000 covers them plus 111 sat of relay.
+    let replacement = spend(&[a], &[(bumped.clone(), 95_000)]);
+    let txid = chain.broadcast(&replacement).await.expect("replacement");
+
+    assert_eq!(status(&chain, &original).await, TxStatus::Unknown);
+    assert_eq!(status(&chain, &child).await, TxStatus::Unknown);
+    assert_eq!(status(&chain, &replacement).await, TxStatus::InMempool);
+    // b and c come back at their own heights; a does not, the replacement spends it.
+    let mut expected = vec![
+        (b, 50_000, None),
+        (c, 20_000, Some(1)),
+        (OutPoint { txid, vout: 0 }, 95_000, None),
+    ];
+    expected.sort();
+    assert_eq!(
+        coins(&chain, &[wallet, payee, change, onward, bumped]).await,
+        expected
+    );
+
+    // The given-back coins are spendable again.
+    let respend = spend(&[b, c], &[(script(7), 69_000)]);
+    chain
+        .broadcast(&respend)
+        .await
+        .expect("spend the given-back coins");
+    chain.mine(1).await.expect("mine");
+    assert!(matches!(
+        status(&chain, &replacement).await,
+        TxStatus::Confirmed { height: 2, .. }
+    ));
+    assert!(matches!(
+        status(&chain, &respend).await,
+        TxStatus::Confirmed { height: 2, .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_replacement_must_beat_the_fee_rate_of_every_direct_conflict() {
+    let (_dir, path, chain) = chain();
+    let (wallet, bumped) = (script(1), script(5));
+    let a = chain
+        .fund(&wallet, Amount::from_sat(100_000))
+        .await
+        .expect("fund a");
+    let b = chain
+        .fund(&wallet, Amount::from_sat(100_000))
+        .await
+        .expect("fund b");
+    let cheap = spend(&[a], &[(script(3), 99_000)]);
+    let dear = spend(&[b], &[(script(4), 97_000)]);
+    chain.broadcast(&cheap).await.expect("cheap");
+    chain.broadcast(&dear).await.expect("dear");
+    let before = std::fs::read(&path).expect("read file");
+
+    // 4,400 sat at 169 vB (26.035 sat/vB) beats 9.009 but not 27.027 sat/vB.
+    let short = spend(&[a, b], &[(bumped.clone(), 195_600)]);
+    assert_eq!(short.vsize(), 169);
+    let reason = rejection(chain.broadcast(&short).await);
+    assert!(
+        reason.contains("new feerate 26.035 sat/vB <= old feerate 27.027 sat/vB"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("already spent by {}", dear.compute_txid())),
+        "{reason}"
+    );
+    assert_eq!(std::fs::read(&path).expect("read file"), before);
+
+    let enough = spend(&[a, b], &[(bumped.clone(), 195_300)]);
+    let txid = chain.broadcast(&enough).await.expect("replacement");
+    assert_eq!(status(&chain, &cheap).await, TxStatus::Unknown);
+    assert_eq!(status(&chain, &dear).await, TxStatus::Unknown);
+    assert_eq!(
+        coins(&chain, &[wallet, script(3), script(4), bumped]).await,
+        [(OutPoint { txid, vout: 0 }, 195_300, None)]
+    );
+}
+
+#[tokio::test]
+async fn a_replacement_that_does_not_pay_enough_is_refused_and_changes_nothing() {
+    let (_dir, path, chain) = chain();
+    let (wallet, payee, change, onward, bumped) =
+        (script(1), script(3), script(2), script(6), script(5));
+    let scripts = [
+        wallet.clone(),
+        payee.clone(),
+        change,
+        onward.clone(),
+        bumped,
+    ];
+    let a = chain
+        .fund(&wallet, Amount::from_sat(100_000))
+        .await
+        .expect("fund a");
+    let b = chain
+        .fund(&wallet, Amount::from_sat(100_000))
+        .await
+        .expect("fund b");
+    chain.mine(1).await.expect("mine");
+    // 1,000 sat at 111 vB: 9.009 sat/vB.
+    let original = spend(&[a], &[(payee.clone(), 99_000)]);
+    let original_txid = chain.broadcast(&original).await.expect("original");
+    assert_eq!(original.vsize(), 111);
+    // 1,000 sat at 154 vB, with a child paying 5,000 sat.
+    let parent = spend(&[b], &[(payee.clone(), 60_000), (script(2), 39_000)]);
+    let parent_txid = chain.broadcast(&parent).await.expect("parent");
+    let child = spend(
+        &[OutPoint {
+            txid: parent_txid,
+            vout: 1,
+        }],
+        &[(onward, 34_000)],
+    );
+    chain.broadcast(&child).await.expect("child");
+    let before = std::fs::read(&path).expect("read file");
+    let coins_before = coins(&chain, &scripts).await;
+
+    let assert_unchanged = |reason: &str| {
+        assert_eq!(std::fs::read(&path).expect("read file"), before, "{reason}");
+    };
+
+    // The same fee rate.
+    let same = spend(&[a], &[(script(5), 99_000)]);
+    let reason = rejection(chain.broadcast(&same).await);
+    assert!(
+        reason.starts_with(&format!(
+            "insufficient fee: rejecting replacement {}; new feerate 9.009 sat/vB <= old \
+             feerate 9.009 sat/vB; txn-mempool-conflict: input 0 spends {a}, already spent by \
+             {original_txid} in the mempool (double spend)",
+            same.compute_txid()
+        )),
+        "{reason}"
+    );
+    assert_unchanged(&reason);
+
+    // A lower fee rate.
+    let lower = spend(&[a], &[(script(5), 99_500)]);
+    let reason = rejection(chain.broadcast(&lower).await);
+    assert!(
+        reason.contains("new feerate 4.504 sat/vB <= old feerate 9.009 sat/vB"),
+        "{reason}"
+    );
+    assert_unchanged(&reason);
+
+    // A higher rate (9.459 sat/vB) and more fee, but 50 sat more does not pay for 111 vB.
+    let thin = spend(&[a], &[(script(5), 98_950)]);
+    let reason = rejection(chain.broadcast(&thin).await);
+    assert!(
+        reason.starts_with(&format!(
+            "insufficient fee: rejecting replacement {}, not enough additional fees to relay",
+            thin.compute_txid()
+        )),
+        "{reason}"
+    );
+    assert!(reason.contains(&original_txid.to_string()), "{reason}");
+    assert_unchanged(&reason);
+
+    // A higher rate than the parent (18.018 > 6.493 sat/vB), but less than the 6,000 sat the
+    // parent and its child pay together.
+    let under = spend(&[b], &[(script(5), 98_000)]);
+    let reason = rejection(chain.broadcast(&under).await);
+    assert!(
+        reason.starts_with(&format!(
+            "insufficient fee: rejecting replacement {}, less fees than conflicting txs",
+            under.compute_txid()
+        )),
+        "{reason}"
+    );
+    assert!(reason.contains(&parent_txid.to_string()), "{reason}");
+    assert_unchanged(&reason);
+
+    // Enough to beat the parent's rate but not the evicted fees plus its own relay.
+    let almost = spend(&[b], &[(script(5), 100_000 - 6_000 - 110)]);
+    let reason = rejection(chain.broadcast(&almost).await);
+    assert!(
+        reason.contains("not enough additional fees to relay"),
+        "{reason}"
+    );
+    assert_unchanged(&reason);
+
+    assert_eq!(status(&chain, &original).await, TxStatus::InMempool);
+    assert_eq!(status(&chain, &parent).await, TxStatus::InMempool);
+    assert_eq!(status(&chain, &child).await, TxStatus::InMempool);
+    assert_eq!(coins(&chain, &scripts).await, coins_before);
+    for refused in [&same, &lower, &thin, &under, &almost] {
+        assert_eq!(status(&chain, refused).await, TxStatus::Unknown);
+    }
+
+    // One satoshi more and the parent and child go.
+    let exact = spend(&[b], &[(script(5), 100_000 - 6_000 - 111)]);
+    chain.broadcast(&exact).await.expect("replacement");
+    assert_eq!(status(&chain, &parent).await, TxStatus::Unknown);
+    assert_eq!(status(&chain, &child).await, TxStatus::Unknown);
+}
+
+#[tokio::test]
+async fn a_replacement_spending_an_output_of_what_it_replaces_is_refused() {
+    let (_dir, path, chain) = chain();
+    let (wallet, payee, change) = (script(1), script(3), script(2));
+    let a = chain
+        .fund(&wallet, Amount::from_sat(100_000))
+        .await
+        .expect("fund");
+    let original = spend(&[a], &[(payee.clone(), 60_000), (change.clone(), 39_000)]);
+    let original_txid = chain.broadcast(&original).await.expect("original");
+    let before = std::fs::read(&path).expect("read file");
+
+    let change_coin = OutPoint {
+        txid: original_txid,
+        vout: 1,
+    };
+    let replacement = spend(&[a, change_coin], &[(script(5), 90_000)]);
+    let reason = rejection(chain.broadcast(&replacement).await);
+    assert!(
+        reason.starts_with(&format!(
+            "bad-txns-spends-conflicting-tx: {} spends conflicting transaction {original_txid}",
+            replacement.compute_txid()
+        )),
+        "{reason}"
+    );
+    assert_eq!(std::fs::read(&path).expect("read file"), before);
+    assert_eq!(status(&chain, &original).await, TxStatus::InMempool);
+}
+
+#[tokio::test]
+async fn a_spend_conflicting_with_a_confirmed_spend_is_refused_whatever_it_pays() {
+    let (_dir, path, chain) = chain();
+    let wallet = script(1);
+    let a = chain
+        .fund(&wallet, Amount::from_sat(100_000))
+        .await
+        .expect("fund");
+    let original = spend(&[a], &[(script(3), 99_000)]);
+    let original_txid = chain.broadcast(&original).await.expect("original");
+    chain.mine(1).await.expect("mine");
+    let before = std::fs::read(&path).expect("read file");
+
+    let generous = spend(&[a], &[(script(5), 50_000)]);
+    let reason = rejection(chain.broadcast(&generous).await);
+    assert_eq!(
+        reason,
+        format!(
+            "bad-txns-inputs-missingorspent: input 0 spends {a}, already spent by \
+             {original_txid} confirmed at height 1 (double spend)"
+        )
+    );
+    assert_eq!(std::fs::read(&path).expect("read file"), before);
+}
+
+#[tokio::test]
+async fn a_replacement_may_evict_at_most_one_hundred_transactions() {
+    let (_dir, path, chain) = chain();
+    let wallet = script(1);
+    let a = chain
+        .fund(&wallet, Amount::from_sat(1_000_000))
+        .await
+        .expect("fund");
+    // A chain of 101 mempool transactions, each paying 100 sat and spending the one before.
+    let mut chain_txs = Vec::new();
+    let (mut coin, mut value) = (a, 1_000_000);
+    for _ in 0..101 {
+        value -= 100;
+        let tx = spend(&[coin], &[(wallet.clone(), value)]);
+        coin = OutPoint {
+            txid: chain.broadcast(&tx).await.expect("chain link"),
+            vout: 0,
+        };
+        chain_txs.push(tx);
+    }
+    let before = std::fs::read(&path).expect("read file");
+
+    // Replacing the first would evict all 101.
+    let all = spend(&[a], &[(script(5), 900_000)]);
+    let reason = rejection(chain.broadcast(&all).await);
+    assert!(
+        reason.starts_with(&format!(
+            "too many potential replacements: rejecting replacement {}; too many potential \
+             replacements (101 > 100)",
+            all.compute_txid()
+        )),
+        "{reason}"
+    );
+    assert_eq!(std::fs::read(&path).expect("read file"), before);
+
+    // Replacing the second evicts exactly 100: allowed.
+    let first_out = OutPoint {
+        txid: chain_txs[0].compute_txid(),
+        vout: 0,
+    };
+    let hundred = spend(&[first_out], &[(script(5), 900_000)]);
+    chain.broadcast(&hundred).await.expect("replacement");
+    assert_eq!(status(&chain, &chain_txs[0]).await, TxStatus::InMempool);
+    for evicted in &chain_txs[1..] {
+        assert_eq!(status(&chain, evicted).await, TxStatus::Unknown);
     }
 }
