@@ -917,14 +917,16 @@ pub async fn track(app: &App) -> Result<usize, ApiError> {
                     &serde_json::json!({ "txid": format!("{hash:#x}"), "reason": reason }),
                 )
                 .await?;
-                crate::notify::enqueue(
-                    &mut tx,
-                    app,
-                    Some(&w.principal_id),
-                    "withdrawal.failed",
-                    serde_json::json!({ "withdrawal": id, "reason": reason }),
-                )
-                .await?;
+                if w.has_customer() {
+                    crate::notify::enqueue(
+                        &mut tx,
+                        app,
+                        Some(&w.principal_id),
+                        "withdrawal.failed",
+                        serde_json::json!({ "withdrawal": id, "reason": reason }),
+                    )
+                    .await?;
+                }
                 changed += 1;
                 tx.commit().await?;
             }
