@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::accounts::{self, Principal, Role};
+use crate::accounts::Principal;
 use crate::app::App;
 use crate::db::{opt_text, text, Tx};
 use crate::error::ApiError;
@@ -53,9 +53,8 @@ pub struct NewAcceleration {
 /// with more than 24 unconfirmed ancestors (`-limitancestorcount`, 25 with itself).
 const MAX_ANCESTORS: usize = 24;
 
-/// The fee and signed weight (in whole virtual bytes) of a Bitcoin withdrawal's
-/// transaction, and its PSBT.
-fn fee_and_weight(app: &App, w: &Row_) -> Result<(Amount, Weight, Psbt), ApiError> {
+/// A Bitcoin withdrawal's PSBT and what it does, as the signers see it.
+fn inspected(app: &App, w: &Row_) -> Result<(Psbt, custody_bitcoin::Inspection), ApiError> {
     let wallet = app.wallet()?;
     let psbt = Psbt::deserialize(
         &B64.decode(w.psbt.clone().unwrap_or_default())
@@ -64,12 +63,7 @@ fn fee_and_weight(app: &App, w: &Row_) -> Result<(Amount, Weight, Psbt), ApiErro
     .map_err(ApiError::internal)?;
     let shown = custody_bitcoin::inspect_psbt(&wallet.descriptor, &psbt, &InspectPolicy::default())
         .map_err(|e| ApiError::internal(format!("withdrawal {} does not inspect: {e}", w.id)))?;
-    // Nodes rate a package over each transaction's whole virtual bytes.
-    Ok((
-        Amount::from_sat(shown.fee_sat),
-        Weight::from_vb(shown.vsize).unwrap_or(Weight::MAX),
-        psbt,
-    ))
+    Ok((psbt, shown))
 }
 
 /// A withdrawal sent and not yet confirmed that a transaction depends on.
@@ -91,7 +85,7 @@ pub(crate) struct Unconfirmed {
 pub(crate) async fn unconfirmed_ancestors(
     tx: &mut Tx<'_>,
     app: &App,
-    w: Row_,
+    w: &Row_,
     limit: usize,
 ) -> Result<Vec<Unconfirmed>, ApiError> {
     // The wallet's sent, unconfirmed transactions, once (the in-flight partial index; the
@@ -107,7 +101,7 @@ pub(crate) async fn unconfirmed_ancestors(
         by_txid.insert(text(r, "txid")?, text(r, "id")?);
     }
     let mut found: Vec<Unconfirmed> = Vec::new();
-    let mut queue = vec![w];
+    let mut queue = vec![w.clone()];
     while let Some(row) = queue.pop() {
         if found.iter().any(|u| u.row.id == row.id) {
             continue;
@@ -120,7 +114,10 @@ pub(crate) async fn unconfirmed_ancestors(
                 ),
             ));
         }
-        let (fee, weight, psbt) = fee_and_weight(app, &row)?;
+        let (psbt, shown) = inspected(app, &row)?;
+        // Nodes rate a package over each transaction's whole virtual bytes.
+        let fee = Amount::from_sat(shown.fee_sat);
+        let weight = Weight::from_vb(shown.vsize).unwrap_or(Weight::MAX);
         let mut parents: Vec<String> = psbt
             .unsigned_tx
             .input
@@ -203,16 +200,7 @@ pub async fn accelerate(
     req: &NewAcceleration,
 ) -> Result<(axum::http::StatusCode, serde_json::Value), ApiError> {
     let now = app.now();
-    if !matches!(who.role, Role::Operator | Role::Admin) {
-        return Err(ApiError::forbidden(
-            "only an operator or an admin accelerates a withdrawal",
-        ));
-    }
-    if matches!(who.via, accounts::Via::ApiKey { .. }) {
-        return Err(ApiError::forbidden(
-            "staff accelerate withdrawals signed in, not with an API key",
-        ));
-    }
+    withdrawals::staff_signed_in(who, "accelerates", "accelerate")?;
     let reason = withdrawals::one_line_reason(req.reason.as_deref())?
         .ok_or_else(|| ApiError::bad_request("an acceleration needs a reason (it is audited)"))?;
     let asked = req
@@ -280,16 +268,13 @@ pub async fn accelerate(
         return Err(withdrawals::concurrent_change(&w.id));
     }
     let wallet = app.wallet()?.clone();
-    let (_, _, psbt) = fee_and_weight(app, &w)?;
-    let again = load(tx, &w.id).await?;
-    let chain = unconfirmed_ancestors(tx, app, again, MAX_ANCESTORS).await?;
+    let chain = unconfirmed_ancestors(tx, app, &w, MAX_ANCESTORS).await?;
     let ancestors_fee = chain.iter().map(|u| u.fee).sum::<Amount>();
     let ancestors_weight = chain.iter().fold(Weight::ZERO, |sum, u| sum + u.weight);
     // What the stuck transactions pay now, for the log.
     let paying = ancestors_fee.to_sat() as f64 * 4.0 / ancestors_weight.to_wu().max(1) as f64;
     // The withdrawal's change output: the largest output proved to be the wallet's change.
-    let shown = custody_bitcoin::inspect_psbt(&wallet.descriptor, &psbt, &InspectPolicy::default())
-        .map_err(|e| ApiError::internal(format!("withdrawal {} does not inspect: {e}", w.id)))?;
+    let (psbt, shown) = inspected(app, &w)?;
     let change = shown
         .outputs
         .iter()
@@ -594,12 +579,7 @@ pub(crate) async fn parents_to_send(tx: &mut Tx<'_>, app: &App, w: &Row_) -> Vec
     if w.accelerates.is_none() || w.is_eth() {
         return Vec::new();
     }
-    let found = async {
-        let again = load(tx, &w.id).await?;
-        unconfirmed_ancestors(tx, app, again, MAX_ANCESTORS + 1).await
-    }
-    .await;
-    match found {
+    match unconfirmed_ancestors(tx, app, w, MAX_ANCESTORS + 1).await {
         Ok(chain) => chain
             .into_iter()
             .filter(|u| u.row.id != w.id)

@@ -143,6 +143,7 @@ pub struct WithdrawalView {
     pub accelerated_by: Option<String>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Row_ {
     pub(crate) id: String,
     pub(crate) principal_id: String,
@@ -1243,6 +1244,26 @@ const MAX_CANCEL_REASON: usize = 500;
 
 /// A staff member's reason, trimmed: `None` when absent or blank; 400 when longer than
 /// [`MAX_CANCEL_REASON`] characters or not one line of printable text.
+/// 403 unless `who` is an operator or an admin signed in (not a staff API key): what
+/// starts a withdrawal of the staff member's own (a void, an acceleration). `does` and
+/// `act` name the action in the messages ("voids", "void").
+///
+/// # Errors
+/// 403 naming what is missing.
+pub(crate) fn staff_signed_in(who: &Principal, does: &str, act: &str) -> Result<(), ApiError> {
+    if !matches!(who.role, Role::Operator | Role::Admin) {
+        return Err(ApiError::forbidden(format!(
+            "only an operator or an admin {does} a withdrawal"
+        )));
+    }
+    if matches!(who.via, accounts::Via::ApiKey { .. }) {
+        return Err(ApiError::forbidden(format!(
+            "staff {act} withdrawals signed in, not with an API key"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn one_line_reason(reason: Option<&str>) -> Result<Option<&str>, ApiError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > MAX_CANCEL_REASON) {
@@ -1526,16 +1547,7 @@ pub async fn void(
     req: &NewVoid,
 ) -> Result<(axum::http::StatusCode, serde_json::Value), ApiError> {
     let now = app.now();
-    if !matches!(who.role, Role::Operator | Role::Admin) {
-        return Err(ApiError::forbidden(
-            "only an operator or an admin voids a withdrawal",
-        ));
-    }
-    if matches!(who.via, accounts::Via::ApiKey { .. }) {
-        return Err(ApiError::forbidden(
-            "staff void withdrawals signed in, not with an API key",
-        ));
-    }
+    staff_signed_in(who, "voids", "void")?;
     let reason = one_line_reason(req.reason.as_deref())?
         .ok_or_else(|| ApiError::bad_request("a void needs a reason (it is audited)"))?;
     let w = load(tx, id).await?;
