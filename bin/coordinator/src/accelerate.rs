@@ -353,7 +353,8 @@ pub async fn accelerate(
     // More coins, largest first, only while the change alone does not cover the fee (or
     // leaves the child alone above the rate a signer accepts). Never an output of another
     // of the wallet's transactions that may be unconfirmed — sent, or signed and perhaps
-    // sent by whoever holds the answers: the package would be larger than counted.
+    // sent by whoever holds the answers: the package would be larger than counted. Coins
+    // from outside are in the set only once confirmed (`withdrawals::sync_utxos`).
     let unsettled: std::collections::HashSet<String> = sqlx::query(
         "SELECT txid FROM withdrawals WHERE asset = $1 \
          AND state IN ('signing', 'signed', 'broadcasting', 'broadcast') AND txid IS NOT NULL",

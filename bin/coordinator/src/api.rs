@@ -1335,8 +1335,14 @@ async fn list_policies(
 /// UTXO sync result.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Synced {
-    /// Unspent coins known.
+    /// Unspent coins known (reserved ones included).
     pub utxos: usize,
+    /// Coins paying the wallet that wait for `wallet.min_confirmations` confirmations
+    /// before withdrawals may spend them.
+    pub waiting: usize,
+    /// Free coins the backend no longer reports unspent (spent outside the coordinator,
+    /// or a database restored from an older backup), removed from the set.
+    pub removed: usize,
 }
 
 /// Synchronises the wallet's coins from the chain backend.
@@ -1345,8 +1351,11 @@ async fn sync_utxos(State(app): State<App>, Auth(p, _t): Auth) -> Result<Json<Sy
     if !matches!(p.role, Role::Admin | Role::Operator) {
         return Err(ApiError::forbidden("admins and operators sync coins"));
     }
+    let synced = withdrawals::sync_utxos(&app, 20).await?;
     Ok(Json(Synced {
-        utxos: withdrawals::sync_utxos(&app, 20).await?,
+        utxos: synced.utxos,
+        waiting: synced.waiting,
+        removed: synced.removed,
     }))
 }
 

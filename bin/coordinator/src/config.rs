@@ -910,6 +910,10 @@ pub struct WalletConfig {
     pub plan_file: Option<PathBuf>,
     /// Fee rate for withdrawals, in sat/vB. Default 2.
     pub fee_rate_sat_vb: u64,
+    /// Confirmations a coin paid to the wallet from outside needs before withdrawals may
+    /// spend it (1–1 000). Default 1. The change of the wallet's own transactions in
+    /// flight is spendable at once: only the wallet could replace them.
+    pub min_confirmations: u32,
 }
 
 impl Default for WalletConfig {
@@ -918,6 +922,7 @@ impl Default for WalletConfig {
             group_key_file: None,
             plan_file: None,
             fee_rate_sat_vb: 2,
+            min_confirmations: 1,
         }
     }
 }
@@ -972,6 +977,14 @@ impl Config {
         }
         if let Some(u) = &self.public_url {
             check_public_url(u)?;
+        }
+        if !(1..=1000).contains(&self.wallet.min_confirmations) {
+            return Err(ConfigError::Invalid {
+                key: "wallet.min_confirmations",
+                message:
+                    "must be 1 to 1000: a coin still in the mempool can be replaced by its sender"
+                        .into(),
+            });
         }
         if self.network == NetworkName::Bitcoin {
             self.auth.webauthn.check_for_mainnet()?;
@@ -1153,6 +1166,27 @@ mod tests {
             c.public_url = Some(bad.into());
             let e = c.validate().expect_err(bad);
             assert!(e.to_string().starts_with("public_url:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn mempool_coins_from_outside_are_never_spendable() {
+        for (n, ok) in [
+            (0, false),
+            (1, true),
+            (6, true),
+            (1000, true),
+            (1001, false),
+        ] {
+            let text = format!("[wallet]\nmin_confirmations = {n}\n");
+            let c: Config = toml::from_str(&text).expect("parses");
+            match c.validate() {
+                Ok(()) => assert!(ok, "{n} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{n}: {e}");
+                    assert!(e.to_string().contains("wallet.min_confirmations"), "{e}");
+                }
+            }
         }
     }
 

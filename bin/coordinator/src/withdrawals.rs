@@ -2886,12 +2886,34 @@ pub async fn add_commitments(
     Ok(added)
 }
 
+/// What a coin sync found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoinSync {
+    /// Coins known and not spent afterwards (reserved ones included).
+    pub utxos: usize,
+    /// Coins paying the wallet that wait for `wallet.min_confirmations` before
+    /// withdrawals may spend them.
+    pub waiting: usize,
+    /// Free coins the backend no longer reports unspent, removed from the set.
+    pub removed: usize,
+}
+
 /// Synchronises the UTXO set from the chain backend over the first `gap` addresses of each
-/// branch beyond those used. Returns the number of coins known afterwards.
+/// branch beyond those used.
+///
+/// A coin from outside becomes spendable with `wallet.min_confirmations` confirmations:
+/// until then its sender can replace the transaction that pays it (every node relays
+/// replacements), and a withdrawal built on it would never confirm. The change of the
+/// wallet's own transactions in flight (`broadcasting`, `broadcast`) is spendable at once.
+/// A free coin that no longer qualifies (its transaction back in the mempool after a
+/// reorganisation, a row from before this rule) leaves the set until it does, and so does a
+/// free coin of a scanned address the backend does not report at all: spent elsewhere (a
+/// database restored from an older backup, a sweep outside the coordinator) or never
+/// mined. Reserved and spent coins are never touched.
 ///
 /// # Errors
 /// 502 when the backend fails.
-pub async fn sync_utxos(app: &App, gap: u32) -> Result<usize, ApiError> {
+pub async fn sync_utxos(app: &App, gap: u32) -> Result<CoinSync, ApiError> {
     let wallet = app.wallet()?.clone();
     let chain = app
         .chain
@@ -2924,24 +2946,52 @@ pub async fn sync_utxos(app: &App, gap: u32) -> Result<usize, ApiError> {
             scripts.push(s);
         }
     }
-    let utxos = chain.utxos(&scripts).await.map_err(|e| {
+    let chain_failed = |e: custody_chain::ChainError| {
         ApiError::new(
             axum::http::StatusCode::BAD_GATEWAY,
             "chain_failed",
             e.to_string(),
         )
-    })?;
+    };
+    // The tip first: a coin confirmed after it was read counts as less confirmed, never more.
+    let tip = chain.tip_height().await.map_err(chain_failed)?;
+    let utxos = chain.utxos(&scripts).await.map_err(chain_failed)?;
+    let min = app.config.wallet.min_confirmations.max(1);
     let mut tx = app.db.begin().await?;
+    let in_flight: std::collections::HashSet<String> = sqlx::query(
+        "SELECT txid FROM withdrawals WHERE state IN ('broadcasting', 'broadcast') \
+         AND asset = $1 AND txid IS NOT NULL",
+    )
+    .bind(ASSET_BTC)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| text(r, "txid"))
+    .collect::<Result<_, _>>()?;
+    let mut waiting = 0usize;
     for u in &utxos {
         let Some((branch, i)) = index_of.get(&u.script_pubkey) else {
             continue;
         };
+        let outpoint = u.outpoint.to_string();
+        let own = in_flight.contains(&u.outpoint.txid.to_string());
+        if !own && u.confirmations(tip) < min {
+            waiting += 1;
+            // Not spendable yet; a free row for it (a reorganisation) leaves the set.
+            sqlx::query(
+                "DELETE FROM utxos WHERE outpoint = $1 AND reserved_by IS NULL AND spent_by IS NULL",
+            )
+            .bind(&outpoint)
+            .execute(&mut *tx)
+            .await?;
+            continue;
+        }
         // A coin an acceleration added meanwhile (its parent's change) is kept as it is.
         let added = sqlx::query(
             "INSERT INTO utxos (outpoint, amount, script, branch, address_index) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (outpoint) DO NOTHING",
         )
-        .bind(u.outpoint.to_string())
+        .bind(&outpoint)
         .bind(i64::try_from(u.value.to_sat()).unwrap_or(0))
         .bind(u.script_pubkey.to_hex_string())
         .bind(i64::from(branch.number()))
@@ -2956,9 +3006,54 @@ pub async fn sync_utxos(app: &App, gap: u32) -> Result<usize, ApiError> {
                 .await?;
         }
     }
+    let reported: std::collections::HashSet<String> =
+        utxos.iter().map(|u| u.outpoint.to_string()).collect();
+    let scanned: std::collections::HashSet<String> =
+        scripts.iter().map(|s| s.to_hex_string()).collect();
+    let free = sqlx::query(
+        "SELECT outpoint, script FROM utxos WHERE reserved_by IS NULL AND spent_by IS NULL",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut removed = 0usize;
+    for r in &free {
+        let outpoint = text(r, "outpoint")?;
+        if scanned.contains(&text(r, "script")?) && !reported.contains(&outpoint) {
+            removed += usize::try_from(
+                sqlx::query(
+                    "DELETE FROM utxos WHERE outpoint = $1 AND reserved_by IS NULL AND spent_by IS NULL",
+                )
+                .bind(&outpoint)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            )
+            .unwrap_or(0);
+        }
+    }
     let n = sqlx::query("SELECT COUNT(*) AS n FROM utxos WHERE spent_by IS NULL")
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(usize::try_from(int(&n, "n")?).unwrap_or(0))
+    if removed > 0 {
+        metrics::counter!("custody_coins_removed_total")
+            .increment(u64::try_from(removed).unwrap_or(0));
+        tracing::warn!(
+            removed,
+            "free coins the chain backend no longer reports unspent were removed (spent outside \
+             the coordinator, or the database was restored from an older backup)"
+        );
+    }
+    if waiting > 0 {
+        tracing::info!(
+            waiting,
+            min_confirmations = min,
+            "coins paying the wallet wait for confirmations"
+        );
+    }
+    Ok(CoinSync {
+        utxos: usize::try_from(int(&n, "n")?).unwrap_or(0),
+        waiting,
+        removed,
+    })
 }

@@ -159,7 +159,7 @@ async fn velocity_limits_count_approved_withdrawals_at_request_and_again_at_sign
         return;
     };
     let a = h.requested(60_000_000).await;
-    h.insert_coins(6, 100_000_000).await;
+    h.fund_coins(6, 100_000_000).await;
     // Requests that are not approved yet do not count: two more of 0.6 BTC are accepted.
     let mut flows = vec![a];
     for _ in 0..2 {
@@ -232,7 +232,7 @@ async fn a_spike_against_the_accounts_own_history_is_held(engine: Engine) {
         return;
     };
     let mut f = h.requested(3_000_000).await;
-    h.insert_coins(6, 100_000_000).await;
+    h.fund_coins(6, 100_000_000).await;
     // A refused withdrawal is not history: if it counted, the average below would be
     // 34 times higher and nothing would be a spike.
     let (st, v) = another(&h, &f, 100_000_001).await;
@@ -267,7 +267,7 @@ async fn a_totp_code_sent_by_racing_withdrawals_is_accepted_once(engine: Engine)
     };
     let f = h.requested(10_000).await;
     // Enough coins for each racer's candidates (PostgreSQL locks up to 8 while it looks).
-    h.insert_coins(100, 100_000_000).await;
+    h.fund_coins(100, 100_000_000).await;
     let code = h.totp(&f.user);
     // Four withdrawals with the same code at once (PostgreSQL runs them concurrently: the
     // code's compare-and-set in each write batch decides).
@@ -850,10 +850,17 @@ async fn racing_withdrawals_keep_exactly_the_accepted_ones(engine: Engine) {
     let Some(h) = Harness::new(engine).await else {
         return;
     };
-    // 300 coins of 0.001 BTC (0.3 BTC in all) straight into the table, as a sync records
-    // them: enough that on PostgreSQL the failing requests, which lock up to 64
-    // candidates each while they look, leave coins for the others.
-    h.insert_coins(300, 100_000).await;
+    // 300 coins of 0.001 BTC (0.3 BTC in all): enough that on PostgreSQL the failing
+    // requests, which lock up to 64 candidates each while they look, leave coins for the
+    // others. Only they race: the harness's two coins leave the set (nothing syncs again).
+    h.fund_coins(300, 100_000).await;
+    for o in &h.funded {
+        sqlx::query("DELETE FROM utxos WHERE outpoint = $1")
+            .bind(o.to_string())
+            .execute(h.app.db.pool())
+            .await
+            .unwrap();
+    }
     let mut users = Vec::new();
     for i in 0..8 {
         users.push(h.customer(&format!("racer{i}@example.com")).await);
@@ -1315,7 +1322,7 @@ async fn a_withdrawal_is_cancelled_before_its_round_and_not_after(engine: Engine
     let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
         return;
     };
-    h.insert_coins(6, 100_000_000).await;
+    h.fund_coins(6, 100_000_000).await;
     let mut signed = h.signed(5_000_000).await;
     // Its signing took a day: everyone signs in again.
     h.relogin(&mut signed.operator).await;
@@ -2537,3 +2544,131 @@ async fn a_child_is_sent_with_its_parent_and_may_follow_it_late(engine: Engine) 
         .expect("log intact");
 }
 on_both!(a_child_is_sent_with_its_parent_and_may_follow_it_late);
+
+async fn sync_coins(h: &Harness, token: &str) -> serde_json::Value {
+    let (st, s) = h
+        .call("POST", "/v1/admin/utxos/sync", Some(token), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{s}");
+    s
+}
+
+/// A coin from outside is spent only with `wallet.min_confirmations` confirmations (its
+/// sender can replace a payment still in the mempool); the change of the wallet's own
+/// transaction in flight is spendable at once.
+async fn coins_from_outside_wait_for_their_confirmations(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| {
+        c.risk.hold_score = u32::MAX;
+        c.wallet.min_confirmations = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    // A large deposit one block after the harness's two coins.
+    let script = h
+        .wallet
+        .derive(custody_bitcoin::Branch::Receive, 5)
+        .expect("derive")
+        .script_pubkey();
+    let deposit = h
+        .chain
+        .fund(&script, bitcoin::Amount::from_sat(200_000_000))
+        .await
+        .unwrap();
+    h.chain.mine(1).await.unwrap();
+    // 0.1 BTC: coin selection takes the largest coins first, so the deposit if it could.
+    let f = h.signed(10_000_000).await;
+    let (st, b) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let inputs: Vec<String> = sqlx::query_scalar("SELECT outpoint FROM utxos WHERE spent_by = $1")
+        .bind(f.id.clone())
+        .fetch_all(h.app.db.pool())
+        .await
+        .unwrap();
+    assert!(!inputs.is_empty());
+    for i in &inputs {
+        assert!(
+            h.funded.iter().any(|o| o.to_string() == *i),
+            "only coins with two confirmations are spent: {i}"
+        );
+    }
+    let free = |h: &Harness, outpoint: String| {
+        let pool = h.app.db.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM utxos WHERE outpoint = $1 AND reserved_by IS NULL AND spent_by IS NULL",
+            )
+            .bind(outpoint)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let s = sync_coins(&h, &f.operator.token).await;
+    assert_eq!(s["waiting"], 1, "{s}");
+    assert_eq!(free(&h, deposit.to_string()).await, 0);
+    // The withdrawal's change, in the mempool, is the wallet's own and spendable.
+    let txid = h.view(&f).await["txid"].as_str().unwrap().to_owned();
+    let change: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM utxos WHERE outpoint LIKE $1 AND reserved_by IS NULL AND spent_by IS NULL",
+    )
+    .bind(format!("{txid}:%"))
+    .fetch_one(h.app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(change, 1, "own change in flight is spendable");
+    // A free row for a coin that is not (an older coordinator's, or a reorganisation)
+    // leaves the set at the next sync.
+    sqlx::query(
+        "INSERT INTO utxos (outpoint, amount, script, branch, address_index) VALUES ($1, 200000000, $2, 0, 5)",
+    )
+    .bind(deposit.to_string())
+    .bind(script.to_hex_string())
+    .execute(h.app.db.pool())
+    .await
+    .unwrap();
+    let s = sync_coins(&h, &f.operator.token).await;
+    assert_eq!(s["waiting"], 1, "{s}");
+    assert_eq!(free(&h, deposit.to_string()).await, 0);
+    // One more block: the deposit has its two confirmations.
+    h.chain.mine(1).await.unwrap();
+    let s = sync_coins(&h, &f.operator.token).await;
+    assert_eq!(s["waiting"], 0, "{s}");
+    assert_eq!(s["removed"], 0, "{s}");
+    assert_eq!(free(&h, deposit.to_string()).await, 1);
+    // Coins the chain does not have (spent elsewhere, or a database restored from an
+    // older backup): a free one leaves the set, one a withdrawal holds stays with it.
+    let receive0 = h
+        .wallet
+        .derive(custody_bitcoin::Branch::Receive, 0)
+        .unwrap()
+        .script_pubkey()
+        .to_hex_string();
+    for (outpoint, holder) in [
+        (format!("{:064x}:0", 1), None),
+        (format!("{:064x}:1", 1), Some(f.id.clone())),
+    ] {
+        sqlx::query(
+            "INSERT INTO utxos (outpoint, amount, script, branch, address_index, reserved_by) \
+             VALUES ($1, 70000000, $2, 0, 0, $3)",
+        )
+        .bind(outpoint)
+        .bind(receive0.clone())
+        .bind(holder)
+        .execute(h.app.db.pool())
+        .await
+        .unwrap();
+    }
+    let s = sync_coins(&h, &f.operator.token).await;
+    assert_eq!(s["removed"], 1, "{s}");
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT outpoint FROM utxos WHERE outpoint LIKE '0000%'")
+            .fetch_all(h.app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(left, vec![format!("{:064x}:1", 1)]);
+    let s = sync_coins(&h, &f.operator.token).await;
+    assert_eq!(s["removed"], 0, "{s}");
+}
+on_both!(coins_from_outside_wait_for_their_confirmations);

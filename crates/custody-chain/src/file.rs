@@ -153,32 +153,55 @@ impl FileBackend {
     /// # Errors
     /// Storage errors.
     pub async fn fund(&self, script: &ScriptBuf, value: Amount) -> Result<OutPoint, ChainError> {
-        let script = script.clone();
+        let outpoints = self.fund_many(&[(script.clone(), value)]).await?;
+        outpoints
+            .first()
+            .copied()
+            .ok_or_else(|| ChainError::BadChainFile {
+                path: self.path.clone(),
+                reason: "funding created no output".into(),
+            })
+    }
+
+    /// As [`FileBackend::fund`] for each of `outputs`, in one write of the chain file:
+    /// one funding transaction per output, in order. Returns their outpoints.
+    ///
+    /// # Errors
+    /// Storage errors; nothing is funded when one of them fails.
+    pub async fn fund_many(
+        &self,
+        outputs: &[(ScriptBuf, Amount)],
+    ) -> Result<Vec<OutPoint>, ChainError> {
+        let outputs = outputs.to_vec();
         self.update(move |doc| {
-            let serial = doc.next_funding;
-            doc.next_funding = serial
-                .checked_add(1)
-                .ok_or_else(|| ChainError::BadChainFile {
-                    path: PathBuf::new(),
-                    reason: "funding counter overflow".into(),
-                })?;
-            let tx = funding_transaction(serial, script.clone(), value);
-            let txid = tx.compute_txid();
-            let outpoint = OutPoint { txid, vout: 0 };
-            doc.utxos.push(UtxoEntry {
-                txid,
-                vout: 0,
-                value,
-                script_pubkey: script,
-                height: None,
-            });
-            doc.transactions.push(TxEntry {
-                txid,
-                kind: TxKind::Funding,
-                height: None,
-                tx,
-            });
-            Ok(outpoint)
+            let mut outpoints = Vec::with_capacity(outputs.len());
+            for (script, value) in outputs {
+                let serial = doc.next_funding;
+                doc.next_funding =
+                    serial
+                        .checked_add(1)
+                        .ok_or_else(|| ChainError::BadChainFile {
+                            path: PathBuf::new(),
+                            reason: "funding counter overflow".into(),
+                        })?;
+                let tx = funding_transaction(serial, script.clone(), value);
+                let txid = tx.compute_txid();
+                outpoints.push(OutPoint { txid, vout: 0 });
+                doc.utxos.push(UtxoEntry {
+                    txid,
+                    vout: 0,
+                    value,
+                    script_pubkey: script,
+                    height: None,
+                });
+                doc.transactions.push(TxEntry {
+                    txid,
+                    kind: TxKind::Funding,
+                    height: None,
+                    tx,
+                });
+            }
+            Ok(outpoints)
         })
         .await
     }

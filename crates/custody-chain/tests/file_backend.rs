@@ -62,6 +62,44 @@ fn rejection(result: Result<Txid, ChainError>) -> String {
 }
 
 #[tokio::test]
+async fn fund_many_deposits_each_output_with_its_own_transaction() {
+    let (_dir, _path, chain) = chain();
+    let outputs = [
+        (script(1), Amount::from_sat(10_000)),
+        (script(2), Amount::from_sat(20_000)),
+        (script(1), Amount::from_sat(10_000)),
+    ];
+    let outpoints = chain.fund_many(&outputs).await.expect("fund");
+    assert_eq!(outpoints.len(), 3);
+    assert_ne!(
+        outpoints[0], outpoints[2],
+        "same script and value, distinct deposits"
+    );
+    assert_eq!(chain.mine(1).await.expect("mine"), 1);
+    let mut utxos = chain.utxos(&[script(1), script(2)]).await.expect("utxos");
+    utxos.sort_by_key(|u| outpoints.iter().position(|o| *o == u.outpoint));
+    let seen: Vec<_> = utxos
+        .iter()
+        .map(|u| (u.outpoint, u.script_pubkey.clone(), u.value, u.height))
+        .collect();
+    let expected: Vec<_> = outpoints
+        .iter()
+        .zip(&outputs)
+        .map(|(o, (s, v))| (*o, s.clone(), *v, Some(1)))
+        .collect();
+    assert_eq!(seen, expected);
+    for o in &outpoints {
+        let tx = chain
+            .transaction(&o.txid)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(tx.compute_txid(), o.txid);
+    }
+    assert!(chain.fund_many(&[]).await.expect("nothing").is_empty());
+}
+
+#[tokio::test]
 async fn fund_shows_a_mempool_deposit_with_its_funding_transaction() {
     let (_dir, _path, chain) = chain();
     let wallet = script(1);

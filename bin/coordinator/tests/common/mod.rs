@@ -434,8 +434,26 @@ impl Harness {
     }
 
     /// A customer with TOTP and an active whitelisted destination.
+    /// `count` coins of `amount` satoshis on receive address 0, deposited on the
+    /// development chain in one write, mined and synced.
+    pub async fn fund_coins(&self, count: usize, amount: u64) {
+        let script = self
+            .wallet
+            .derive(custody_bitcoin::Branch::Receive, 0)
+            .expect("derive")
+            .script_pubkey();
+        let outputs = vec![(script, Amount::from_sat(amount)); count];
+        self.chain.fund_many(&outputs).await.expect("fund");
+        self.chain.mine(1).await.expect("mine");
+        let synced = custody_coordinator::withdrawals::sync_utxos(&self.app, 20)
+            .await
+            .expect("sync");
+        assert_eq!(synced.waiting, 0);
+    }
+
     /// `count` coins of `amount` satoshis on receive address 0, straight into the table
-    /// as a sync records them (setup for tests and benches that need many coins).
+    /// and not on the chain: for benches that never sync (a sync removes coins its backend
+    /// does not report). Tests use [`Harness::fund_coins`].
     pub async fn insert_coins(&self, count: usize, amount: i64) {
         let script = self
             .wallet
