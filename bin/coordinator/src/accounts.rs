@@ -65,8 +65,12 @@ impl Role {
 pub struct Principal {
     /// Id.
     pub id: String,
-    /// Email.
-    pub email: String,
+    /// The account's lookup key: the keyed blind index of its email address (the
+    /// address itself is sealed; [`Principal::email`] opens it).
+    pub email_key: String,
+    /// The sealed email address (`None` in a row an earlier version wrote and the
+    /// start-up has not sealed yet: then `email_key` is the address).
+    email_sealed: Option<String>,
     /// Role.
     pub role: Role,
     /// Whether TOTP is enrolled.
@@ -116,6 +120,150 @@ pub struct ClientInfo {
     pub device_id: String,
 }
 
+impl Principal {
+    /// The account's email address, opened from its sealed column.
+    ///
+    /// # Errors
+    /// 500 when the sealed value does not open (a damaged row, a lost key).
+    pub fn email(&self, app: &App) -> Result<String, ApiError> {
+        open_email(
+            &app.vault,
+            &self.id,
+            &self.email_key,
+            self.email_sealed.as_deref(),
+        )
+    }
+}
+
+/// The record id an account's email address is sealed for.
+fn email_record(id: &str) -> String {
+    format!("principals/{id}/email")
+}
+
+/// The record id an account's phone number is sealed for.
+pub(crate) fn phone_record(id: &str) -> String {
+    format!("principals/{id}/phone")
+}
+
+/// The lookup key of a normalised email address: the vault's keyed blind index, so the
+/// database can find an account by address without holding any address.
+pub(crate) fn email_key(vault: &crate::vault::Vault, email: &str) -> Result<String, ApiError> {
+    vault
+        .keys()
+        .blind_index(custody_vault::FieldKind::Email, email)
+        .map(|i| i.to_hex())
+        .map_err(|e| ApiError::internal(format!("indexing an email address: {e}")))
+}
+
+/// Seals a normalised email address for account `id`.
+fn seal_email(vault: &crate::vault::Vault, id: &str, email: &str) -> Result<String, ApiError> {
+    vault.seal_text(
+        custody_vault::Purpose::Secret,
+        &email_record(id),
+        email.as_bytes(),
+    )
+}
+
+/// Opens an account's email address: its sealed column, or — a row an earlier version
+/// wrote, not sealed yet — the address in the key column.
+pub(crate) fn open_email(
+    vault: &crate::vault::Vault,
+    id: &str,
+    key: &str,
+    sealed: Option<&str>,
+) -> Result<String, ApiError> {
+    match sealed {
+        Some(sealed) => {
+            let bytes =
+                vault.open_text(custody_vault::Purpose::Secret, &email_record(id), sealed)?;
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::internal("a sealed email address is not UTF-8"))
+        }
+        None if key.contains('@') => Ok(key.to_owned()),
+        None => Err(ApiError::internal("an account has no email address")),
+    }
+}
+
+/// Seals a normalised phone number for account `id`.
+pub(crate) fn seal_phone(
+    vault: &crate::vault::Vault,
+    id: &str,
+    phone: &str,
+) -> Result<String, ApiError> {
+    vault.seal_text(
+        custody_vault::Purpose::Secret,
+        &phone_record(id),
+        phone.as_bytes(),
+    )
+}
+
+/// Opens an account's phone number: its sealed column, or the legacy clear one.
+pub(crate) fn open_phone(
+    vault: &crate::vault::Vault,
+    id: &str,
+    sealed: Option<&str>,
+    legacy: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    match (sealed, legacy) {
+        (Some(sealed), _) => {
+            let bytes =
+                vault.open_text(custody_vault::Purpose::Secret, &phone_record(id), sealed)?;
+            String::from_utf8(bytes.to_vec())
+                .map(Some)
+                .map_err(|_| ApiError::internal("a sealed phone number is not UTF-8"))
+        }
+        (None, legacy) => Ok(legacy.map(str::to_owned)),
+    }
+}
+
+/// Seals the contact details of accounts an earlier version stored in clear (ADR 0034):
+/// the email address moves to `email_sealed` and `email` becomes its lookup key; a phone
+/// number moves to `phone_sealed`. Pending email-change links and undelivered outbox
+/// rows that name an address or a number get them sealed too. Idempotent; returns how
+/// many accounts it sealed.
+///
+/// # Errors
+/// Storage failure, or an address that cannot be indexed.
+pub async fn seal_legacy_contact_details(
+    db: &crate::db::Db,
+    vault: &crate::vault::Vault,
+) -> anyhow::Result<usize> {
+    let rows = sqlx::query("SELECT id, email, phone FROM principals WHERE email_sealed IS NULL")
+        .fetch_all(db.pool())
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // Links and outbox rows first: the accounts are the marker, so a start that stops
+    // midway does all of it again.
+    crate::links::seal_legacy_email_changes(db, vault).await?;
+    crate::notify::seal_legacy_recipients(db, vault).await?;
+    let mut sealed = 0;
+    for r in &rows {
+        let id = text(r, "id")?;
+        let stored = text(r, "email")?;
+        let email = stored.trim().to_lowercase();
+        let phone = opt_text(r, "phone")?;
+        let phone_sealed = match &phone {
+            Some(p) => Some(seal_phone(vault, &id, p).map_err(|e| anyhow::anyhow!("{e}"))?),
+            None => None,
+        };
+        let done = sqlx::query(
+            "UPDATE principals SET email = $1, email_sealed = $2, phone_sealed = $3, phone = NULL \
+             WHERE id = $4 AND email_sealed IS NULL AND email = $5",
+        )
+        .bind(email_key(vault, &email).map_err(|e| anyhow::anyhow!("{e}"))?)
+        .bind(seal_email(vault, &id, &email).map_err(|e| anyhow::anyhow!("{e}"))?)
+        .bind(phone_sealed)
+        .bind(&id)
+        .bind(&stored)
+        .execute(db.pool())
+        .await?;
+        sealed += usize::try_from(done.rows_affected()).unwrap_or(0);
+    }
+    Ok(sealed)
+}
+
 fn normalise_email(email: &str) -> Result<String, ApiError> {
     let e = email.trim().to_lowercase();
     let ok = e.len() <= 254
@@ -142,7 +290,8 @@ fn principal_from_row(row: &sqlx::any::AnyRow) -> Result<Principal, ApiError> {
     let role = text(row, "role")?;
     Ok(Principal {
         id: text(row, "id")?,
-        email: text(row, "email")?,
+        email_key: text(row, "email")?,
+        email_sealed: opt_text(row, "email_sealed")?,
         role: Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in database"))?,
         totp_enabled: int(row, "totp_enabled")? != 0,
         approver_card: opt_text(row, "approver_card")?,
@@ -154,10 +303,10 @@ fn principal_from_row(row: &sqlx::any::AnyRow) -> Result<Principal, ApiError> {
 }
 
 const PRINCIPAL_COLUMNS: &str =
-    "id, email, role, totp_enabled, approver_card, ip_allowlist, whitelist_only";
+    "id, email, email_sealed, role, totp_enabled, approver_card, ip_allowlist, whitelist_only";
 /// [`PRINCIPAL_COLUMNS`] of `principals p` in a join.
-const PRINCIPAL_COLUMNS_P: &str =
-    "p.id, p.email, p.role, p.totp_enabled, p.approver_card, p.ip_allowlist, p.whitelist_only";
+const PRINCIPAL_COLUMNS_P: &str = "p.id, p.email, p.email_sealed, p.role, p.totp_enabled, \
+     p.approver_card, p.ip_allowlist, p.whitelist_only";
 
 /// Refuses a client address outside the account's IP allowlist (403 `ip_not_allowed`).
 ///
@@ -214,14 +363,17 @@ pub async fn create(
         .map_err(ApiError::internal)?;
     let id = Uuid::new_v4().to_string();
     let now = app.now();
+    let key = email_key(&app.vault, &email)?;
+    let sealed = seal_email(&app.vault, &id, &email)?;
     let mut tx = app.db.begin().await?;
-    email_free(&mut tx, &email).await?;
+    email_free(&mut tx, &key).await?;
     sqlx::query(
-        "INSERT INTO principals (id, email, password_hash, role, approver_card, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO principals (id, email, email_sealed, password_hash, role, approver_card, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&id)
-    .bind(&email)
+    .bind(&key)
+    .bind(&sealed)
     .bind(&hash)
     .bind(role.as_str())
     .bind(approver_card)
@@ -260,12 +412,12 @@ pub async fn get(tx: &mut Tx<'_>, id: &str) -> Result<Principal, ApiError> {
 ///
 /// # Errors
 /// 404 or storage failure.
-pub async fn by_email(tx: &mut Tx<'_>, email: &str) -> Result<Principal, ApiError> {
-    let email = normalise_email(email)?;
+pub async fn by_email(tx: &mut Tx<'_>, app: &App, email: &str) -> Result<Principal, ApiError> {
+    let key = email_key(&app.vault, &normalise_email(email)?)?;
     let row = sqlx::query(&format!(
         "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE email = $1"
     ))
-    .bind(&email)
+    .bind(&key)
     .fetch_optional(&mut **tx)
     .await?
     .ok_or_else(|| ApiError::not_found("account"))?;
@@ -295,11 +447,12 @@ async fn check_password_login(
 ) -> Result<Principal, ApiError> {
     let wrong = || ApiError::unauthorized("email, password or 2FA code is wrong");
     let email = normalise_email(email).map_err(|_| wrong())?;
+    let key = email_key(&app.vault, &email)?;
     let mut tx = app.db.begin().await?;
     let row = sqlx::query(&format!(
         "SELECT {PRINCIPAL_COLUMNS}, password_hash FROM principals WHERE email = $1"
     ))
-    .bind(&email)
+    .bind(&key)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
@@ -664,7 +817,7 @@ pub async fn begin_totp(app: &App, principal: &Principal) -> Result<TotpEnrolmen
         .execute(app.db.pool())
         .await?;
     let (uri, b32) =
-        auth::totp_provisioning(&secret, &principal.email).map_err(ApiError::internal)?;
+        auth::totp_provisioning(&secret, &principal.email(app)?).map_err(ApiError::internal)?;
     Ok(TotpEnrolment {
         otpauth_uri: uri,
         secret_base32: b32.to_string(),
@@ -894,7 +1047,8 @@ pub async fn change_email(
     client: &ClientInfo,
 ) -> Result<EmailChangePending, ApiError> {
     let new_email = normalise_email(new_email)?;
-    if new_email == principal.email {
+    let new_key = email_key(&app.vault, &new_email)?;
+    if new_key == principal.email_key {
         return Err(ApiError::bad_request("this is already the account's email"));
     }
     let now = app.now();
@@ -908,7 +1062,7 @@ pub async fn change_email(
         &client.ip,
     )
     .await?;
-    email_free(&mut tx, &new_email).await?;
+    email_free(&mut tx, &new_key).await?;
     // The link to the new address, the alert to the current one (the owner's) and the
     // audit entry, in one batch.
     let mut writes = crate::db::Writes::new();
@@ -916,7 +1070,7 @@ pub async fn change_email(
         &mut writes,
         app,
         &principal.id,
-        &principal.email,
+        &principal.email_key,
         &new_email,
         &client.ip,
     )?;
@@ -943,10 +1097,10 @@ pub async fn change_email(
     })
 }
 
-/// Refuses an address another account has.
-async fn email_free(tx: &mut Tx<'_>, email: &str) -> Result<(), ApiError> {
+/// Refuses an address another account has (`key`: its lookup key).
+async fn email_free(tx: &mut Tx<'_>, key: &str) -> Result<(), ApiError> {
     let taken = sqlx::query("SELECT id FROM principals WHERE email = $1")
-        .bind(email)
+        .bind(key)
         .fetch_optional(&mut **tx)
         .await?;
     if taken.is_some() {
@@ -961,8 +1115,9 @@ fn email_taken() -> ApiError {
 
 /// Applies an email change whose confirmation link was followed (inside the link's
 /// transaction): only while the account still has the address the change was asked
-/// from, and the new one is still free (the column is unique). Records the change (the
-/// email-change hold and the alert to the new address) and tells the old address too.
+/// from (`old_key`, its lookup key), and the new one is still free (the column is
+/// unique). Records the change (the email-change hold and the alert to the new address)
+/// and tells the old address too.
 ///
 /// # Errors
 /// 409 when the account's email changed since or the new one was taken meanwhile.
@@ -970,16 +1125,30 @@ pub(crate) async fn confirm_email_change(
     tx: &mut Tx<'_>,
     app: &App,
     principal_id: &str,
-    old_email: &str,
+    old_key: &str,
     new_email: &str,
     ip: &str,
 ) -> Result<(), ApiError> {
-    let done = sqlx::query("UPDATE principals SET email = $1 WHERE id = $2 AND email = $3")
-        .bind(new_email)
+    let old = sqlx::query("SELECT email, email_sealed FROM principals WHERE id = $1")
         .bind(principal_id)
-        .bind(old_email)
-        .execute(&mut **tx)
-        .await;
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    let old_email = open_email(
+        &app.vault,
+        principal_id,
+        &text(&old, "email")?,
+        opt_text(&old, "email_sealed")?.as_deref(),
+    )?;
+    let done = sqlx::query(
+        "UPDATE principals SET email = $1, email_sealed = $2 WHERE id = $3 AND email = $4",
+    )
+    .bind(email_key(&app.vault, new_email)?)
+    .bind(seal_email(&app.vault, principal_id, new_email)?)
+    .bind(principal_id)
+    .bind(old_key)
+    .execute(&mut **tx)
+    .await;
     let done = match done {
         Ok(done) => done,
         // Another account took it since the change was asked for.
@@ -1009,7 +1178,7 @@ pub(crate) async fn confirm_email_change(
         app,
         Some(principal_id),
         "security.email_change",
-        serde_json::json!({ "at": now, "ip": ip, crate::notify::TO_EMAIL_KEY: old_email }),
+        serde_json::json!({ "at": now, "ip": ip, crate::notify::TO_EMAIL_KEY: old_email.as_str() }),
     )
     .await?;
     Ok(())

@@ -634,8 +634,8 @@ pub struct Me {
 async fn me(State(app): State<App>, Auth(p, _t): Auth) -> Result<Json<Me>, ApiError> {
     let anti_phishing_code_set = crate::links::has_anti_phishing_code(&app, &p.id).await?;
     Ok(Json(Me {
+        email: p.email(&app)?,
         id: p.id,
-        email: p.email,
         role: p.role,
         totp_enabled: p.totp_enabled,
         anti_phishing_code_set,
@@ -1080,7 +1080,7 @@ async fn ingest_event(
         return Err(ApiError::unauthorized("the ingestion token is wrong"));
     }
     let mut tx = app.db.begin().await?;
-    let p = accounts::by_email(&mut tx, &e.email).await?;
+    let p = accounts::by_email(&mut tx, &app, &e.email).await?;
     let id = risk::record_event(
         &mut tx,
         &app,

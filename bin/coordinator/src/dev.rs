@@ -456,7 +456,7 @@ fn round_qr(psbt_path: &Path, out: &Path, profile: QrProfileArg) -> Result<Vec<S
 /// Storage failure.
 pub async fn all_holds(app: &crate::App) -> Result<Vec<HoldEntry>> {
     let rows = sqlx::query(
-        "SELECT h.principal_id, p.email, h.withdrawal_id, h.rule, h.reason, h.since, h.until \
+        "SELECT h.principal_id, p.email, p.email_sealed, h.withdrawal_id, h.rule, h.reason, h.since, h.until \
          FROM holds h JOIN principals p ON p.id = h.principal_id ORDER BY h.since, h.until",
     )
     .fetch_all(app.db.pool())
@@ -465,9 +465,17 @@ pub async fn all_holds(app: &crate::App) -> Result<Vec<HoldEntry>> {
         .map(|r| {
             let since = int(r, "since")?;
             let until = int(r, "until")?;
+            let principal_id = text(r, "principal_id")?;
+            let account = crate::accounts::open_email(
+                &app.vault,
+                &principal_id,
+                &text(r, "email")?,
+                opt_text(r, "email_sealed")?.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             Ok(HoldEntry {
-                account: text(r, "email")?,
-                principal_id: text(r, "principal_id")?,
+                account,
+                principal_id,
                 withdrawal_id: opt_text(r, "withdrawal_id")?,
                 rule: text(r, "rule")?,
                 reason: text(r, "reason")?,

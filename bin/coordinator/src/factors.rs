@@ -689,10 +689,11 @@ async fn send_code(
             "email codes need notifications.smtp (or the development file sink) configured",
         ));
     }
-    let payload = serde_json::json!({
-        "code": code, "to": to_phone, "expires_at": expires_at, "at": now,
-    })
-    .to_string();
+    let mut payload = serde_json::json!({
+        "code": code, crate::notify::TO_PHONE_KEY: to_phone, "expires_at": expires_at, "at": now,
+    });
+    crate::notify::seal_phone_in(app, principal_id, &mut payload)?;
+    let payload = payload.to_string();
     for ch in channels {
         sqlx::query(
             "INSERT INTO outbox (id, created_at, principal_id, channel, kind, payload, next_attempt_at) \
@@ -763,11 +764,19 @@ pub async fn start_challenge(
                 OtpChannel::Email
             };
             let phone = if channel == OtpChannel::Sms {
-                let row = sqlx::query("SELECT phone, phone_verified FROM principals WHERE id = $1")
-                    .bind(&principal.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                match opt_text(&row, "phone")? {
+                let row = sqlx::query(
+                    "SELECT phone, phone_sealed, phone_verified FROM principals WHERE id = $1",
+                )
+                .bind(&principal.id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let phone = crate::accounts::open_phone(
+                    &app.vault,
+                    &principal.id,
+                    opt_text(&row, "phone_sealed")?.as_deref(),
+                    opt_text(&row, "phone")?.as_deref(),
+                )?;
+                match phone {
                     Some(p) if int(&row, "phone_verified")? != 0 => Some(p),
                     _ => {
                         return Err(ApiError::conflict(
@@ -1198,13 +1207,14 @@ pub async fn start_webauthn_registration(
         step_up(&mut tx, app, principal, proof, Action::SensitiveChange, ip).await?;
     }
     let existing = credentials(&mut tx, &principal.id).await?;
+    let email = principal.email(app)?;
     let (options, ceremony) = app
         .webauthn
         .start_registration(
             WebAuthnUser {
                 id: webauthn_user_id(&principal.id)?,
-                name: &principal.email,
-                display_name: &principal.email,
+                name: &email,
+                display_name: &email,
             },
             &existing,
             now,
@@ -1499,16 +1509,22 @@ pub async fn set_phone(
     take_attempt(app, custody_auth::AttemptKind::Code, &principal.id, ip)?;
     let mut tx = app.db.begin().await?;
     step_up(&mut tx, app, principal, proof, Action::SensitiveChange, ip).await?;
-    let had = sqlx::query("SELECT phone, phone_verified FROM principals WHERE id = $1")
+    let had = sqlx::query("SELECT phone_verified FROM principals WHERE id = $1")
         .bind(&principal.id)
         .fetch_one(&mut *tx)
         .await?;
     let replaced = int(&had, "phone_verified")? != 0;
-    sqlx::query("UPDATE principals SET phone = $1, phone_verified = 0 WHERE id = $2")
-        .bind(&phone)
-        .bind(&principal.id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE principals SET phone_sealed = $1, phone = NULL, phone_verified = 0 WHERE id = $2",
+    )
+    .bind(crate::accounts::seal_phone(
+        &app.vault,
+        &principal.id,
+        &phone,
+    )?)
+    .bind(&principal.id)
+    .execute(&mut *tx)
+    .await?;
     if replaced {
         risk::record_now(
             &mut tx,

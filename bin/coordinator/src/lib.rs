@@ -179,6 +179,15 @@ pub async fn build_app(config: Config, clock: Arc<dyn Clock>) -> Result<App> {
             "sealed TOTP secrets stored in plain text by an earlier version"
         );
     }
+    let sealed = accounts::seal_legacy_contact_details(&db, &vault)
+        .await
+        .context("sealing contact details stored in plain text")?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "sealed the email addresses and phone numbers an earlier version stored in plain text"
+        );
+    }
     let hash_key = factors::load_or_create_hash_key(&db, &vault, clock.now())
         .await
         .context("loading the code-hash key")?;

@@ -494,14 +494,26 @@ async fn follow(app: &App, token: &str, ip: &str) -> Result<LinkPurpose, ApiErro
                         ApiError::internal(format!("an email confirmation link has no {name}"))
                     })
             };
-            let (old_email, new_email) = (field("old_email")?, field("new_email")?);
+            let old_key = field("old_email_key")?;
+            let new_email = Zeroizing::new(
+                String::from_utf8(
+                    app.vault
+                        .open_text(
+                            Purpose::Secret,
+                            &email_change_record(principal_id),
+                            &field("new_email_sealed")?,
+                        )?
+                        .to_vec(),
+                )
+                .map_err(|_| ApiError::internal("a sealed email address is not UTF-8"))?,
+            );
             let mut tx = app.db.begin().await?;
             mark_used(&mut tx, &found, now).await?;
             crate::accounts::confirm_email_change(
                 &mut tx,
                 app,
                 principal_id,
-                &old_email,
+                &old_key,
                 &new_email,
                 ip,
             )
@@ -511,6 +523,76 @@ async fn follow(app: &App, token: &str, ip: &str) -> Result<LinkPurpose, ApiErro
         _ => return Err(not_found()),
     }
     Ok(purpose)
+}
+
+/// The record id of the new address in an email-change link.
+fn email_change_record(principal_id: &str) -> String {
+    format!("email_change:{principal_id}")
+}
+
+/// Seals the new address of an email change for its confirmation link's payload.
+///
+/// # Errors
+/// 500 when sealing fails.
+pub(crate) fn seal_new_email(
+    app: &App,
+    principal_id: &str,
+    new_email: &str,
+) -> Result<String, ApiError> {
+    app.vault.seal_text(
+        Purpose::Secret,
+        &email_change_record(principal_id),
+        new_email.as_bytes(),
+    )
+}
+
+/// Rewrites the email-change links of an earlier version, which named both addresses in
+/// clear, to name the old one by its lookup key and seal the new one (ADR 0034).
+///
+/// # Errors
+/// Storage failure.
+pub(crate) async fn seal_legacy_email_changes(
+    db: &crate::db::Db,
+    vault: &crate::vault::Vault,
+) -> anyhow::Result<usize> {
+    let rows = sqlx::query(
+        "SELECT token_hash, principal_id, payload FROM link_tokens \
+         WHERE purpose = $1 AND payload LIKE '%\"new_email\":%'",
+    )
+    .bind(LinkPurpose::ConfirmEmail.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    let mut n = 0;
+    for r in &rows {
+        let (hash, principal, stored) = (
+            text(r, "token_hash")?,
+            text(r, "principal_id")?,
+            text(r, "payload")?,
+        );
+        let old: serde_json::Value = serde_json::from_str(&stored).unwrap_or_default();
+        let (Some(old_email), Some(new_email)) =
+            (old["old_email"].as_str(), old["new_email"].as_str())
+        else {
+            continue;
+        };
+        let payload = serde_json::json!({
+            "old_email_key": crate::accounts::email_key(vault, old_email)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            "new_email_sealed": vault
+                .seal_text(Purpose::Secret, &email_change_record(&principal), new_email.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        });
+        let done = sqlx::query(
+            "UPDATE link_tokens SET payload = $1 WHERE token_hash = $2 AND payload = $3",
+        )
+        .bind(payload.to_string())
+        .bind(&hash)
+        .bind(&stored)
+        .execute(db.pool())
+        .await?;
+        n += usize::try_from(done.rows_affected()).unwrap_or(0);
+    }
+    Ok(n)
 }
 
 fn code_record_id(principal_id: &str) -> String {

@@ -40,8 +40,15 @@ pub const LINK_KEY: &str = "this_wasnt_me_url";
 /// The payload key of the link as the outbox keeps it: sealed with the vault.
 const SEALED_LINK_KEY: &str = "this_wasnt_me_url_sealed";
 /// A payload key naming the address an email goes to instead of the account's current
-/// one (the old address after an email change).
+/// one (the old address after an email change). The outbox keeps it sealed
+/// (`to_email_sealed`); delivery opens it.
 pub const TO_EMAIL_KEY: &str = "to_email";
+/// The payload key of the address as the outbox keeps it.
+const SEALED_TO_EMAIL_KEY: &str = "to_email_sealed";
+/// The payload key of an SMS code's phone number as delivered.
+pub(crate) const TO_PHONE_KEY: &str = "to";
+/// The payload key of the phone number as the outbox keeps it.
+pub(crate) const SEALED_TO_PHONE_KEY: &str = "to_sealed";
 /// The payload key of a device confirmation link as delivered.
 pub const CONFIRM_KEY: &str = "confirm_url";
 /// The payload key of a confirmation link as the outbox keeps it.
@@ -58,8 +65,8 @@ const UNVERIFIED_RECIPIENT_KINDS: [&str; 1] = ["email.confirm"];
 
 /// Queues, into the caller's batch, the email asking the new address of an email change
 /// to confirm it, with its single-use link. The link's payload names the address the
-/// change was asked from, so a later change makes it void. Returns until when the link
-/// works.
+/// change was asked from (`old_key`, its lookup key), so a later change makes it void,
+/// and the new address sealed. Returns until when the link works.
 ///
 /// # Errors
 /// The link could not be sealed.
@@ -67,16 +74,20 @@ pub(crate) fn enqueue_email_confirmation_to(
     w: &mut Writes,
     app: &App,
     principal_id: &str,
-    old_email: &str,
+    old_key: &str,
     new_email: &str,
     ip: &str,
 ) -> Result<i64, ApiError> {
+    let link_payload = serde_json::json!({
+        "old_email_key": old_key,
+        "new_email_sealed": crate::links::seal_new_email(app, principal_id, new_email)?,
+    });
     enqueue_confirmation_to(
         w,
         app,
         principal_id,
         LinkPurpose::ConfirmEmail,
-        &serde_json::json!({ "old_email": old_email, "new_email": new_email }),
+        &link_payload,
         "email.confirm",
         serde_json::json!({ "ip": ip, TO_EMAIL_KEY: new_email }),
     )
@@ -140,6 +151,104 @@ fn link_record_id(principal_id: &str) -> String {
     format!("outbox_link:{principal_id}")
 }
 
+/// The record id of an address or phone number in an outbox payload.
+fn contact_record_id(principal_id: &str) -> String {
+    format!("outbox_contact:{principal_id}")
+}
+
+/// Seals `value` as the contact detail `key` of an outbox payload of `principal_id`'s
+/// (moves it to `sealed_key`). A payload without it is left alone.
+fn seal_contact(
+    vault: &crate::vault::Vault,
+    principal_id: &str,
+    payload: &mut serde_json::Value,
+    key: &str,
+    sealed_key: &str,
+) -> Result<(), ApiError> {
+    let Some(object) = payload.as_object_mut() else {
+        return Ok(());
+    };
+    let Some(value) = object.remove(key) else {
+        return Ok(());
+    };
+    match value.as_str() {
+        Some(text) => {
+            let sealed = vault.seal_text(
+                Purpose::Secret,
+                &contact_record_id(principal_id),
+                text.as_bytes(),
+            )?;
+            object.insert(sealed_key.to_owned(), sealed.into());
+        }
+        // `null` (an SMS code without a number never leaves) stays as it was.
+        None => {
+            object.insert(key.to_owned(), value);
+        }
+    }
+    Ok(())
+}
+
+/// Seals the phone number of an SMS code's outbox payload.
+///
+/// # Errors
+/// 500 when sealing fails.
+pub(crate) fn seal_phone_in(
+    app: &App,
+    principal_id: &str,
+    payload: &mut serde_json::Value,
+) -> Result<(), ApiError> {
+    seal_contact(
+        &app.vault,
+        principal_id,
+        payload,
+        TO_PHONE_KEY,
+        SEALED_TO_PHONE_KEY,
+    )
+}
+
+/// Seals the addresses and phone numbers that outbox rows of an earlier version hold in
+/// clear (ADR 0034). Returns how many rows it rewrote.
+///
+/// # Errors
+/// Storage failure.
+pub(crate) async fn seal_legacy_recipients(
+    db: &crate::db::Db,
+    vault: &crate::vault::Vault,
+) -> anyhow::Result<usize> {
+    let rows = sqlx::query(
+        "SELECT id, principal_id, payload FROM outbox WHERE principal_id IS NOT NULL \
+         AND (payload LIKE '%\"to_email\":\"%' OR payload LIKE '%\"to\":\"%')",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut n = 0;
+    for r in &rows {
+        let (id, principal, stored) = (
+            text(r, "id")?,
+            text(r, "principal_id")?,
+            text(r, "payload")?,
+        );
+        let Ok(mut payload) = serde_json::from_str::<serde_json::Value>(&stored) else {
+            continue;
+        };
+        for (key, sealed_key) in [
+            (TO_EMAIL_KEY, SEALED_TO_EMAIL_KEY),
+            (TO_PHONE_KEY, SEALED_TO_PHONE_KEY),
+        ] {
+            seal_contact(vault, &principal, &mut payload, key, sealed_key)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let done = sqlx::query("UPDATE outbox SET payload = $1 WHERE id = $2 AND payload = $3")
+            .bind(payload.to_string())
+            .bind(&id)
+            .bind(&stored)
+            .execute(db.pool())
+            .await?;
+        n += usize::try_from(done.rows_affected()).unwrap_or(0);
+    }
+    Ok(n)
+}
+
 /// Queues a notification inside `tx`: one row per configured channel. Email rows need a
 /// principal (the recipient is read at delivery time, so an email change is honoured).
 /// A notification to a user gets a "this wasn't me" link, issued in `tx`.
@@ -199,6 +308,15 @@ pub(crate) fn enqueue_to(
             payload = serde_json::json!({ "detail": payload });
         }
         payload[SEALED_LINK_KEY] = serde_json::Value::String(sealed);
+    }
+    if let Some(principal) = principal_id {
+        seal_contact(
+            &app.vault,
+            principal,
+            &mut payload,
+            TO_EMAIL_KEY,
+            SEALED_TO_EMAIL_KEY,
+        )?;
     }
     let payload = payload.to_string();
     for channel in channels {
@@ -316,11 +434,17 @@ pub async fn deliver_pending(app: &App, limit: i64) -> Result<usize, ApiError> {
     Ok(delivered)
 }
 
-/// Replaces the sealed "this wasn't me" link of a payload with the URL.
+/// Replaces the sealed links, address and phone number of a payload with their text.
 fn open_link(app: &App, p: &mut Pending) -> Result<(), String> {
-    for (sealed_key, key) in [
-        (SEALED_LINK_KEY, LINK_KEY),
-        (SEALED_CONFIRM_KEY, CONFIRM_KEY),
+    for (sealed_key, key, record) in [
+        (
+            SEALED_LINK_KEY,
+            LINK_KEY,
+            link_record_id as fn(&str) -> String,
+        ),
+        (SEALED_CONFIRM_KEY, CONFIRM_KEY, link_record_id),
+        (SEALED_TO_EMAIL_KEY, TO_EMAIL_KEY, contact_record_id),
+        (SEALED_TO_PHONE_KEY, TO_PHONE_KEY, contact_record_id),
     ] {
         let Some(sealed) = p.payload.as_object_mut().and_then(|o| o.remove(sealed_key)) else {
             continue;
@@ -333,11 +457,11 @@ fn open_link(app: &App, p: &mut Pending) -> Result<(), String> {
             .vault
             .open_text(
                 Purpose::Secret,
-                &link_record_id(principal),
+                &record(principal),
                 sealed.as_str().unwrap_or_default(),
             )
             .map_err(|e| e.message)?;
-        let url = String::from_utf8(url.to_vec()).map_err(|_| "the sealed link is not UTF-8")?;
+        let url = String::from_utf8(url.to_vec()).map_err(|_| "a sealed value is not UTF-8")?;
         p.payload[key] = serde_json::Value::String(url);
     }
     Ok(())
@@ -492,7 +616,7 @@ async fn deliver_email(app: &App, p: &Pending) -> Result<(), String> {
         .principal_id
         .clone()
         .ok_or("email notification without an account")?;
-    let row = sqlx::query("SELECT email FROM principals WHERE id = $1")
+    let row = sqlx::query("SELECT email, email_sealed FROM principals WHERE id = $1")
         .bind(&principal)
         .fetch_optional(app.db.pool())
         .await
@@ -508,7 +632,15 @@ async fn deliver_email(app: &App, p: &Pending) -> Result<(), String> {
     };
     let address = match p.payload[TO_EMAIL_KEY].as_str() {
         Some(old) => old.to_owned(),
-        None => text(&row, "email").map_err(|e| e.to_string())?,
+        None => crate::accounts::open_email(
+            &app.vault,
+            &principal,
+            &text(&row, "email").map_err(|e| e.to_string())?,
+            opt_text(&row, "email_sealed")
+                .map_err(|e| e.to_string())?
+                .as_deref(),
+        )
+        .map_err(|e| e.message)?,
     };
     let to: Mailbox = address.parse().map_err(|e| format!("recipient: {e}"))?;
     let from: Mailbox = smtp

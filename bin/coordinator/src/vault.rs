@@ -55,9 +55,9 @@ impl SealedColumn {
     }
 }
 
-/// Every sealed column in the schema: rotation, status and retirement cover each. (Links
-/// waiting in the outbox are sealed inside their JSON payload; `vault retire` checks them
-/// separately.)
+/// Every sealed column in the schema: rotation, status and retirement cover each. (Links,
+/// addresses and phone numbers waiting in the outbox, and the new address of a pending
+/// email change, are sealed inside JSON payloads; `vault retire` checks them separately.)
 pub const SEALED_COLUMNS: &[SealedColumn] = &[
     SealedColumn {
         table: "kyc_records",
@@ -76,6 +76,24 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         purpose: Purpose::TotpSecret,
         record_prefix: "principals/",
         record_suffix: "/totp_secret",
+    },
+    SealedColumn {
+        table: "principals",
+        id_column: "id",
+        blob_column: "email_sealed",
+        kek_column: None,
+        purpose: Purpose::Secret,
+        record_prefix: "principals/",
+        record_suffix: "/email",
+    },
+    SealedColumn {
+        table: "principals",
+        id_column: "id",
+        blob_column: "phone_sealed",
+        kek_column: None,
+        purpose: Purpose::Secret,
+        record_prefix: "principals/",
+        record_suffix: "/phone",
     },
     SealedColumn {
         table: "principals",
@@ -687,15 +705,31 @@ async fn write_batch(
     Ok((done, lost))
 }
 
-/// Undelivered outbox rows whose payload holds a link sealed under `kek` (they are
+/// Undelivered outbox rows whose payload holds a value sealed under `kek` (they are
 /// re-sealed by no rotation: they are delivered within minutes or marked failed).
 async fn outbox_links_under(db: &Db, kek: KekId) -> Result<usize, DbError> {
     let rows =
         sqlx::query("SELECT payload FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
             .fetch_all(db.pool())
             .await?;
+    payloads_under(&rows, kek)
+}
+
+/// Unused, unexpired links whose payload holds a value sealed under `kek` (an email
+/// change's new address; they expire within a day and are not re-sealed either).
+async fn links_under(db: &Db, kek: KekId, now: i64) -> Result<usize, DbError> {
+    let rows =
+        sqlx::query("SELECT payload FROM link_tokens WHERE used_at IS NULL AND expires_at > $1")
+            .bind(now)
+            .fetch_all(db.pool())
+            .await?;
+    payloads_under(&rows, kek)
+}
+
+/// How many of `rows` have a `payload` JSON object with a `…_sealed` value under `kek`.
+fn payloads_under(rows: &[sqlx::any::AnyRow], kek: KekId) -> Result<usize, DbError> {
     let mut n = 0;
-    for r in &rows {
+    for r in rows {
         let payload: serde_json::Value =
             serde_json::from_str(&text(r, "payload")?).unwrap_or_default();
         let under = payload.as_object().is_some_and(|o| {
@@ -760,6 +794,15 @@ pub async fn retire(db: &Db, vault: &Vault, kek: KekId) -> Result<RetireOutcome>
     if waiting > 0 {
         return Ok(RetireOutcome::Refused(format!(
             "key-encryption key {kek} still wraps the links of {waiting} notifications waiting in the outbox; retire it once they are delivered (or marked failed)"
+        )));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let pending = links_under(db, kek, now).await?;
+    if pending > 0 {
+        return Ok(RetireOutcome::Refused(format!(
+            "key-encryption key {kek} still wraps the new address of {pending} pending email changes; retire it once their links are used or expired (a day at most)"
         )));
     }
     keys.remove_kek(kek)

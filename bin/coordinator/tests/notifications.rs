@@ -341,8 +341,8 @@ async fn anti_phishing_codes_need_step_up_and_a_valid_code() {
         "the code is not shown: {v}"
     );
     // Stored sealed, not in clear.
-    let row = sqlx::query("SELECT anti_phishing_code FROM principals WHERE email = $1")
-        .bind("ivan@example.com")
+    let row = sqlx::query("SELECT anti_phishing_code FROM principals WHERE id = $1")
+        .bind(s.id.clone())
         .fetch_one(h.app.db.pool())
         .await
         .unwrap();

@@ -1475,6 +1475,7 @@ async fn key_rotation_covers_totp_secrets_api_keys_and_codes(engine: Engine) {
         .expect("status");
     for column in [
         "principals.totp_secret",
+        "principals.email_sealed",
         "principals.anti_phishing_code",
         "api_keys.secret_sealed",
         "coordinator_secrets.sealed",
@@ -1653,3 +1654,236 @@ async fn a_wrong_code_counts_against_its_challenge(engine: Engine) {
     assert_eq!(st, StatusCode::CREATED, "the right code still works: {v}");
 }
 on_both!(a_wrong_code_counts_against_its_challenge);
+
+/// Everything the database holds, as lower-case text: on SQLite the bytes of the database
+/// file and its write-ahead log, on PostgreSQL every row of every table as JSON.
+async fn database_text(h: &Harness, engine: Engine) -> String {
+    match engine {
+        Engine::Sqlite => {
+            let url = h.config.database_url();
+            let path = url
+                .trim_start_matches("sqlite://")
+                .split('?')
+                .next()
+                .unwrap()
+                .to_owned();
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+            String::from_utf8_lossy(&bytes).to_lowercase()
+        }
+        Engine::Postgres => {
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+            )
+            .fetch_all(h.app.db.pool())
+            .await
+            .unwrap();
+            assert!(tables.iter().any(|t| t == "principals"), "{tables:?}");
+            let mut all = String::new();
+            for t in tables {
+                let rows: String = sqlx::query_scalar(&format!(
+                    "SELECT COALESCE(string_agg(row_to_json(x)::text, ' '), '') FROM \"{t}\" x"
+                ))
+                .fetch_one(h.app.db.pool())
+                .await
+                .unwrap();
+                all.push_str(&rows);
+            }
+            all.to_lowercase()
+        }
+    }
+}
+
+/// Sets and verifies the account's phone number with the code sent to it.
+async fn verified_phone(h: &Harness, s: &Session, typed: &str, phone: &str) {
+    h.clock.advance(31);
+    let (st, ch) = h
+        .call(
+            "POST",
+            "/v1/me/phone",
+            Some(&s.token),
+            None,
+            Some(json!({ "phone": typed, "totp": h.totp(s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ch}");
+    let sms = last_sms_code(h, phone).await;
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/me/phone/verify",
+            Some(&s.token),
+            None,
+            Some(json!({ "challenge_id": ch["challenge_id"], "code": sms })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+}
+
+/// Email addresses and phone numbers are personal data: the database holds them sealed
+/// (and the address's keyed lookup index), never in clear — not in the account, not in
+/// an email change's link, not in the outbox — while sign-in, codes and alerts still
+/// reach them.
+async fn contact_details_are_sealed_at_rest(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let mut s = h.customer("first.holder@example.com").await;
+    verified_phone(&h, &s, "+49 151 2345 6789", "+4915123456789").await;
+    let path = ask_email_change(&h, &s, "Second.Holder@example.com").await;
+    let (st, v) = h.call("POST", &path, None, None, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // A code by SMS, and the alerts, are delivered to the right places.
+    let answer = sms_only(&h, &s, "+4915123456789").await;
+    assert!(answer["code"].is_string(), "{answer}");
+    let alerts: Vec<Value> = sink(&h, "notifications.jsonl")
+        .await
+        .into_iter()
+        .filter(|n| n["kind"] == "security.email_change")
+        .collect();
+    assert!(alerts
+        .iter()
+        .any(|n| n["payload"][custody_coordinator::notify::TO_EMAIL_KEY]
+            == "first.holder@example.com"));
+    assert_eq!(email_of(&h, &s).await, "second.holder@example.com");
+    // Signing in by the new address in any case works; the old one is gone.
+    let totp = s.totp_uri.clone();
+    h.clock.advance(31);
+    let code = h.totp(&s);
+    let mut again = h.login("SECOND.holder@example.com", Some(code)).await;
+    again.totp_uri = totp;
+    assert_eq!(again.id, s.id);
+    s = again;
+    let (st, _) = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(json!({ "email": "first.holder@example.com", "password": PASSWORD, "totp": h.totp(&s) })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // Another account cannot take the address, whatever its case.
+    let (st, v) = h
+        .call(
+            "POST",
+            "/v1/users",
+            None,
+            None,
+            Some(json!({ "email": "Second.HOLDER@example.com", "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    let stored = database_text(&h, engine).await;
+    for clear in ["first.holder", "second.holder", "4915123456789"] {
+        assert!(
+            !stored.contains(clear),
+            "{clear} is in the database in clear"
+        );
+    }
+    assert!(stored.contains(&s.id), "the whole database was read");
+}
+on_both!(contact_details_are_sealed_at_rest);
+
+/// An account, an email-change link and an outbox row an earlier version wrote in clear
+/// are sealed by the start-up, and keep working.
+async fn contact_details_in_clear_from_an_earlier_version_are_sealed(engine: Engine) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let s = h.customer("placeholder@example.com").await;
+    let pool = h.app.db.pool();
+    sqlx::query(
+        "UPDATE principals SET email = 'legacy.holder@example.com', email_sealed = NULL, \
+         phone = '+4915199990000', phone_sealed = NULL, phone_verified = 1 WHERE id = $1",
+    )
+    .bind(&s.id)
+    .execute(pool)
+    .await
+    .unwrap();
+    let now = custody_coordinator::Clock::now(&h.clock);
+    let (token, record) =
+        custody_auth::issue_link_token(custody_auth::LinkPurpose::ConfirmEmail, &s.id, 86_400, now);
+    sqlx::query(
+        "INSERT INTO link_tokens (token_hash, principal_id, purpose, subject, payload, created_at, expires_at) \
+         VALUES ($1, $2, 'confirm_email', $3, $4, $5, $6)",
+    )
+    .bind(hex::encode(record.token_hash))
+    .bind(&s.id)
+    .bind(record.subject.clone())
+    .bind(json!({ "old_email": "legacy.holder@example.com", "new_email": "renamed.holder@example.com" }).to_string())
+    .bind(record.issued_at)
+    .bind(record.expires_at)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO outbox (id, created_at, principal_id, channel, kind, payload, next_attempt_at) \
+         VALUES ('legacy-note', $1, $2, 'file', 'security.email_change', $3, $1)",
+    )
+    .bind(now)
+    .bind(&s.id)
+    .bind(json!({ "at": now, "to_email": "earlier.holder@example.com" }).to_string())
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let sealed =
+        custody_coordinator::accounts::seal_legacy_contact_details(&h.app.db, &h.app.vault)
+            .await
+            .unwrap();
+    assert_eq!(sealed, 1);
+    let again = custody_coordinator::accounts::seal_legacy_contact_details(&h.app.db, &h.app.vault)
+        .await
+        .unwrap();
+    assert_eq!(again, 0, "once");
+    for (table, column) in [
+        ("principals", "email"),
+        ("principals", "phone"),
+        ("link_tokens", "payload"),
+        ("outbox", "payload"),
+    ] {
+        let values: Vec<Option<String>> =
+            sqlx::query_scalar(&format!("SELECT {column} FROM {table}"))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        for v in values.into_iter().flatten() {
+            assert!(
+                !v.contains("holder@") && !v.contains("4915199990000"),
+                "{table}.{column} in clear: {v}"
+            );
+        }
+    }
+    // The account signs in by its address, gets SMS codes, and the old alert and the
+    // link still do their work.
+    h.clock.advance(31);
+    let mut legacy = h.login("Legacy.Holder@example.com", Some(h.totp(&s))).await;
+    legacy.totp_uri = s.totp_uri.clone();
+    assert_eq!(email_of(&h, &legacy).await, "legacy.holder@example.com");
+    let answer = sms_only(&h, &legacy, "+4915199990000").await;
+    assert!(answer["code"].is_string(), "{answer}");
+    let notes = sink(&h, "notifications.jsonl").await;
+    let note = notes
+        .iter()
+        .find(|n| n["id"] == "legacy-note")
+        .expect("delivered");
+    assert_eq!(
+        note["payload"][custody_coordinator::notify::TO_EMAIL_KEY],
+        "earlier.holder@example.com"
+    );
+    let (st, v) = h
+        .call(
+            "POST",
+            &format!("/v1/links/{}", token.expose_secret()),
+            None,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(email_of(&h, &legacy).await, "renamed.holder@example.com");
+}
+on_both!(contact_details_in_clear_from_an_earlier_version_are_sealed);
