@@ -28,7 +28,6 @@ use crate::accounts::Principal;
 use crate::app::App;
 use crate::db::{opt_text, text, Tx};
 use crate::error::ApiError;
-use crate::velocity;
 use crate::withdrawals::{self, load, Row_, Val};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -356,8 +355,15 @@ pub async fn accelerate(
     // sent by whoever holds the answers: the package would be larger than counted. Coins
     // from outside are in the set only once confirmed (`withdrawals::sync_utxos`).
     let unsettled: std::collections::HashSet<String> = sqlx::query(
-        "SELECT txid FROM withdrawals WHERE asset = $1 \
-         AND state IN ('signing', 'signed', 'broadcasting', 'broadcast') AND txid IS NOT NULL",
+        // Customers' withdrawals through the velocity index, voids and accelerations
+        // through their own (partial) indexes.
+        "SELECT txid FROM withdrawals WHERE asset = $1 AND voids IS NULL AND accelerates IS NULL \
+         AND state IN ('signing', 'signed', 'broadcasting', 'broadcast') AND txid IS NOT NULL \
+         UNION ALL SELECT txid FROM withdrawals WHERE voids IS NOT NULL AND asset = $1 \
+         AND state IN ('signing', 'signed', 'broadcasting', 'broadcast') AND txid IS NOT NULL \
+         UNION ALL SELECT txid FROM withdrawals WHERE accelerates IS NOT NULL AND voids IS NULL \
+         AND asset = $1 AND state IN ('signing', 'signed', 'broadcasting', 'broadcast') \
+         AND txid IS NOT NULL",
     )
     .bind(withdrawals::ASSET_BTC)
     .fetch_all(&mut **tx)
@@ -501,9 +507,6 @@ pub async fn accelerate(
     .bind(w.id.clone())
     .execute(&mut **tx)
     .await?;
-    if velocity::counted(state) {
-        velocity::count(tx, withdrawals::ASSET_BTC, now, 0, 1).await?;
-    }
     let package_vsize = ancestors_weight.to_vbytes_ceil() + child_shown.vsize;
     let package_fee = ancestors_fee.to_sat() + child_shown.fee_sat;
     crate::audit::append(

@@ -248,15 +248,18 @@ pub async fn seal_legacy_contact_details(
             Some(p) => Some(seal_phone(vault, &id, p).map_err(|e| anyhow::anyhow!("{e}"))?),
             None => None,
         };
+        // Compare-and-set on both the address and the number read above.
         let done = sqlx::query(
             "UPDATE principals SET email = $1, email_sealed = $2, phone_sealed = $3, phone = NULL \
-             WHERE id = $4 AND email_sealed IS NULL AND email = $5",
+             WHERE id = $4 AND email_sealed IS NULL AND phone_sealed IS NULL AND email = $5 \
+             AND COALESCE(phone, '') = $6",
         )
         .bind(email_key(vault, &email).map_err(|e| anyhow::anyhow!("{e}"))?)
         .bind(seal_email(vault, &id, &email).map_err(|e| anyhow::anyhow!("{e}"))?)
         .bind(phone_sealed)
         .bind(&id)
         .bind(&stored)
+        .bind(phone.clone().unwrap_or_default())
         .execute(db.pool())
         .await?;
         sealed += usize::try_from(done.rows_affected()).unwrap_or(0);
@@ -1134,12 +1137,6 @@ pub(crate) async fn confirm_email_change(
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| ApiError::not_found("account"))?;
-    let old_email = open_email(
-        &app.vault,
-        principal_id,
-        &text(&old, "email")?,
-        opt_text(&old, "email_sealed")?.as_deref(),
-    )?;
     let done = sqlx::query(
         "UPDATE principals SET email = $1, email_sealed = $2 WHERE id = $3 AND email = $4",
     )
@@ -1161,6 +1158,13 @@ pub(crate) async fn confirm_email_change(
             "the account's email address changed after this link was sent; ask for the change again",
         ));
     }
+    // The address the account had, read before the change, for the alert to it.
+    let old_email = open_email(
+        &app.vault,
+        principal_id,
+        &text(&old, "email")?,
+        opt_text(&old, "email_sealed")?.as_deref(),
+    )?;
     let now = app.now();
     risk::record_now(
         tx,

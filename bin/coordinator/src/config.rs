@@ -911,8 +911,8 @@ pub struct WalletConfig {
     /// Fee rate for withdrawals, in sat/vB. Default 2.
     pub fee_rate_sat_vb: u64,
     /// Confirmations a coin paid to the wallet from outside needs before withdrawals may
-    /// spend it (1–1 000). Default 1. The change of the wallet's own transactions in
-    /// flight is spendable at once: only the wallet could replace them.
+    /// spend it (1–1 000). Default 1. The change of the wallet's own transactions (the
+    /// withdrawals it sent) is spendable at once: only the wallet could replace them.
     pub min_confirmations: u32,
 }
 

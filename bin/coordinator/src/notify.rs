@@ -414,6 +414,9 @@ pub async fn deliver_pending(app: &App, limit: i64) -> Result<usize, ApiError> {
                 metrics::counter!("custody_notifications_delivered_total", "channel" => p.channel.clone()).increment(1);
             }
             Err(error) => {
+                // A mail server's refusal quotes the recipient; neither the log nor the
+                // row keeps an address (ADR 0034).
+                let error = redact_addresses(&error);
                 tracing::warn!(channel = %p.channel, notification = %p.id, attempts, %error, "notification delivery failed");
                 metrics::counter!("custody_notifications_failed_attempts_total", "channel" => p.channel.clone()).increment(1);
                 let give_up = attempts >= i64::from(app.config.notifications.max_attempts);
@@ -432,6 +435,31 @@ pub async fn deliver_pending(app: &App, limit: i64) -> Result<usize, ApiError> {
         }
     }
     Ok(delivered)
+}
+
+/// `text` with every word that holds an `@` (an email address, bracketed or quoted or
+/// not) replaced by `<address>`.
+pub(crate) fn redact_addresses(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains('@') {
+            out.push_str("<address>");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')') {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Replaces the sealed links, address and phone number of a payload with their text.
@@ -752,5 +780,26 @@ async fn deliver_webhook(app: &App, p: &Pending) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("webhook answered HTTP {}", response.status_code))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_addresses;
+
+    #[test]
+    fn delivery_errors_keep_no_address() {
+        let refusal = "permanent error (550): 5.1.1 <first.holder@example.com>: Recipient address rejected: User unknown in virtual mailbox table";
+        let kept = redact_addresses(refusal);
+        assert!(!kept.contains("first.holder"), "{kept}");
+        assert_eq!(
+            kept,
+            "permanent error (550): 5.1.1 <address> Recipient address rejected: User unknown in virtual mailbox table"
+        );
+        assert_eq!(
+            redact_addresses("to a@b.c, \"x@y.z\"; done"),
+            "to <address>, <address>; done"
+        );
+        assert_eq!(redact_addresses("connection refused"), "connection refused");
     }
 }

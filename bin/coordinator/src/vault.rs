@@ -782,7 +782,7 @@ pub async fn retire(db: &Db, vault: &Vault, kek: KekId) -> Result<RetireOutcome>
         .await?
         .into_iter()
         .filter(|c| c.kek_id == i64::from(kek.0) && c.rows > 0)
-        .map(|c| format!("{} rows of {}", c.rows, c.table))
+        .map(|c| format!("{} rows of {}", c.rows, c.column))
         .collect();
     if !still.is_empty() {
         return Ok(RetireOutcome::Refused(format!(
@@ -793,7 +793,7 @@ pub async fn retire(db: &Db, vault: &Vault, kek: KekId) -> Result<RetireOutcome>
     let waiting = outbox_links_under(db, kek).await?;
     if waiting > 0 {
         return Ok(RetireOutcome::Refused(format!(
-            "key-encryption key {kek} still wraps the links of {waiting} notifications waiting in the outbox; retire it once they are delivered (or marked failed)"
+            "key-encryption key {kek} still wraps links, addresses or numbers of {waiting} notifications waiting in the outbox; retire it once they are delivered (or marked failed)"
         )));
     }
     let now = std::time::SystemTime::now()

@@ -35,6 +35,11 @@ pub(crate) const COUNTED_STATES: [&str; 6] = [
 pub(crate) const COUNTED: &str =
     "('approved', 'signing', 'signed', 'broadcasting', 'broadcast', 'confirmed')";
 
+/// The condition that leaves internal transfers (voids and accelerations, which pay no one
+/// outside the wallet) out of every velocity total: the policy neither checks nor counts
+/// them (`custody_policy::Withdrawal::is_internal`). The velocity index is partial on it.
+pub(crate) const NOT_INTERNAL: &str = "voids IS NULL AND accelerates IS NULL";
+
 /// The width of a running-total bucket, in seconds.
 pub(crate) const BUCKET_SECS: i64 = 3600;
 
@@ -111,7 +116,7 @@ fn sums_from_rows_sql() -> String {
         .collect();
     format!(
         "SELECT asset, created_at - created_at % {BUCKET_SECS} AS bucket, COUNT(*) AS n, {} \
-         FROM withdrawals WHERE state IN {COUNTED} \
+         FROM withdrawals WHERE state IN {COUNTED} AND {NOT_INTERNAL} \
          GROUP BY asset, created_at - created_at % {BUCKET_SECS}",
         limbs.join(", ")
     )
@@ -375,7 +380,8 @@ pub async fn check_since(tx: &mut Tx<'_>, since: i64) -> Result<Vec<Mismatch>, D
          FROM velocity_buckets WHERE bucket >= $1 GROUP BY asset, bucket \
          UNION ALL \
          SELECT 'rows' AS side, asset, created_at - created_at % {BUCKET_SECS} AS bucket, \
-         COUNT(*) AS n, {} FROM withdrawals WHERE state IN {COUNTED} AND created_at >= $1 \
+         COUNT(*) AS n, {} FROM withdrawals WHERE state IN {COUNTED} AND {NOT_INTERNAL} \
+         AND created_at >= $1 \
          GROUP BY asset, created_at - created_at % {BUCKET_SECS}",
         kept_limbs.join(", "),
         row_limbs.join(", ")
@@ -591,7 +597,7 @@ pub(crate) fn usage_read(
     for w in &windows {
         edges.push(reads.push(&format!(
             "SELECT {what} FROM withdrawals WHERE asset = $1 AND state IN {COUNTED} \
-             AND created_at > $2 AND created_at < $3{except_sql}"
+             AND {NOT_INTERNAL} AND created_at > $2 AND created_at < $3{except_sql}"
         )));
         reads
             .bind(asset.to_owned())
@@ -745,7 +751,7 @@ mod tests {
         for sql in [
             "CREATE TEMPORARY TABLE withdrawals (id TEXT PRIMARY KEY, asset TEXT NOT NULL, \
              amount BIGINT NOT NULL, amount_text TEXT, created_at BIGINT NOT NULL, \
-             state TEXT NOT NULL)",
+             state TEXT NOT NULL, voids TEXT, accelerates TEXT)",
             "CREATE TEMPORARY TABLE velocity_buckets (asset TEXT NOT NULL, bucket BIGINT NOT NULL, \
              stripe BIGINT NOT NULL, n BIGINT NOT NULL, t0 BIGINT NOT NULL, t1 BIGINT NOT NULL, \
              t2 BIGINT NOT NULL, t3 BIGINT NOT NULL, t4 BIGINT NOT NULL, \

@@ -184,8 +184,9 @@ impl Row_ {
         }
     }
 
-    /// Whether a customer asked for it: not a void or an acceleration, which staff start
-    /// and which have no customer to tell.
+    /// Whether a customer asked for it: not a void or an acceleration, which staff start,
+    /// which have no customer to tell, and which are internal transfers (in no velocity
+    /// total).
     pub(crate) fn has_customer(&self) -> bool {
         self.voids.is_none() && self.accelerates.is_none()
     }
@@ -297,7 +298,8 @@ pub(crate) async fn transition(
     if done.rows_affected() != 1 {
         return Err(concurrent_change(&w.id));
     }
-    if let Some(sign) = velocity::moved(&w.state, to) {
+    // Internal transfers are in no velocity total (`velocity::NOT_INTERNAL`).
+    if let Some(sign) = velocity::moved(&w.state, to).filter(|_| w.has_customer()) {
         let amount = match &w.amount_text {
             Some(t) => t.parse::<u128>().map_err(|_| {
                 ApiError::internal(format!("stored amount {t:?} of {} is not a number", w.id))
@@ -1649,9 +1651,6 @@ pub async fn void(
     .bind(w.id.clone())
     .execute(&mut **tx)
     .await?;
-    if velocity::counted(state) {
-        velocity::count(tx, &made.asset, now, 0, 1).await?;
-    }
     crate::audit::append(
         tx,
         now,
@@ -1855,13 +1854,14 @@ pub(crate) async fn gates(
         Some(eth_tx) => withdrawal_from_eth(app, w, eth_tx)?,
         None => withdrawal_from_psbt(app, w)?,
     };
-    let except = velocity::Except {
+    // An internal transfer is in no total to leave out (and no limit checks it).
+    let except = w.has_customer().then(|| velocity::Except {
         id: &w.id,
         state: &w.state,
         created_at: w.created_at,
         amount: w.units(),
-    };
-    let used = velocity::usage(tx, &policy, &w.asset, now, Some(except)).await?;
+    });
+    let used = velocity::usage(tx, &policy, &w.asset, now, except).await?;
     if let Verdict::Deny { reason } =
         policy.evaluate_with_usage(&withdrawal, now_u64(now), |limit| used.of(limit))
     {
@@ -2904,7 +2904,8 @@ pub struct CoinSync {
 /// A coin from outside becomes spendable with `wallet.min_confirmations` confirmations:
 /// until then its sender can replace the transaction that pays it (every node relays
 /// replacements), and a withdrawal built on it would never confirm. The change of the
-/// wallet's own transactions in flight (`broadcasting`, `broadcast`) is spendable at once.
+/// wallet's own transactions — withdrawals the coordinator sent (`broadcasting`,
+/// `broadcast`, `confirmed`) — is spendable at once.
 /// A free coin that no longer qualifies (its transaction back in the mempool after a
 /// reorganisation, a row from before this rule) leaves the set until it does, and so does a
 /// free coin of a scanned address the backend does not report at all: spent elsewhere (a
@@ -2958,32 +2959,49 @@ pub async fn sync_utxos(app: &App, gap: u32) -> Result<CoinSync, ApiError> {
     let utxos = chain.utxos(&scripts).await.map_err(chain_failed)?;
     let min = app.config.wallet.min_confirmations.max(1);
     let mut tx = app.db.begin().await?;
-    let in_flight: std::collections::HashSet<String> = sqlx::query(
-        "SELECT txid FROM withdrawals WHERE state IN ('broadcasting', 'broadcast') \
-         AND asset = $1 AND txid IS NOT NULL",
-    )
-    .bind(ASSET_BTC)
-    .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|r| text(r, "txid"))
-    .collect::<Result<_, _>>()?;
-    let mut waiting = 0usize;
+    // Of the coins short of their confirmations, those the wallet's own transactions pay:
+    // the change of withdrawals the coordinator sent, in flight or confirmed since.
+    let young: std::collections::BTreeSet<String> = utxos
+        .iter()
+        .filter(|u| index_of.contains_key(&u.script_pubkey) && u.confirmations(tip) < min)
+        .map(|u| u.outpoint.txid.to_string())
+        .collect();
+    let young: Vec<String> = young.into_iter().collect();
+    let mut own = std::collections::HashSet::new();
+    for chunk in young.chunks(200) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT txid FROM withdrawals WHERE state IN ('broadcasting', 'broadcast', 'confirmed') \
+             AND txid IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for t in chunk {
+            q = q.bind(t.clone());
+        }
+        for r in q.fetch_all(&mut *tx).await? {
+            own.insert(text(&r, "txid")?);
+        }
+    }
+    let (mut waiting, mut removed) = (0usize, 0usize);
     for u in &utxos {
         let Some((branch, i)) = index_of.get(&u.script_pubkey) else {
             continue;
         };
         let outpoint = u.outpoint.to_string();
-        let own = in_flight.contains(&u.outpoint.txid.to_string());
-        if !own && u.confirmations(tip) < min {
+        if u.confirmations(tip) < min && !own.contains(&u.outpoint.txid.to_string()) {
             waiting += 1;
             // Not spendable yet; a free row for it (a reorganisation) leaves the set.
-            sqlx::query(
-                "DELETE FROM utxos WHERE outpoint = $1 AND reserved_by IS NULL AND spent_by IS NULL",
+            removed += usize::try_from(
+                sqlx::query(
+                    "DELETE FROM utxos WHERE outpoint = $1 AND reserved_by IS NULL AND spent_by IS NULL",
+                )
+                .bind(&outpoint)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
             )
-            .bind(&outpoint)
-            .execute(&mut *tx)
-            .await?;
+            .unwrap_or(0);
             continue;
         }
         // A coin an acceleration added meanwhile (its parent's change) is kept as it is.
@@ -3015,7 +3033,6 @@ pub async fn sync_utxos(app: &App, gap: u32) -> Result<CoinSync, ApiError> {
     )
     .fetch_all(&mut *tx)
     .await?;
-    let mut removed = 0usize;
     for r in &free {
         let outpoint = text(r, "outpoint")?;
         if scanned.contains(&text(r, "script")?) && !reported.contains(&outpoint) {

@@ -981,22 +981,7 @@ async fn running_totals_start_from_the_withdrawals_already_stored(engine: Engine
     };
     let db = custody_coordinator::Db::connect(&url, 2).await.unwrap();
     // The migrations before the totals, as an older release applied them.
-    let older = dir.path().join("older");
-    std::fs::create_dir(&older).unwrap();
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for e in std::fs::read_dir(&all).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().into_string().unwrap();
-        if name.as_str() < "0013" {
-            std::fs::copy(e.path(), older.join(&name)).unwrap();
-        }
-    }
-    sqlx::migrate::Migrator::new(older.as_path())
-        .await
-        .unwrap()
-        .run(db.pool())
-        .await
-        .unwrap();
+    migrate_before(&db, dir.path(), "0013").await;
     sqlx::query(
         "INSERT INTO principals (id, email, password_hash, role, created_at) \
          VALUES ('p', 'p@example.com', 'x', 'user', 0)",
@@ -2630,13 +2615,25 @@ async fn coins_from_outside_wait_for_their_confirmations(engine: Engine) {
     .unwrap();
     let s = sync_coins(&h, &f.operator.token).await;
     assert_eq!(s["waiting"], 1, "{s}");
+    assert_eq!(s["removed"], 1, "{s}");
     assert_eq!(free(&h, deposit.to_string()).await, 0);
-    // One more block: the deposit has its two confirmations.
+    // One more block: the deposit has its two confirmations, and the withdrawal one — it
+    // is confirmed, and its change stays spendable.
     h.chain.mine(1).await.unwrap();
+    custody_coordinator::tick(&h.app).await.unwrap();
+    assert_eq!(h.state(&f).await, "confirmed");
     let s = sync_coins(&h, &f.operator.token).await;
     assert_eq!(s["waiting"], 0, "{s}");
     assert_eq!(s["removed"], 0, "{s}");
     assert_eq!(free(&h, deposit.to_string()).await, 1);
+    let change: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM utxos WHERE outpoint LIKE $1 AND reserved_by IS NULL AND spent_by IS NULL",
+    )
+    .bind(format!("{txid}:%"))
+    .fetch_one(h.app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(change, 1, "own change with one confirmation is spendable");
     // Coins the chain does not have (spent elsewhere, or a database restored from an
     // older backup): a free one leaves the set, one a withdrawal holds stays with it.
     let receive0 = h
@@ -2672,3 +2669,149 @@ async fn coins_from_outside_wait_for_their_confirmations(engine: Engine) {
     assert_eq!(s["removed"], 0, "{s}");
 }
 on_both!(coins_from_outside_wait_for_their_confirmations);
+
+/// Internal transfers (here an acceleration; voids alike) pay no one outside the wallet:
+/// the policy's velocity limits neither check nor count them, so they never use up the
+/// day's withdrawals of customers.
+async fn internal_transfers_do_not_count_against_velocity_limits(engine: Engine) {
+    let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
+        return;
+    };
+    let mut f = h.signed(5_000_000).await;
+    let (st, b) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    h.relogin(&mut f.operator).await;
+    h.relogin(&mut f.user).await;
+    for a in &mut f.approvers {
+        h.relogin(a).await;
+    }
+    h.fund_coins(6, 10_000_000).await;
+    let (st, v) = accelerate(
+        &h,
+        &f.operator,
+        &f.id,
+        json!({ "reason": "stuck", "fee_rate_sat_vb": 40 }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let flow = |w: &serde_json::Value| common::Flow {
+        operator: f.operator.clone(),
+        approvers: f.approvers.clone(),
+        user: f.user.clone(),
+        id: w["id"].as_str().unwrap().to_owned(),
+        digest: w["approval_digest"].as_str().unwrap().to_owned(),
+    };
+    let child = flow(&v);
+    for i in 0..2 {
+        let (st, a) = h.approve(&child, i).await;
+        assert_eq!(st, StatusCode::OK, "{a}");
+    }
+    assert_eq!(h.state(&child).await, "approved");
+    // The harness policy allows five BTC withdrawals a day (the customer's first one was
+    // created more than a day ago): five more are approved beside the child.
+    for n in 0..5 {
+        let (st, w) = another(&h, &f, 10_000).await;
+        assert_eq!(st, StatusCode::CREATED, "withdrawal {n}: {w}");
+        let next = flow(&w);
+        for i in 0..2 {
+            let (st, a) = h.approve(&next, i).await;
+            assert_eq!(st, StatusCode::OK, "{a}");
+        }
+    }
+    let (st, v) = another(&h, &f, 10_000).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("5 BTC withdrawals per 86400 s exceeded: 5 already"),
+        "{message}"
+    );
+    totals_agree(&h).await;
+}
+on_both!(internal_transfers_do_not_count_against_velocity_limits);
+
+/// Applies the migrations whose file names sort before `first`, as an older release did.
+async fn migrate_before(db: &custody_coordinator::Db, dir: &std::path::Path, first: &str) {
+    let older = dir.join("older");
+    std::fs::create_dir(&older).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for e in std::fs::read_dir(&all).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if name.as_str() < first {
+            std::fs::copy(e.path(), older.join(&name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(older.as_path())
+        .await
+        .unwrap()
+        .run(db.pool())
+        .await
+        .unwrap();
+}
+
+/// Voids and accelerations an earlier version counted in the running totals are taken
+/// out by the upgrade (migration 0019): the totals match the rows again and count the
+/// customer's withdrawal alone.
+async fn internal_transfers_counted_by_an_earlier_version_leave_the_totals(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = common::database_url(engine, dir.path()).await else {
+        return;
+    };
+    let db = custody_coordinator::Db::connect(&url, 2).await.unwrap();
+    migrate_before(&db, dir.path(), "0019").await;
+    sqlx::query(
+        "INSERT INTO principals (id, email, password_hash, role, created_at) \
+         VALUES ('p', 'p@example.com', 'x', 'user', 0)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let at = 1_800_000_000i64;
+    let rows = [
+        ("a", 1_000, "approved", None, None),
+        ("v", 0, "approved", Some("a"), None),
+        ("c", 0, "confirmed", None, Some("a")),
+        ("w", 0, "pending_approval", Some("a"), None),
+    ];
+    for (i, (id, amount, state, voids, accelerates)) in rows.into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO withdrawals (id, principal_id, asset, address, amount, state, version, \
+             created_at, updated_at, hold_until, risk_score, risk_reasons, policy_hash, \
+             required_approvals, voids, accelerates) \
+             VALUES ($1, 'p', 'BTC', 'x', $2, $3, 1, $4, $4, 0, 0, '[]', '', 0, $5, $6)",
+        )
+        .bind(id)
+        .bind(amount)
+        .bind(state)
+        .bind(at + i64::try_from(i).unwrap())
+        .bind(voids)
+        .bind(accelerates)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    // What the earlier version kept: the three counted rows, 1 000 sat in all.
+    let bucket = at - at % 3600;
+    sqlx::query(
+        "INSERT INTO velocity_buckets (asset, bucket, stripe, n, t0, t1, t2, t3, t4) \
+         VALUES ('BTC', $1, 0, 3, 1000, 0, 0, 0, 0)",
+    )
+    .bind(bucket)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    db.migrate().await.unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
+    let drift = custody_coordinator::velocity::check(&mut tx).await.unwrap();
+    assert!(drift.is_empty(), "{drift:?}");
+    let (n, t0): (i64, i64) = sqlx::query_as(
+        "SELECT CAST(SUM(n) AS BIGINT), CAST(SUM(t0) AS BIGINT) FROM velocity_buckets \
+         WHERE asset = 'BTC' AND bucket = $1",
+    )
+    .bind(bucket)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!((n, t0), (1, 1000));
+}
+on_both!(internal_transfers_counted_by_an_earlier_version_leave_the_totals);

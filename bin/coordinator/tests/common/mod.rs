@@ -433,7 +433,6 @@ impl Harness {
         assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
     }
 
-    /// A customer with TOTP and an active whitelisted destination.
     /// `count` coins of `amount` satoshis on receive address 0, deposited on the
     /// development chain in one write, mined and synced.
     pub async fn fund_coins(&self, count: usize, amount: u64) {
@@ -474,6 +473,7 @@ impl Harness {
         tx.commit().await.expect("commit");
     }
 
+    /// A customer with TOTP and an active whitelisted destination.
     pub async fn customer(&self, email: &str) -> Session {
         let (st, v) = self
             .call(
