@@ -2886,6 +2886,18 @@ pub async fn add_commitments(
     Ok(added)
 }
 
+/// Removes the coin `outpoint` from the set if it is free (no withdrawal reserved or
+/// spent it); returns 1 when it did.
+async fn remove_free_coin(tx: &mut Tx<'_>, outpoint: &str) -> Result<usize, ApiError> {
+    let done = sqlx::query(
+        "DELETE FROM utxos WHERE outpoint = $1 AND reserved_by IS NULL AND spent_by IS NULL",
+    )
+    .bind(outpoint)
+    .execute(&mut **tx)
+    .await?;
+    Ok(usize::try_from(done.rows_affected()).unwrap_or(0))
+}
+
 /// What a coin sync found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoinSync {
@@ -2992,16 +3004,7 @@ pub async fn sync_utxos(app: &App, gap: u32) -> Result<CoinSync, ApiError> {
         if u.confirmations(tip) < min && !own.contains(&u.outpoint.txid.to_string()) {
             waiting += 1;
             // Not spendable yet; a free row for it (a reorganisation) leaves the set.
-            removed += usize::try_from(
-                sqlx::query(
-                    "DELETE FROM utxos WHERE outpoint = $1 AND reserved_by IS NULL AND spent_by IS NULL",
-                )
-                .bind(&outpoint)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-            )
-            .unwrap_or(0);
+            removed += remove_free_coin(&mut tx, &outpoint).await?;
             continue;
         }
         // A coin an acceleration added meanwhile (its parent's change) is kept as it is.
@@ -3036,16 +3039,7 @@ pub async fn sync_utxos(app: &App, gap: u32) -> Result<CoinSync, ApiError> {
     for r in &free {
         let outpoint = text(r, "outpoint")?;
         if scanned.contains(&text(r, "script")?) && !reported.contains(&outpoint) {
-            removed += usize::try_from(
-                sqlx::query(
-                    "DELETE FROM utxos WHERE outpoint = $1 AND reserved_by IS NULL AND spent_by IS NULL",
-                )
-                .bind(&outpoint)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-            )
-            .unwrap_or(0);
+            removed += remove_free_coin(&mut tx, &outpoint).await?;
         }
     }
     let n = sqlx::query("SELECT COUNT(*) AS n FROM utxos WHERE spent_by IS NULL")

@@ -975,20 +975,10 @@ on_both!(racing_withdrawals_keep_exactly_the_accepted_ones);
 /// Withdrawals stored before the velocity running totals existed (migration 0013) are in
 /// them after the upgrade, so a limit counts them as before.
 async fn running_totals_start_from_the_withdrawals_already_stored(engine: Engine) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(url) = common::database_url(engine, dir.path()).await else {
+    // The migrations before the totals, as an older release applied them.
+    let Some((_dir, db)) = older_database(engine, "0013").await else {
         return;
     };
-    let db = custody_coordinator::Db::connect(&url, 2).await.unwrap();
-    // The migrations before the totals, as an older release applied them.
-    migrate_before(&db, dir.path(), "0013").await;
-    sqlx::query(
-        "INSERT INTO principals (id, email, password_hash, role, created_at) \
-         VALUES ('p', 'p@example.com', 'x', 'user', 0)",
-    )
-    .execute(db.pool())
-    .await
-    .unwrap();
     // Counted and not, two hours apart, and Ethereum ones of wei beyond BIGINT.
     let rows = [
         ("a", "BTC", 1_000, None, "approved", 1_800_000_000),
@@ -2729,6 +2719,26 @@ async fn internal_transfers_do_not_count_against_velocity_limits(engine: Engine)
 }
 on_both!(internal_transfers_do_not_count_against_velocity_limits);
 
+/// A database with the migrations before `first` applied, as an older release left it,
+/// and one account `p`; `None` when the engine is unavailable outside CI.
+async fn older_database(
+    engine: Engine,
+    first: &str,
+) -> Option<(tempfile::TempDir, custody_coordinator::Db)> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::database_url(engine, dir.path()).await?;
+    let db = custody_coordinator::Db::connect(&url, 2).await.unwrap();
+    migrate_before(&db, dir.path(), first).await;
+    sqlx::query(
+        "INSERT INTO principals (id, email, password_hash, role, created_at) \
+         VALUES ('p', 'p@example.com', 'x', 'user', 0)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    Some((dir, db))
+}
+
 /// Applies the migrations whose file names sort before `first`, as an older release did.
 async fn migrate_before(db: &custody_coordinator::Db, dir: &std::path::Path, first: &str) {
     let older = dir.join("older");
@@ -2753,19 +2763,9 @@ async fn migrate_before(db: &custody_coordinator::Db, dir: &std::path::Path, fir
 /// out by the upgrade (migration 0019): the totals match the rows again and count the
 /// customer's withdrawal alone.
 async fn internal_transfers_counted_by_an_earlier_version_leave_the_totals(engine: Engine) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(url) = common::database_url(engine, dir.path()).await else {
+    let Some((_dir, db)) = older_database(engine, "0019").await else {
         return;
     };
-    let db = custody_coordinator::Db::connect(&url, 2).await.unwrap();
-    migrate_before(&db, dir.path(), "0019").await;
-    sqlx::query(
-        "INSERT INTO principals (id, email, password_hash, role, created_at) \
-         VALUES ('p', 'p@example.com', 'x', 'user', 0)",
-    )
-    .execute(db.pool())
-    .await
-    .unwrap();
     let at = 1_800_000_000i64;
     let rows = [
         ("a", 1_000, "approved", None, None),
