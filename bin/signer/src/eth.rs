@@ -891,7 +891,7 @@ fn check_policy(
     decision: Option<&Path>,
     insecure_without_policy: bool,
     out: &Output,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let at = now();
     let Some(path) = decision else {
         if !insecure_without_policy {
@@ -907,11 +907,12 @@ fn check_policy(
             .into());
         }
         out.note("WARNING: signing WITHOUT a policy check (--insecure-without-policy, no policy installed): drills and tests only");
-        return out.record(
+        out.record(
             "policy-decision",
             json!({"verdict": "unchecked"}),
             "policy decision: NOT CHECKED (--insecure-without-policy)",
-        );
+        )?;
+        return Ok(None);
     };
     let policy = crate::policy::enforced(home, at)?;
     let decision = read_decision(path)?;
@@ -959,7 +960,64 @@ fn check_policy(
             hex::encode(&policy.hash()[..8]),
             doc.coordinator.fingerprint()
         ),
-    )
+    )?;
+    Ok(Some(decision.withdrawal_id))
+}
+
+/// The directory of the withdrawals this signer has signed, one file each.
+const SIGNED_DIR: &str = "signed-withdrawals";
+
+/// Records, durably and before any partial signature leaves, that this signer signs
+/// withdrawal `withdrawal_id` at `tx`'s chain and nonce; refuses when it signed that
+/// withdrawal before at another nonce or chain.
+///
+/// An Ethereum decision and its approvals bind the transaction's intent, not its nonce
+/// (the coordinator picks the nonce at signing time, ADR 0018), so the same approved
+/// withdrawal signed at two nonces would be mined twice and pay twice. Signing it again at
+/// the same nonce (a lost answer, higher fees) is allowed: only one of them can be mined.
+/// Any two quorums of a `t`-of-`n` key with `2t > n` share a signer, so one signer's
+/// record is enough to stop a coordinator that asks twice.
+fn claim_withdrawal_nonce(home: &Home, withdrawal_id: &str, tx: &EthTransaction) -> Result<()> {
+    use sha2::Digest as _;
+    let dir = eth_dir(home).join(SIGNED_DIR);
+    create_private_dir(&dir)?;
+    let name = format!(
+        "{}.json",
+        hex::encode(sha2::Sha256::digest(withdrawal_id.as_bytes()))
+    );
+    let path = dir.join(&name);
+    if path.exists() {
+        let bytes = read_bounded(&path)
+            .with_context(|| format!("reading the record {}", path.display()))?;
+        let before: Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("the record {} is damaged", path.display()))?;
+        let (chain, nonce) = (before["chain_id"].as_u64(), before["nonce"].as_u64());
+        if chain == Some(tx.chain_id()) && nonce == Some(tx.nonce()) {
+            return Ok(());
+        }
+        return Err(Refused(format!(
+            "withdrawal {withdrawal_id} was signed by this signer before, at nonce {} on chain {}: signing it at nonce {} on chain {} would pay it a second time; nothing was signed. Do not sign; tell the security team that the coordinator asked for it again",
+            nonce.map_or_else(|| "?".into(), |n| n.to_string()),
+            chain.map_or_else(|| "?".into(), |c| c.to_string()),
+            tx.nonce(),
+            tx.chain_id()
+        ))
+        .into());
+    }
+    let record = json!({
+        "withdrawal_id": withdrawal_id,
+        "chain_id": tx.chain_id(),
+        "nonce": tx.nonce(),
+        "signing_hash": format!("{}", tx.signing_hash()),
+        "at": now(),
+    });
+    write_new(&dir, &name, record.to_string().as_bytes()).with_context(|| {
+        format!(
+            "cannot record withdrawal {withdrawal_id} in {}; nothing was signed",
+            dir.display()
+        )
+    })?;
+    Ok(())
 }
 
 /// The partial signature file name: `{base}-{signer}-part.ethsig`.
@@ -987,9 +1045,12 @@ fn sign(
     let own = Address::from(group.address());
     print_summary(&tx, own, out)?;
     check_fees(&tx)?;
-    check_policy(home, &tx, own, decision, insecure_without_policy, out)?;
+    let withdrawal_id = check_policy(home, &tx, own, decision, insecure_without_policy, out)?;
     if !yes {
         crate::sign::confirm()?;
+    }
+    if let Some(id) = &withdrawal_id {
+        claim_withdrawal_nonce(home, id, &tx)?;
     }
     let pass = passphrase(&config.passphrase, false)?;
     let identity = home.unlock_identity(&pass)?;

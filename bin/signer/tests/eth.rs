@@ -131,7 +131,7 @@ fn build_fixture() -> Fixture {
     // No primes are left for a second ceremony.
     assert!(!signers[0].home.join("eth/primes.age").exists());
 
-    let presign_plan = presign_plan(&root, &signers, "presign-plan.bin", 8);
+    let presign_plan = presign_plan(&root, &signers, "presign-plan.bin", 10);
     let usb = root.join("usb-presign");
     std::fs::create_dir(&usb).expect("usb");
     let outs = run_presign(&signers[..2], &presign_plan, &usb);
@@ -809,4 +809,105 @@ fn a_policy_decision_is_checked_against_the_transaction_shown() {
         .success()
         .stdout(predicates::str::contains("allowed under policy version 1"));
     assert!(dir.join("p-bob-part.ethsig").exists());
+}
+
+/// The same approved withdrawal is signed at one nonce only: the coordinator picks the
+/// nonce at signing time and the approvals bind the intent, so a second round at another
+/// nonce would pay twice. Another round at the same nonce (higher fees) is signed.
+#[test]
+fn an_approved_withdrawal_is_signed_at_one_nonce_only() {
+    let f = fixture();
+    let authority = Authority::new();
+    let mut doc = authority.document(
+        1,
+        &Terms {
+            whitelist: vec![RECIPIENT.into()],
+            limit_sat: 0,
+            approvals: 1,
+        },
+    );
+    doc.limits = vec![TransactionLimit {
+        asset: "ETH".into(),
+        max_amount: 10u128.pow(18),
+    }];
+    doc.rules = vec![Rule {
+        asset: "ETH".into(),
+        min_amount: 0,
+        max_amount: 10u128.pow(18),
+        window: None,
+        action: Action::Allow { approvals: 1 },
+    }];
+    let policy = authority.sign(doc, &[0, 1]);
+    let home = f.root.join("twice-policy-home");
+    std::fs::create_dir_all(&home).expect("dir");
+    let bob = &f.signers[1];
+    let _uninstall = Uninstall(&bob.home);
+    authority.install(&bob.args(), &home, &policy);
+    let dir = f.root.join("usb-twice");
+    std::fs::create_dir_all(&dir).expect("dir");
+    // One approved withdrawal (its decision binds the intent: recipient and value).
+    let first = transaction(RECIPIENT, 5_000, 9);
+    let mut d = Decision {
+        policy_hash: policy.document().hash(),
+        withdrawal_id: "eth-twice".into(),
+        transaction_digest: first.intent_digest().to_vec(),
+        outcome: Outcome::Approved,
+        hold_until: 0,
+        approvals: Vec::new(),
+        coordinator_signature: [0; 64],
+    };
+    let digest = d.withdrawal_digest();
+    d.approvals
+        .push(Approval::sign(&authority.approvers[0], &digest, &mut OsRng));
+    d.sign(&authority.coordinator, &mut OsRng);
+    let decision = dir.join("twice.decision");
+    std::fs::write(&decision, d.encode()).expect("write decision");
+    let sign_with = |request: &Path, presignature: u16| {
+        bob.cmd(&[
+            "eth",
+            "sign",
+            "--request",
+            &request.display().to_string(),
+            "--presignature",
+            &format!("{}/{presignature}", f.batch),
+            "--decision",
+            &decision.display().to_string(),
+            "--yes",
+        ])
+        .assert()
+    };
+    let request = write_request(&dir, "first", &request_for(&first, &f.address));
+    sign_with(&request, 8).success();
+    assert!(dir.join("first-bob-part.ethsig").exists());
+
+    // The same withdrawal at the next nonce: refused before any presignature is spent.
+    let again = transaction(RECIPIENT, 5_000, 10);
+    assert_eq!(again.intent_digest(), first.intent_digest(), "same intent");
+    let request = write_request(&dir, "again", &request_for(&again, &f.address));
+    let before = unused_presignatures(bob);
+    let refused = sign_with(&request, 9).code(1);
+    let why = stderr(&refused);
+    assert!(
+        why.contains("withdrawal eth-twice was signed by this signer before, at nonce 9")
+            && why.contains("would pay it a second time"),
+        "{why}"
+    );
+    assert!(!dir.join("again-bob-part.ethsig").exists());
+    assert_eq!(unused_presignatures(bob), before, "no presignature spent");
+
+    // At the same nonce with higher fees (only one of the two can be mined): signed.
+    let bumped = EthTransaction::eip1559(custody_ethereum::Eip1559Fields {
+        chain_id: CHAIN,
+        nonce: 9,
+        to: RECIPIENT.parse().expect("address"),
+        value: U256::from(5_000u64),
+        gas_limit: 21_000,
+        max_fee_per_gas: 30_000_000_000,
+        max_priority_fee_per_gas: 2_000_000_000,
+        input: Bytes::new(),
+    })
+    .expect("valid transaction");
+    let request = write_request(&dir, "bumped", &request_for(&bumped, &f.address));
+    sign_with(&request, 9).success();
+    assert!(dir.join("bumped-bob-part.ethsig").exists());
 }
