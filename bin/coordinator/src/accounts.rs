@@ -228,9 +228,11 @@ pub async fn seal_legacy_contact_details(
     db: &crate::db::Db,
     vault: &crate::vault::Vault,
 ) -> anyhow::Result<usize> {
-    let rows = sqlx::query("SELECT id, email, phone FROM principals WHERE email_sealed IS NULL")
-        .fetch_all(db.pool())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, email, phone, phone_sealed FROM principals WHERE email_sealed IS NULL",
+    )
+    .fetch_all(db.pool())
+    .await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -244,15 +246,19 @@ pub async fn seal_legacy_contact_details(
         let stored = text(r, "email")?;
         let email = stored.trim().to_lowercase();
         let phone = opt_text(r, "phone")?;
-        let phone_sealed = match &phone {
-            Some(p) => Some(seal_phone(vault, &id, p).map_err(|e| anyhow::anyhow!("{e}"))?),
-            None => None,
+        let already = opt_text(r, "phone_sealed")?;
+        // A number this version sealed (set through a session the account still had) is
+        // the newer one; a number in clear beside it is dropped.
+        let phone_sealed = match (&already, &phone) {
+            (Some(sealed), _) => Some(sealed.clone()),
+            (None, Some(p)) => Some(seal_phone(vault, &id, p).map_err(|e| anyhow::anyhow!("{e}"))?),
+            (None, None) => None,
         };
-        // Compare-and-set on both the address and the number read above.
+        // Compare-and-set on the address and both number columns read above.
         let done = sqlx::query(
             "UPDATE principals SET email = $1, email_sealed = $2, phone_sealed = $3, phone = NULL \
-             WHERE id = $4 AND email_sealed IS NULL AND phone_sealed IS NULL AND email = $5 \
-             AND COALESCE(phone, '') = $6",
+             WHERE id = $4 AND email_sealed IS NULL AND email = $5 \
+             AND COALESCE(phone, '') = $6 AND COALESCE(phone_sealed, '') = $7",
         )
         .bind(email_key(vault, &email).map_err(|e| anyhow::anyhow!("{e}"))?)
         .bind(seal_email(vault, &id, &email).map_err(|e| anyhow::anyhow!("{e}"))?)
@@ -260,6 +266,7 @@ pub async fn seal_legacy_contact_details(
         .bind(&id)
         .bind(&stored)
         .bind(phone.clone().unwrap_or_default())
+        .bind(already.unwrap_or_default())
         .execute(db.pool())
         .await?;
         sealed += usize::try_from(done.rows_affected()).unwrap_or(0);

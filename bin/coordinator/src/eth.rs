@@ -10,8 +10,10 @@
 //!   for 48 hours never blocks the account's nonce sequence.
 //! - **Nonces.** A round takes the lowest nonce at or above the node's pending nonce that
 //!   no live withdrawal holds (`eth_nonces` has one row per nonce, primary key on the
-//!   nonce: two rounds can never take the same one). A withdrawal that fails before it
-//!   reaches the chain gives its nonce back, and the next round fills the gap.
+//!   nonce: two rounds can never take the same one). A nonce is never given back: a
+//!   withdrawal keeps its round's nonce (repeating the export returns the same round, and
+//!   a signer signs a withdrawal at one nonce only, ADR 0036); a round never answered
+//!   leaves its nonce to be filled by a void (ADR 0018, 0031).
 //! - **Signing.** The round names one presignature (batch, index) of a batch made by the
 //!   chosen signers; every signer returns a partial signature made with it, and the
 //!   coordinator combines them (`custody_ecdsa::combine`, which checks each partial's

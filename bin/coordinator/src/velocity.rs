@@ -11,8 +11,9 @@
 //! as a `BIGINT`: a `u128` amount (Ethereum's wei, beyond `BIGINT`) is summed exactly by
 //! either database without decimal arithmetic, and a limb's sum stays below 2⁶³ for any
 //! number of withdrawals below 9·10⁹. Buckets carry a stripe (PostgreSQL's backend
-//! process; 0 on SQLite, whose one writer never contends) so that concurrent transactions
-//! add to different rows instead of waiting for each other's commit.
+//! process; 0 on SQLite, whose one writer never contends; −1 for migration 0019's
+//! corrections) so that concurrent transactions add to different rows instead of waiting
+//! for each other's commit. A window sums every stripe of its hours.
 
 use custody_policy::{VelocityLimit, VerifiedPolicy, WindowUsage};
 
@@ -161,7 +162,8 @@ const COMPACT_LOCK_TIMEOUT: &str = "200ms";
 /// previous hours keep their stripes, where concurrent approvals still add. An approval
 /// of an older withdrawal may still add to its stripe of an old hour; the next run folds
 /// that in too. Gives up quietly (returns 0) when a row it needs is locked for longer
-/// than 200 ms. SQLite has one stripe already. Returns how many rows it removed.
+/// than 200 ms. SQLite writes one stripe (and keeps migration 0019's corrections, −1,
+/// beside it: reads sum them). Returns how many rows it removed.
 ///
 /// # Errors
 /// Storage failure.

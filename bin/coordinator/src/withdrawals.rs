@@ -2906,7 +2906,8 @@ pub struct CoinSync {
     /// Coins paying the wallet that wait for `wallet.min_confirmations` before
     /// withdrawals may spend them.
     pub waiting: usize,
-    /// Free coins the backend no longer reports unspent, removed from the set.
+    /// Free coins removed from the set: the backend no longer reports them unspent, or
+    /// they no longer have their confirmations (a reorganisation).
     pub removed: usize,
 }
 
@@ -3051,8 +3052,9 @@ pub async fn sync_utxos(app: &App, gap: u32) -> Result<CoinSync, ApiError> {
             .increment(u64::try_from(removed).unwrap_or(0));
         tracing::warn!(
             removed,
-            "free coins the chain backend no longer reports unspent were removed (spent outside \
-             the coordinator, or the database was restored from an older backup)"
+            "free coins were removed: the chain backend no longer reports them unspent (spent \
+             outside the coordinator, or the database was restored from an older backup) or \
+             they lost their confirmations (a reorganisation)"
         );
     }
     if waiting > 0 {

@@ -1794,7 +1794,19 @@ async fn contact_details_in_clear_from_an_earlier_version_are_sealed(engine: Eng
         return;
     };
     let s = h.customer("placeholder@example.com").await;
+    // A second account whose number this version sealed (through a session) while its
+    // address was still in clear, with an older number in clear beside it.
+    let s2 = h.customer("placeholder2@example.com").await;
+    verified_phone(&h, &s2, "+49 151 5555 0000", "+4915155550000").await;
     let pool = h.app.db.pool();
+    sqlx::query(
+        "UPDATE principals SET email = 'mixed.holder@example.com', email_sealed = NULL, \
+         phone = '+4915100000001' WHERE id = $1",
+    )
+    .bind(&s2.id)
+    .execute(pool)
+    .await
+    .unwrap();
     sqlx::query(
         "UPDATE principals SET email = 'legacy.holder@example.com', email_sealed = NULL, \
          phone = '+4915199990000', phone_sealed = NULL, phone_verified = 1 WHERE id = $1",
@@ -1834,7 +1846,7 @@ async fn contact_details_in_clear_from_an_earlier_version_are_sealed(engine: Eng
         custody_coordinator::accounts::seal_legacy_contact_details(&h.app.db, &h.app.vault)
             .await
             .unwrap();
-    assert_eq!(sealed, 1);
+    assert_eq!(sealed, 2);
     let again = custody_coordinator::accounts::seal_legacy_contact_details(&h.app.db, &h.app.vault)
         .await
         .unwrap();
@@ -1852,7 +1864,9 @@ async fn contact_details_in_clear_from_an_earlier_version_are_sealed(engine: Eng
                 .unwrap();
         for v in values.into_iter().flatten() {
             assert!(
-                !v.contains("holder@") && !v.contains("4915199990000"),
+                !v.contains("holder@")
+                    && !v.contains("4915199990000")
+                    && !v.contains("4915100000001"),
                 "{table}.{column} in clear: {v}"
             );
         }
@@ -1885,5 +1899,10 @@ async fn contact_details_in_clear_from_an_earlier_version_are_sealed(engine: Eng
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(email_of(&h, &legacy).await, "renamed.holder@example.com");
+    // The mixed account keeps the number it set last.
+    let mut mixed = h.login("mixed.holder@example.com", Some(h.totp(&s2))).await;
+    mixed.totp_uri = s2.totp_uri.clone();
+    let answer = sms_only(&h, &mixed, "+4915155550000").await;
+    assert!(answer["code"].is_string(), "{answer}");
 }
 on_both!(contact_details_in_clear_from_an_earlier_version_are_sealed);

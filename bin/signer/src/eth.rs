@@ -967,42 +967,64 @@ fn check_policy(
 /// The directory of the withdrawals this signer has signed, one file each.
 const SIGNED_DIR: &str = "signed-withdrawals";
 
-/// Records, durably and before any partial signature leaves, that this signer signs
-/// withdrawal `withdrawal_id` at `tx`'s chain and nonce; refuses when it signed that
-/// withdrawal before at another nonce or chain.
-///
-/// An Ethereum decision and its approvals bind the transaction's intent, not its nonce
-/// (the coordinator picks the nonce at signing time, ADR 0018), so the same approved
-/// withdrawal signed at two nonces would be mined twice and pay twice. Signing it again at
-/// the same nonce (a lost answer, higher fees) is allowed: only one of them can be mined.
-/// Any two quorums of a `t`-of-`n` key with `2t > n` share a signer, so one signer's
-/// record is enough to stop a coordinator that asks twice.
-fn claim_withdrawal_nonce(home: &Home, withdrawal_id: &str, tx: &EthTransaction) -> Result<()> {
+/// Where this signer records that it signed `withdrawal_id`.
+fn withdrawal_record(home: &Home, withdrawal_id: &str) -> (PathBuf, String) {
     use sha2::Digest as _;
-    let dir = eth_dir(home).join(SIGNED_DIR);
-    create_private_dir(&dir)?;
     let name = format!(
         "{}.json",
         hex::encode(sha2::Sha256::digest(withdrawal_id.as_bytes()))
     );
+    (eth_dir(home).join(SIGNED_DIR), name)
+}
+
+/// Refuses `tx` when this signer signed withdrawal `withdrawal_id` before at another nonce
+/// or chain; reads only. Returns whether it signed it at this one.
+///
+/// An Ethereum decision and its approvals bind the transaction's intent and the
+/// withdrawal id, not the nonce (the coordinator picks it at signing time, ADR 0018), so
+/// the same approved withdrawal signed at two nonces would be mined twice and pay twice.
+/// Signing it again at the same nonce (a lost answer, higher fees) is allowed: only one of
+/// them can be mined. Any two quorums of a `t`-of-`n` key with `2t > n` share a signer, so
+/// one signer's record is enough to stop a coordinator that asks twice (ADR 0036).
+fn check_withdrawal_nonce(home: &Home, withdrawal_id: &str, tx: &EthTransaction) -> Result<bool> {
+    let (dir, name) = withdrawal_record(home, withdrawal_id);
     let path = dir.join(&name);
-    if path.exists() {
-        let bytes = read_bounded(&path)
-            .with_context(|| format!("reading the record {}", path.display()))?;
-        let before: Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("the record {} is damaged", path.display()))?;
-        let (chain, nonce) = (before["chain_id"].as_u64(), before["nonce"].as_u64());
-        if chain == Some(tx.chain_id()) && nonce == Some(tx.nonce()) {
-            return Ok(());
-        }
-        return Err(Refused(format!(
-            "withdrawal {withdrawal_id} was signed by this signer before, at nonce {} on chain {}: signing it at nonce {} on chain {} would pay it a second time; nothing was signed. Do not sign; tell the security team that the coordinator asked for it again",
-            nonce.map_or_else(|| "?".into(), |n| n.to_string()),
-            chain.map_or_else(|| "?".into(), |c| c.to_string()),
-            tx.nonce(),
-            tx.chain_id()
-        ))
-        .into());
+    if !path.exists() {
+        return Ok(false);
+    }
+    let bytes =
+        read_bounded(&path).with_context(|| format!("reading the record {}", path.display()))?;
+    let before: Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("the record {} is damaged", path.display()))?;
+    let (chain, nonce) = (before["chain_id"].as_u64(), before["nonce"].as_u64());
+    if chain == Some(tx.chain_id()) && nonce == Some(tx.nonce()) {
+        return Ok(true);
+    }
+    Err(Refused(format!(
+        "withdrawal {withdrawal_id} was signed by this signer before, at nonce {} on chain {}: signing it at nonce {} on chain {} would pay it a second time; nothing was signed. Do not sign; tell the security team that the coordinator asked for it again",
+        nonce.map_or_else(|| "?".into(), |n| n.to_string()),
+        chain.map_or_else(|| "?".into(), |c| c.to_string()),
+        tx.nonce(),
+        tx.chain_id()
+    ))
+    .into())
+}
+
+/// Records, durably and before the partial signature is made, that this signer signs
+/// withdrawal `withdrawal_id` at `tx`'s chain and nonce (see [`check_withdrawal_nonce`],
+/// which it runs again: another `eth sign` may have recorded it meanwhile).
+fn claim_withdrawal_nonce(home: &Home, withdrawal_id: &str, tx: &EthTransaction) -> Result<()> {
+    if check_withdrawal_nonce(home, withdrawal_id, tx)? {
+        return Ok(());
+    }
+    let (dir, name) = withdrawal_record(home, withdrawal_id);
+    if !dir.exists() {
+        create_private_dir(&dir)?;
+        // The new directory's entry in `eth/`, so the first record survives a crash.
+        let parent = eth_dir(home);
+        std::fs::File::open(&parent)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", parent.display()))?;
     }
     let record = json!({
         "withdrawal_id": withdrawal_id,
@@ -1011,12 +1033,16 @@ fn claim_withdrawal_nonce(home: &Home, withdrawal_id: &str, tx: &EthTransaction)
         "signing_hash": format!("{}", tx.signing_hash()),
         "at": now(),
     });
-    write_new(&dir, &name, record.to_string().as_bytes()).with_context(|| {
-        format!(
+    if let Err(e) = write_new(&dir, &name, record.to_string().as_bytes()) {
+        // Recorded by another run meanwhile: the same nonce is fine, another is refused.
+        if dir.join(&name).exists() && check_withdrawal_nonce(home, withdrawal_id, tx)? {
+            return Ok(());
+        }
+        return Err(anyhow::Error::new(e).context(format!(
             "cannot record withdrawal {withdrawal_id} in {}; nothing was signed",
             dir.display()
-        )
-    })?;
+        )));
+    }
     Ok(())
 }
 
@@ -1046,11 +1072,12 @@ fn sign(
     print_summary(&tx, own, out)?;
     check_fees(&tx)?;
     let withdrawal_id = check_policy(home, &tx, own, decision, insecure_without_policy, out)?;
+    // Before anyone is asked: a withdrawal signed at another nonce is refused here.
+    if let Some(id) = &withdrawal_id {
+        check_withdrawal_nonce(home, id, &tx)?;
+    }
     if !yes {
         crate::sign::confirm()?;
-    }
-    if let Some(id) = &withdrawal_id {
-        claim_withdrawal_nonce(home, id, &tx)?;
     }
     let pass = passphrase(&config.passphrase, false)?;
     let identity = home.unlock_identity(&pass)?;
@@ -1070,6 +1097,10 @@ fn sign(
             usb.join(&name).display()
         ))
         .into());
+    }
+    // Recorded only now, by a key holder who unlocked the share, right before signing.
+    if let Some(withdrawal_id) = &withdrawal_id {
+        claim_withdrawal_nonce(home, withdrawal_id, &tx)?;
     }
     let partial = ks
         .sign(&identity, &id, &hash, &mut OsRng)

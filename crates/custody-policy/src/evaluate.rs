@@ -402,7 +402,7 @@ impl VerifiedPolicy {
     /// An internal transfer ([`Withdrawal::is_internal`]) moves nothing out of the wallet:
     /// it gets the offline verdict alone, whatever the history. Whether it appears in later
     /// histories is the caller's choice: with amount 0 it adds nothing to a total, only one
-    /// to a count (the coordinator counts a void as one transaction).
+    /// to a count (the coordinator leaves internal transfers out of its histories).
     pub fn evaluate_with_history(
         &self,
         withdrawal: &Withdrawal,
