@@ -536,6 +536,15 @@ pub(crate) struct UsageRead {
     except: Option<(i64, u128)>,
 }
 
+/// The read of a window's cut hour, row by row: `$1` the asset, `$2` the window's start,
+/// `$3` the first whole bucket (and `$4` a withdrawal left out, in `except_sql`).
+fn cut_hour_sql(what: &str, except_sql: &str) -> String {
+    format!(
+        "SELECT {what} FROM withdrawals WHERE asset = $1 AND state IN {COUNTED} \
+         AND {NOT_INTERNAL} AND created_at > $2 AND created_at < $3{except_sql}"
+    )
+}
+
 /// Adds the read of what `asset`'s limits in `velocity` have used at `now` to a batch;
 /// `None` when no limit applies to the asset (nothing to read). `except` leaves out one
 /// withdrawal (the one checked again before it is signed).
@@ -597,10 +606,7 @@ pub(crate) fn usage_read(
     };
     let mut edges = Vec::with_capacity(windows.len());
     for w in &windows {
-        edges.push(reads.push(&format!(
-            "SELECT {what} FROM withdrawals WHERE asset = $1 AND state IN {COUNTED} \
-             AND {NOT_INTERNAL} AND created_at > $2 AND created_at < $3{except_sql}"
-        )));
+        edges.push(reads.push(&cut_hour_sql(what, except_sql)));
         reads
             .bind(asset.to_owned())
             .bind(since(*w))
@@ -1025,6 +1031,32 @@ mod tests {
             );
             tx.rollback().await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn sqlite_answers_a_bitcoin_windows_cut_hour_from_the_index_alone() {
+        // The intake reads it on every request: from the (partial, ADR 0035) velocity
+        // index without touching the table.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
+        let db = Db::connect(&url, 1).await.unwrap();
+        db.migrate().await.unwrap();
+        let sql = super::cut_hour_sql("COUNT(*) AS n, CAST(SUM(amount) AS BIGINT) AS total", "");
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .bind("BTC")
+            .bind(1i64)
+            .bind(2i64)
+            .fetch_all(db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("USING COVERING INDEX withdrawals_asset_state_time_amount")),
+            "{plan:?}"
+        );
     }
 
     #[tokio::test]
