@@ -1578,11 +1578,7 @@ async fn a_signed_withdrawal_is_voided_by_spending_its_coins_back_to_the_wallet(
     };
     let mut f = h.signed(5_000_000).await;
     // Its signing took a day: everyone signs in again.
-    h.relogin(&mut f.operator).await;
-    h.relogin(&mut f.user).await;
-    for a in &mut f.approvers {
-        h.relogin(a).await;
-    }
+    sign_in_again(&h, &mut f).await;
     assert_eq!(h.state(&f).await, "signed");
     let coins = reserved_coins(&h, &f.id).await;
     assert!(coins > 0);
@@ -1759,11 +1755,7 @@ async fn an_original_that_confirms_first_fails_its_void(engine: Engine) {
     };
     let mut f = h.signed(5_000_000).await;
     // Its signing took a day: everyone signs in again.
-    h.relogin(&mut f.operator).await;
-    h.relogin(&mut f.user).await;
-    for a in &mut f.approvers {
-        h.relogin(a).await;
-    }
+    sign_in_again(&h, &mut f).await;
     let coins = reserved_coins(&h, &f.id).await;
     let (st, v) = void(&h, &f.operator, &f.id, json!({ "reason": "ticket 4412" })).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
@@ -1948,11 +1940,7 @@ async fn a_void_sent_outside_the_coordinator_is_recorded(engine: Engine) {
         return;
     };
     let mut f = h.signed(5_000_000).await;
-    h.relogin(&mut f.operator).await;
-    h.relogin(&mut f.user).await;
-    for a in &mut f.approvers {
-        h.relogin(a).await;
-    }
+    sign_in_again(&h, &mut f).await;
     let coins = reserved_coins(&h, &f.id).await;
     let (st, v) = void(&h, &f.operator, &f.id, json!({ "reason": "ticket 4413" })).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
@@ -2024,15 +2012,8 @@ async fn a_stuck_withdrawal_is_accelerated_by_a_child_that_pays_for_both(engine:
     let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
         return;
     };
-    let mut f = h.signed(5_000_000).await;
-    let (st, b) = h.broadcast(&f).await;
-    assert_eq!(st, StatusCode::OK, "{b}");
     // A day later it still sits in the mempool: everyone signs in again.
-    h.relogin(&mut f.operator).await;
-    h.relogin(&mut f.user).await;
-    for a in &mut f.approvers {
-        h.relogin(a).await;
-    }
+    let f = sent_and_signed_in_again(&mut h, 5_000_000).await;
     let (parent_tx, parent) = inspected(&h, &f.id).await;
     // What it pays, rounded down: asking that is asking for nothing faster.
     let paying = parent.fee_sat / parent.vsize;
@@ -2295,14 +2276,7 @@ async fn a_child_adds_a_coin_when_the_change_cannot_pay(engine: Engine) {
         return;
     };
     // Almost all of one 0.5 BTC coin: about 10 000 sat of change.
-    let mut f = h.signed(49_990_000).await;
-    let (st, b) = h.broadcast(&f).await;
-    assert_eq!(st, StatusCode::OK, "{b}");
-    h.relogin(&mut f.operator).await;
-    h.relogin(&mut f.user).await;
-    for a in &mut f.approvers {
-        h.relogin(a).await;
-    }
+    let f = sent_and_signed_in_again(&mut h, 49_990_000).await;
     let (parent_tx, parent) = inspected(&h, &f.id).await;
     let change = parent
         .outputs
@@ -2420,11 +2394,7 @@ async fn a_child_is_sent_with_its_parent_and_may_follow_it_late(engine: Engine) 
     let before = std::fs::read(&path).unwrap();
     let (st, b) = h.broadcast(&f).await;
     assert_eq!(st, StatusCode::OK, "{b}");
-    h.relogin(&mut f.operator).await;
-    h.relogin(&mut f.user).await;
-    for a in &mut f.approvers {
-        h.relogin(a).await;
-    }
+    sign_in_again(&h, &mut f).await;
     let parent_txid = common::parse_txid(h.view(&f).await["txid"].as_str().unwrap());
     // Another withdrawal, sent, with a large unconfirmed change output the wallet learns.
     let (st, w2) = another(&h, &f, 1_000_000).await;
@@ -2519,6 +2489,26 @@ async fn a_child_is_sent_with_its_parent_and_may_follow_it_late(engine: Engine) 
         .expect("log intact");
 }
 on_both!(a_child_is_sent_with_its_parent_and_may_follow_it_late);
+
+/// A withdrawal of `amount` signed and broadcast; a day later (its signing took one) with
+/// everyone signed in again.
+async fn sent_and_signed_in_again(h: &mut Harness, amount: u64) -> common::Flow {
+    let mut f = h.signed(amount).await;
+    let (st, b) = h.broadcast(&f).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    sign_in_again(h, &mut f).await;
+    f
+}
+
+/// The operator, the customer and the approvers of `f` sign in again (sessions last a
+/// day; tests jump days).
+async fn sign_in_again(h: &Harness, f: &mut common::Flow) {
+    h.relogin(&mut f.operator).await;
+    h.relogin(&mut f.user).await;
+    for a in &mut f.approvers {
+        h.relogin(a).await;
+    }
+}
 
 async fn sync_coins(h: &Harness, token: &str) -> serde_json::Value {
     let (st, s) = h
@@ -2667,14 +2657,7 @@ async fn internal_transfers_do_not_count_against_velocity_limits(engine: Engine)
     let Some(mut h) = Harness::with_config(engine, |c| c.risk.hold_score = u32::MAX).await else {
         return;
     };
-    let mut f = h.signed(5_000_000).await;
-    let (st, b) = h.broadcast(&f).await;
-    assert_eq!(st, StatusCode::OK, "{b}");
-    h.relogin(&mut f.operator).await;
-    h.relogin(&mut f.user).await;
-    for a in &mut f.approvers {
-        h.relogin(a).await;
-    }
+    let f = sent_and_signed_in_again(&mut h, 5_000_000).await;
     h.fund_coins(6, 10_000_000).await;
     let (st, v) = accelerate(
         &h,

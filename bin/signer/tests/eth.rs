@@ -580,6 +580,42 @@ impl Drop for Uninstall<'_> {
     }
 }
 
+/// A policy that allows up to 1 ETH to `RECIPIENT` with one approval, signed by the
+/// authority and installed on `signer` (through a home named `name`); removed again when
+/// the guard drops.
+fn eth_policy_on<'a>(
+    f: &Fixture,
+    authority: &Authority,
+    signer: &'a Signer,
+    name: &str,
+) -> (custody_policy::SignedPolicy, Uninstall<'a>) {
+    let mut doc = authority.document(
+        1,
+        &Terms {
+            whitelist: vec![RECIPIENT.into()],
+            limit_sat: 0,
+            approvals: 1,
+        },
+    );
+    doc.limits = vec![TransactionLimit {
+        asset: "ETH".into(),
+        max_amount: 10u128.pow(18),
+    }];
+    doc.rules = vec![Rule {
+        asset: "ETH".into(),
+        min_amount: 0,
+        max_amount: 10u128.pow(18),
+        window: None,
+        action: Action::Allow { approvals: 1 },
+    }];
+    let policy = authority.sign(doc, &[0, 1]);
+    let home = f.root.join(name);
+    std::fs::create_dir_all(&home).expect("dir");
+    let guard = Uninstall(&signer.home);
+    authority.install(&signer.args(), &home, &policy);
+    (policy, guard)
+}
+
 /// A decision for `tx` approved by the first approver, written to `dir/name`.
 fn approved_decision(
     authority: &Authority,
@@ -614,31 +650,8 @@ fn approved_decision(
 fn a_zero_value_transfer_to_the_wallet_itself_is_signed_as_an_internal_transfer() {
     let f = fixture();
     let authority = Authority::new();
-    let mut doc = authority.document(
-        1,
-        &Terms {
-            whitelist: vec![RECIPIENT.into()],
-            limit_sat: 0,
-            approvals: 1,
-        },
-    );
-    doc.limits = vec![TransactionLimit {
-        asset: "ETH".into(),
-        max_amount: 10u128.pow(18),
-    }];
-    doc.rules = vec![Rule {
-        asset: "ETH".into(),
-        min_amount: 0,
-        max_amount: 10u128.pow(18),
-        window: None,
-        action: Action::Allow { approvals: 1 },
-    }];
-    let policy = authority.sign(doc, &[0, 1]);
-    let home = f.root.join("void-policy-home");
-    std::fs::create_dir_all(&home).expect("dir");
     let bob = &f.signers[1];
-    let _uninstall = Uninstall(&bob.home);
-    authority.install(&bob.args(), &home, &policy);
+    let (policy, _uninstall) = eth_policy_on(&f, &authority, bob, "void-policy-home");
     let dir = f.root.join("usb-void");
     let sign_with = |request: &Path, decision: &Path, presignature: &str| {
         bob.cmd(&[
@@ -725,31 +738,8 @@ fn a_zero_value_transfer_to_the_wallet_itself_is_signed_as_an_internal_transfer(
 fn a_policy_decision_is_checked_against_the_transaction_shown() {
     let f = fixture();
     let authority = Authority::new();
-    let mut doc = authority.document(
-        1,
-        &Terms {
-            whitelist: vec![RECIPIENT.into()],
-            limit_sat: 0,
-            approvals: 1,
-        },
-    );
-    doc.limits = vec![TransactionLimit {
-        asset: "ETH".into(),
-        max_amount: 10u128.pow(18),
-    }];
-    doc.rules = vec![Rule {
-        asset: "ETH".into(),
-        min_amount: 0,
-        max_amount: 10u128.pow(18),
-        window: None,
-        action: Action::Allow { approvals: 1 },
-    }];
-    let policy = authority.sign(doc, &[0, 1]);
-    let home = f.root.join("policy-home");
-    std::fs::create_dir_all(&home).expect("dir");
     let bob = &f.signers[1];
-    let _uninstall = Uninstall(&bob.home);
-    authority.install(&bob.args(), &home, &policy);
+    let (policy, _uninstall) = eth_policy_on(&f, &authority, bob, "policy-home");
 
     let dir = f.root.join("usb-policy");
     let tx = transaction(RECIPIENT, 1_000, 5);
@@ -818,31 +808,8 @@ fn a_policy_decision_is_checked_against_the_transaction_shown() {
 fn an_approved_withdrawal_is_signed_at_one_nonce_only() {
     let f = fixture();
     let authority = Authority::new();
-    let mut doc = authority.document(
-        1,
-        &Terms {
-            whitelist: vec![RECIPIENT.into()],
-            limit_sat: 0,
-            approvals: 1,
-        },
-    );
-    doc.limits = vec![TransactionLimit {
-        asset: "ETH".into(),
-        max_amount: 10u128.pow(18),
-    }];
-    doc.rules = vec![Rule {
-        asset: "ETH".into(),
-        min_amount: 0,
-        max_amount: 10u128.pow(18),
-        window: None,
-        action: Action::Allow { approvals: 1 },
-    }];
-    let policy = authority.sign(doc, &[0, 1]);
-    let home = f.root.join("twice-policy-home");
-    std::fs::create_dir_all(&home).expect("dir");
     let bob = &f.signers[1];
-    let _uninstall = Uninstall(&bob.home);
-    authority.install(&bob.args(), &home, &policy);
+    let (policy, _uninstall) = eth_policy_on(&f, &authority, bob, "twice-policy-home");
     let dir = f.root.join("usb-twice");
     std::fs::create_dir_all(&dir).expect("dir");
     // One approved withdrawal (its decision binds the intent: recipient and value).
