@@ -174,10 +174,7 @@ pub(crate) fn open_email(
 ) -> Result<String, ApiError> {
     match sealed {
         Some(sealed) => {
-            let bytes =
-                vault.open_text(custody_vault::Purpose::Secret, &email_record(id), sealed)?;
-            String::from_utf8(bytes.to_vec())
-                .map_err(|_| ApiError::internal("a sealed email address is not UTF-8"))
+            vault.open_string(custody_vault::Purpose::Secret, &email_record(id), sealed)
         }
         None if key.contains('@') => Ok(key.to_owned()),
         None => Err(ApiError::internal("an account has no email address")),
@@ -205,13 +202,9 @@ pub(crate) fn open_phone(
     legacy: Option<&str>,
 ) -> Result<Option<String>, ApiError> {
     match (sealed, legacy) {
-        (Some(sealed), _) => {
-            let bytes =
-                vault.open_text(custody_vault::Purpose::Secret, &phone_record(id), sealed)?;
-            String::from_utf8(bytes.to_vec())
-                .map(Some)
-                .map_err(|_| ApiError::internal("a sealed phone number is not UTF-8"))
-        }
+        (Some(sealed), _) => vault
+            .open_string(custody_vault::Purpose::Secret, &phone_record(id), sealed)
+            .map(Some),
         (None, legacy) => Ok(legacy.map(str::to_owned)),
     }
 }

@@ -483,13 +483,12 @@ fn open_link(app: &App, p: &mut Pending) -> Result<(), String> {
             .ok_or("a link in a notification without an account")?;
         let url = app
             .vault
-            .open_text(
+            .open_string(
                 Purpose::Secret,
                 &record(principal),
                 sealed.as_str().unwrap_or_default(),
             )
             .map_err(|e| e.message)?;
-        let url = String::from_utf8(url.to_vec()).map_err(|_| "a sealed value is not UTF-8")?;
         p.payload[key] = serde_json::Value::String(url);
     }
     Ok(())

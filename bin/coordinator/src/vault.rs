@@ -358,6 +358,23 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Opens text sealed by [`seal_text`](Self::seal_text) for `record_id` as a string.
+    ///
+    /// # Errors
+    /// As [`open_text`](Self::open_text), and 500 when the plaintext is not UTF-8.
+    pub fn open_string(
+        &self,
+        purpose: Purpose,
+        record_id: &str,
+        text: &str,
+    ) -> Result<String, ApiError> {
+        let bytes = self.open_text(purpose, record_id, text)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| ApiError::internal("a sealed value is not UTF-8"))
+    }
+}
+
 /// How many rows of one sealed column are wrapped under one KEK.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KekCount {
